@@ -1,0 +1,1 @@
+//! ERP extract loading (CSV/Parquet through object_store) with a rejects list.

@@ -1,0 +1,3 @@
+//! ERP side: extract loading.
+
+pub mod extract;

@@ -1,0 +1,1 @@
+//! The retry and throttle policy shared by every HTTP client.

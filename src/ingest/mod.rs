@@ -1,0 +1,1 @@
+//! Contract snapshot and run state.

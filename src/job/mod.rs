@@ -1,0 +1,1 @@
+//! Job files: raw TOML structs validated once into a typed job.

@@ -1,0 +1,22 @@
+//! contract-recon keeps SpotDraft contracts and an ERP in agreement.
+//!
+//! The pipeline, one module per stage:
+//! - [`job`]: job files (TOML) parsed and validated into a typed [`job::Job`];
+//! - [`http`]: the retry and throttle policy shared by every HTTP client;
+//! - [`spotdraft`]: the SpotDraft API client, its models and the complete page walk;
+//! - [`ingest`]: the contract snapshot (Parquet) and the resumable run state;
+//! - [`erp`]: ERP extract loading (CSV/Parquet through object_store);
+//! - [`reconcile`]: normalization, linking and drift classification, in Polars only;
+//! - [`report`]: drift reports (Parquet, CSV, summary JSON, HTML);
+//! - [`sandbox`]: local SpotDraft and ERP servers with faults, and the fixture generator;
+//! - [`runner`]: runs a job end to end, reading top to bottom like the pipeline.
+
+pub mod erp;
+pub mod http;
+pub mod ingest;
+pub mod job;
+pub mod reconcile;
+pub mod report;
+pub mod runner;
+pub mod sandbox;
+pub mod spotdraft;

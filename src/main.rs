@@ -1,0 +1,3 @@
+//! The `contract-recon` command line.
+
+fn main() {}

@@ -1,0 +1,199 @@
+//! What a reconciliation compares: the validated, I/O-free description that the
+//! job file turns into. The engine takes this plus two DataFrames.
+//!
+//! # Drift rules (the contract between the engine, the fixture generator and the docs)
+//!
+//! Inputs: the contract snapshot (one row per contract; rows with `deleted_at`
+//! set are gone) and the ERP extract (valid rows only, canonical column names).
+//! Keys are normalized per [`KeySource::normalize`]; an empty string is null and
+//! a null key links nothing (two nulls never match).
+//!
+//! *Scope*: contracts whose status is in [`ReconcileSpec::statuses`]. Contracts out
+//! of scope produce no drift, but still count as existing for `orphan_erp_record`.
+//!
+//! *Links* between an in-scope contract C and an ERP record R:
+//! 1. by id: C's ERP record id equals R's `erp_record_id`;
+//! 2. by back-reference: R's `spotdraft_contract_id` equals C's composite id
+//!    (`T-123`) or its integer part (`123`);
+//! 3. by fallback key, when configured: every fallback key is non-null on both
+//!    sides and equal, used only between contracts and records that have no
+//!    link by 1 or 2.
+//!
+//! *Kinds* (one row each, `field` empty except for `field_mismatch`):
+//! - `unlinked_contract` (C, R or empty): C has no ERP record id; R is the record
+//!   linked by rule 2 or 3 when there is exactly one.
+//! - `missing_in_erp` (C, id): C names an ERP record id that no ERP row has.
+//! - `orphan_erp_record` (named id, R): R names a SpotDraft contract that is not in
+//!   the snapshot or is deleted. `contract_id` holds the id R names, as written.
+//! - `duplicate_link` (C, R): one row per link when R links to several contracts or
+//!   C links to several records. Pairs in a duplicate group are not compared.
+//! - `field_mismatch` (C, R, field): for each 1:1 linked pair and each
+//!   [`CompareSpec`], when the values differ under the field's type. Null on both
+//!   sides is equal; null on one side is a mismatch.
+//! - `missing_document` (C, R): C's status is `EXECUTED`, the pair is 1:1 linked,
+//!   and R has no `document_sha256`, or the snapshot has the document's
+//!   checksum and it differs from R's (case-insensitive hex).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Canonical ERP field names that extracts are mapped to.
+pub const CANONICAL_ERP_FIELDS: [&str; 11] = [
+    "erp_record_id",
+    "spotdraft_contract_id",
+    "vendor_id",
+    "po_number",
+    "legal_entity_id",
+    "status",
+    "amount",
+    "currency",
+    "effective_date",
+    "expiry_date",
+    "document_sha256",
+];
+
+/// One normalization step applied to a key or compared string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Remove leading and trailing white space.
+    Trim,
+    /// Fold to upper case.
+    Upper,
+    /// Fold to lower case.
+    Lower,
+    /// Remove leading zeros (`000123` -> `123`; `000` -> `0`).
+    StripLeadingZeros,
+}
+
+/// Where a key lives on the contract side, and how both sides are normalized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySource {
+    /// Snapshot column holding the value, e.g. `external_metadata.id` or
+    /// `external_metadata.record_data.po_number`.
+    pub column: String,
+    /// Steps applied, in order, to the contract value and the ERP value.
+    pub normalize: Vec<Normalize>,
+}
+
+/// The keys used to link contracts and ERP records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySpec {
+    /// ERP record id on the contract (default `external_metadata.id`).
+    pub erp_record_id: KeySource,
+    /// Vendor id on the contract, when the job names one.
+    pub vendor_id: Option<KeySource>,
+    /// Purchase order number on the contract, when the job names one.
+    pub po_number: Option<KeySource>,
+    /// Legal entity id on the contract, when the job names one (reports only).
+    pub legal_entity_id: Option<KeySource>,
+    /// Normalization for the ERP side's `spotdraft_contract_id` back-reference.
+    pub spotdraft_contract_id_normalize: Vec<Normalize>,
+}
+
+/// How a compared field's two values are judged equal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CompareKind {
+    /// Text, equal after the normalization steps.
+    String {
+        /// Steps applied to both sides.
+        normalize: Vec<Normalize>,
+    },
+    /// Floating point, equal within `abs_tolerance` or `rel_tolerance` (either suffices).
+    Number {
+        /// Largest absolute difference that is still equal.
+        abs_tolerance: f64,
+        /// Largest difference relative to the larger magnitude that is still equal.
+        rel_tolerance: f64,
+    },
+    /// Money: both sides rounded to `scale` decimal places (minor units) and compared exactly.
+    Decimal {
+        /// Number of decimal places of the minor unit (2 for cents).
+        scale: u32,
+    },
+    /// Calendar date at day precision; `YYYY-MM-DD` or an ISO date-time (its date part).
+    Date,
+    /// A SpotDraft value mapped through `values` to the ERP value, then compared as text
+    /// (trimmed, case-insensitive). A SpotDraft value absent from the map is a mismatch.
+    Enum {
+        /// SpotDraft value -> ERP value.
+        values: BTreeMap<String, String>,
+    },
+}
+
+/// How serious a drift row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Should be fixed.
+    Medium,
+    /// Blocks correct finance reporting.
+    High,
+}
+
+impl Severity {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+/// One compared field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareSpec {
+    /// Name of the field in reports (`field` column).
+    pub field: String,
+    /// Snapshot column of the SpotDraft value (`contract_status`,
+    /// `external_metadata.record_data.po_number`, `key_pointers.contract_value`, ...).
+    pub spotdraft_column: String,
+    /// Canonical ERP column (after the extract's column mapping).
+    pub erp_column: String,
+    /// Comparison type.
+    pub kind: CompareKind,
+    /// Severity of a mismatch.
+    pub severity: Severity,
+}
+
+/// Everything the reconciliation engine needs, validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileSpec {
+    /// Contract statuses in scope.
+    pub statuses: Vec<String>,
+    /// Linking keys.
+    pub keys: KeySpec,
+    /// Canonical key names (`vendor_id`, `po_number`, `legal_entity_id`) that form
+    /// the fallback composite key; empty when not configured.
+    pub fallback_key: Vec<String>,
+    /// Compared fields.
+    pub compares: Vec<CompareSpec>,
+    /// Whether `missing_document` is checked.
+    pub check_documents: bool,
+    /// Severity of each non-field drift kind, by kind name; kinds not listed are `medium`.
+    pub kind_severity: BTreeMap<String, Severity>,
+}
+
+/// Drift kind names, exactly as they appear in reports.
+pub mod kinds {
+    /// In-scope contract without an ERP record id.
+    pub const UNLINKED_CONTRACT: &str = "unlinked_contract";
+    /// Contract names an ERP record the extract lacks.
+    pub const MISSING_IN_ERP: &str = "missing_in_erp";
+    /// ERP record names a contract that does not exist.
+    pub const ORPHAN_ERP_RECORD: &str = "orphan_erp_record";
+    /// Several contracts per record, or several records per contract.
+    pub const DUPLICATE_LINK: &str = "duplicate_link";
+    /// A compared field differs.
+    pub const FIELD_MISMATCH: &str = "field_mismatch";
+    /// Executed contract whose ERP record lacks the executed document.
+    pub const MISSING_DOCUMENT: &str = "missing_document";
+    /// All kinds, in report order.
+    pub const ALL: [&str; 6] =
+        [UNLINKED_CONTRACT, MISSING_IN_ERP, ORPHAN_ERP_RECORD, DUPLICATE_LINK, FIELD_MISMATCH, MISSING_DOCUMENT];
+}

@@ -1,0 +1,1 @@
+//! Drift reports: Parquet, CSV, summary JSON and an HTML page.

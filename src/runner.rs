@@ -1,0 +1,1 @@
+//! Runs a job end to end.

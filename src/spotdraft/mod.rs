@@ -1,0 +1,3 @@
+//! SpotDraft API: models, client, complete page walk.
+
+pub mod model;
