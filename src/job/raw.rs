@@ -1,0 +1,194 @@
+//! Job file as written: serde structs that mirror the TOML one to one.
+//!
+//! Unknown keys are rejected everywhere. Every field's doc comment is the
+//! user's reference for that key (the README's job-file section repeats it).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// A whole job file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJobFile {
+    /// `[job]`: name and schedule.
+    pub job: RawJob,
+    /// `[spotdraft]`: the SpotDraft workspace and how to page through it.
+    pub spotdraft: RawSpotDraft,
+    /// `[sandbox]`: serve SpotDraft from the embedded sandbox (when `spotdraft.base_url = "sandbox"`).
+    pub sandbox: Option<RawSandbox>,
+    /// `[erp]`: where the ERP extract comes from.
+    pub erp: RawErp,
+    /// `[match]`: where the ERP ids live on a contract, and how keys are normalized.
+    #[serde(rename = "match")]
+    pub matching: RawMatch,
+    /// `[[compare]]`: one entry per compared field.
+    #[serde(default)]
+    pub compare: Vec<RawCompare>,
+    /// `[severity]`: severity of each non-field drift kind.
+    #[serde(default)]
+    pub severity: BTreeMap<String, String>,
+    /// `[output]`: where reports, snapshots and state are written.
+    pub output: RawOutput,
+    /// `[apply]`: corrections pushed into the ERP. Reserved: only `enabled = false` is accepted for now.
+    pub apply: Option<RawApply>,
+}
+
+/// `[job]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    /// Job name: letters, digits, `-` and `_`. Names the snapshot, state and report folders.
+    pub name: String,
+    /// Cron schedule for `contract-recon schedule`, seconds first (6 or 7 fields), e.g.
+    /// `"0 30 2 * * *"` for 02:30:00 every day. Optional: a job without one only runs on demand.
+    pub schedule: Option<String>,
+    /// IANA time zone the schedule is read in (default `UTC`), e.g. `"Europe/Berlin"`.
+    pub timezone: Option<String>,
+}
+
+/// `[spotdraft]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpotDraft {
+    /// API base URL including `/api/`, e.g. `https://api.us.spotdraft.com/api/` (regions: in, us, eu, me),
+    /// or `"sandbox"` to use the embedded sandbox described by `[sandbox]`.
+    pub base_url: String,
+    /// Name of the environment variable holding the `client-id`. Required unless `base_url = "sandbox"`.
+    pub client_id_env: Option<String>,
+    /// Name of the environment variable holding the `client-secret`. Required unless `base_url = "sandbox"`.
+    pub client_secret_env: Option<String>,
+    /// Optional workspace user to act as (`user-email` header).
+    pub user_email: Option<String>,
+    /// Contracts per list request, 1 to 100 (default 100).
+    pub page_size: Option<u32>,
+    /// Requests per second to this workspace, 1 to 10 for SpotDraft's published limit (default 10).
+    pub requests_per_second: Option<u32>,
+    /// Requests in flight at once (default 4).
+    pub max_in_flight: Option<usize>,
+    /// Per-request timeout in seconds (default 30).
+    pub request_timeout_secs: Option<u64>,
+    /// Only walk contracts in these statuses (`filter__display_status[$in]`). Default: all statuses.
+    pub status_filter: Option<Vec<String>>,
+    /// Incremental runs re-read changes this many seconds before the last watermark (default 600).
+    pub incremental_overlap_secs: Option<u64>,
+    /// Download executed documents of new or changed EXECUTED contracts to compare checksums (default false).
+    pub fetch_documents: Option<bool>,
+    /// `[spotdraft.retry]`: retry limits.
+    pub retry: Option<RawRetry>,
+}
+
+/// `[spotdraft.retry]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts per request, including the first (default 6).
+    pub max_attempts: Option<u32>,
+    /// First backoff in milliseconds; doubles each retry, with full jitter (default 250).
+    pub initial_backoff_ms: Option<u64>,
+    /// Largest backoff in milliseconds (default 30000).
+    pub max_backoff_ms: Option<u64>,
+    /// Give up retrying one request after this many seconds in total (default 300).
+    pub max_total_secs: Option<u64>,
+}
+
+/// `[sandbox]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSandbox {
+    /// Fixture dataset directory the sandbox serves (relative paths are read from the job file's folder).
+    pub fixtures: String,
+    /// Rate limit the sandbox enforces per workspace, requests per second (default 10).
+    pub rate_limit_per_sec: Option<u32>,
+}
+
+/// `[erp]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawErp {
+    /// `[erp.extract]`: the ERP extract file.
+    pub extract: RawExtract,
+}
+
+/// `[erp.extract]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtract {
+    /// Local path (relative to the job file's folder), `file://`, `s3://`, `gs://`, `az://` or `memory://` URL.
+    pub url: String,
+    /// `csv` or `parquet`. Default: from the file extension.
+    pub format: Option<String>,
+    /// Canonical name -> the extract's own column name. Canonical names: erp_record_id (required),
+    /// spotdraft_contract_id, vendor_id, po_number, legal_entity_id, status, amount, currency,
+    /// effective_date, expiry_date, document_sha256, and any extra name a `[[compare]]` uses.
+    pub columns: BTreeMap<String, String>,
+}
+
+/// `[match]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Contract statuses that are reconciled (default SIGN, EXECUTED, ON_HOLD, VOIDED).
+    pub statuses: Option<Vec<String>>,
+    /// Where the ERP record id lives on a contract (default `external_metadata.id`).
+    pub erp_record_id: Option<String>,
+    /// Where the vendor id lives, e.g. `external_metadata.record_data.vendor_id`.
+    pub vendor_id: Option<String>,
+    /// Where the purchase order number lives, e.g. `external_metadata.record_data.po_number`.
+    pub po_number: Option<String>,
+    /// Where the legal entity id lives, e.g. `external_metadata.record_data.legal_entity_id`.
+    pub legal_entity_id: Option<String>,
+    /// Fallback composite key used for contracts with no other link, e.g. `["vendor_id", "po_number"]`.
+    pub fallback_key: Option<Vec<String>>,
+    /// Normalization per key (`erp_record_id`, `vendor_id`, `po_number`, `legal_entity_id`,
+    /// `spotdraft_contract_id`): a list of `trim`, `upper`, `lower`, `strip_leading_zeros`.
+    /// Default for every key: `["trim", "upper"]`.
+    #[serde(default)]
+    pub normalize: BTreeMap<String, Vec<String>>,
+}
+
+/// `[[compare]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompare {
+    /// Field name shown in reports.
+    pub field: String,
+    /// SpotDraft source: a list field (`contract_status`, `contract_name`, `counter_party_name`,
+    /// `contract_type_name`, `created`, `reference_id`), an `external_metadata.<id|integration_name|record_type>`
+    /// or `external_metadata.record_data.<key>` path, or `key_pointers.<field_name>` for a metadata value.
+    pub spotdraft: String,
+    /// Canonical ERP column (a key of `[erp.extract.columns]`).
+    pub erp: String,
+    /// `string`, `number`, `decimal`, `date` or `enum`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `string`: normalization steps (default `["trim"]`).
+    pub normalize: Option<Vec<String>>,
+    /// For `number`: largest absolute difference still equal (default 0).
+    pub abs_tolerance: Option<f64>,
+    /// For `number`: largest relative difference still equal (default 0).
+    pub rel_tolerance: Option<f64>,
+    /// For `decimal`: decimal places of the minor unit (default 2).
+    pub scale: Option<u32>,
+    /// For `enum`: SpotDraft value -> ERP value.
+    pub values: Option<BTreeMap<String, String>>,
+    /// `low`, `medium` or `high` (default `medium`).
+    pub severity: Option<String>,
+}
+
+/// `[output]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// Local folder (relative to the job file's folder) or object store URL (`s3://bucket/prefix`, ...).
+    pub url: String,
+    /// Report formats among `parquet`, `csv`, `html` (default all three). `summary.json` is always written.
+    pub formats: Option<Vec<String>>,
+}
+
+/// `[apply]` (reserved for corrections)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApply {
+    /// Must be `false` until corrections are implemented.
+    pub enabled: bool,
+}

@@ -1,0 +1,261 @@
+use super::*;
+use std::io::Write;
+
+fn jobs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("jobs")
+}
+
+fn env_with_secrets(name: &str) -> Option<String> {
+    name.starts_with("SPOTDRAFT_")
+        .then(|| format!("value-of-{name}"))
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// Writes `text` as a temporary job file and validates it.
+fn check(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Job, JobProblems> {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    load_job_with_env(f.path(), env)
+}
+
+/// The demo job with its relative paths made absolute, so copies can live anywhere.
+fn demo_text() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::read_to_string(jobs_dir().join("demo.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{root}/"))
+}
+
+/// The demo job pointed at a live workspace: no [sandbox] section, env-named secrets.
+fn live_text(base_url: &str, env_prefix: &str, rps: u32) -> String {
+    let text = demo_text();
+    let (start, end) = (
+        text.find("[sandbox]").unwrap(),
+        text.find("[erp.extract]").unwrap(),
+    );
+    format!("{}{}", &text[..start], &text[end..])
+        .replace(
+            "base_url = \"sandbox\"",
+            &format!("base_url = \"{base_url}\"\nclient_id_env = \"{env_prefix}_ID\"\nclient_secret_env = \"{env_prefix}_SECRET\""),
+        )
+        .replace("requests_per_second = 50", &format!("requests_per_second = {rps}"))
+}
+
+fn problems(text: &str) -> Vec<JobProblem> {
+    check(text, &env_with_secrets)
+        .expect_err("job should be rejected")
+        .0
+}
+
+fn keys(text: &str) -> Vec<String> {
+    problems(text).into_iter().map(|p| p.key).collect()
+}
+
+#[test]
+fn every_shipped_job_file_validates() {
+    for entry in std::fs::read_dir(jobs_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            load_job_with_env(&path, &env_with_secrets).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}
+
+#[test]
+fn demo_job_reads_into_a_typed_job() {
+    let job = check(&demo_text(), &no_env).unwrap();
+    assert_eq!(job.name, "demo");
+    assert!(matches!(
+        job.spotdraft,
+        SpotDraftTarget::Sandbox {
+            rate_limit_per_sec: 50,
+            ..
+        }
+    ));
+    assert_eq!(job.fetch.page_size, 100);
+    assert_eq!(job.reconcile.compares.len(), 7);
+    assert_eq!(job.extract.format, ExtractFileFormat::Csv);
+    assert!(job.reconcile.check_documents);
+    assert_eq!(job.reconcile.fallback_key, ["vendor_id", "po_number"]);
+    // Keys and compared fields decide which snapshot columns ingestion fills.
+    assert_eq!(
+        job.fetch.record_data_keys,
+        ["vendor_id", "po_number", "legal_entity_id"]
+    );
+    assert_eq!(
+        job.fetch.key_pointer_fields,
+        [
+            "contract_value",
+            "currency",
+            "effective_date",
+            "expiry_date"
+        ]
+    );
+    assert!(Path::new(&job.output.url).is_absolute());
+    assert_eq!(job.schedule.unwrap().cron, "0 30 2 * * *");
+}
+
+#[test]
+fn page_size_out_of_range_names_the_key() {
+    for bad in ["page_size = 0", "page_size = 500"] {
+        let p = problems(&demo_text().replace("page_size = 100", bad));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "spotdraft.page_size");
+        assert!(
+            p[0].to_string().contains("out of range 1..=100"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[0].to_string().contains(".toml: spotdraft.page_size: "),
+            "{}",
+            p[0]
+        );
+    }
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_section() {
+    let p = problems(&demo_text().replace("page_size = 100", "page_size = 100\npagesize = 5"));
+    assert_eq!(p[0].key, "spotdraft.pagesize");
+    assert!(p[0].reason.contains("unknown key"), "{}", p[0]);
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let p = problems(&demo_text().replace("page_size = 100", "page_size = \"lots\""));
+    assert_eq!(p[0].key, "spotdraft.page_size");
+}
+
+#[test]
+fn missing_section_is_named() {
+    let text = demo_text();
+    let start = text.find("[output]").unwrap();
+    let end = text.find("[apply]").unwrap();
+    let p = problems(&format!("{}{}", &text[..start], &text[end..]));
+    assert_eq!(p[0].key, "output");
+    assert!(p[0].reason.contains("missing section"), "{}", p[0]);
+}
+
+#[test]
+fn unparsable_cron_and_timezone_are_reported_together() {
+    let text = demo_text()
+        .replace("\"0 30 2 * * *\"", "\"every night\"")
+        .replace("timezone = \"UTC\"", "timezone = \"Mars/Olympus\"");
+    assert_eq!(keys(&text), ["job.timezone", "job.schedule"]);
+}
+
+#[test]
+fn five_field_cron_is_rejected() {
+    assert_eq!(
+        keys(&demo_text().replace("\"0 30 2 * * *\"", "\"30 2 * * *\"")),
+        ["job.schedule"]
+    );
+}
+
+#[test]
+fn unset_secret_variables_are_named() {
+    let text = live_text("https://api.eu.spotdraft.com/api/", "SD_UNSET", 10);
+    let p = check(&text, &no_env).unwrap_err().0;
+    let lines: Vec<String> = p
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.reason))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "spotdraft.client_id_env: environment variable SD_UNSET_ID is not set",
+            "spotdraft.client_secret_env: environment variable SD_UNSET_SECRET is not set"
+        ]
+    );
+    let job = check(&text, &|_| Some("s3cr3t".into())).unwrap();
+    assert!(
+        !format!("{job:?}").contains("s3cr3t"),
+        "secrets must not appear in Debug output"
+    );
+}
+
+#[test]
+fn live_workspace_rate_is_capped_at_the_published_limit() {
+    let text = live_text("https://api.us.spotdraft.com/api/", "SPOTDRAFT", 50);
+    assert_eq!(keys(&text), ["spotdraft.requests_per_second"]);
+}
+
+#[test]
+fn plain_http_is_refused_for_a_remote_host() {
+    let text = live_text("http://api.us.spotdraft.com/api/", "SPOTDRAFT", 10);
+    assert_eq!(keys(&text), ["spotdraft.base_url"]);
+}
+
+#[test]
+fn compare_problems_are_indexed() {
+    let text = demo_text()
+        .replace("type = \"decimal\"", "type = \"money\"")
+        .replace("erp = \"currency\"", "erp = \"ccy\"")
+        .replace(
+            "spotdraft = \"key_pointers.effective_date\"",
+            "spotdraft = \"title\"",
+        );
+    assert_eq!(
+        keys(&text),
+        ["compare[3].type", "compare[4].erp", "compare[5].spotdraft"]
+    );
+}
+
+#[test]
+fn enum_without_values_and_misplaced_options_are_rejected() {
+    let text = demo_text()
+        .replace("values = { EXECUTED = \"ACTIVE\", SIGN = \"PENDING_SIGNATURE\", ON_HOLD = \"ON_HOLD\", VOIDED = \"CANCELLED\" }\n", "")
+        .replace("type = \"date\"\nseverity = \"medium\"", "type = \"date\"\nscale = 3\nseverity = \"medium\"");
+    assert_eq!(keys(&text), ["compare[2].values", "compare[5].scale"]);
+}
+
+#[test]
+fn bad_normalization_and_fallback_are_rejected() {
+    let text = demo_text()
+        .replace(
+            "po_number = [\"trim\", \"upper\", \"strip_leading_zeros\"]\nlegal",
+            "po_number = [\"trim\", \"shout\"]\nlegal",
+        )
+        .replace(
+            "fallback_key = [\"vendor_id\", \"po_number\"]",
+            "fallback_key = [\"vendor_id\", \"title\"]",
+        );
+    assert_eq!(
+        keys(&text),
+        ["match.normalize.po_number", "match.fallback_key"]
+    );
+}
+
+#[test]
+fn missing_record_id_mapping_and_unknown_format() {
+    let text = demo_text()
+        .replace("erp_record_id = \"RECORD_ID\"\n", "")
+        .replace("format = \"csv\"", "format = \"xlsx\"");
+    assert_eq!(
+        keys(&text),
+        ["erp.extract.format", "erp.extract.columns.erp_record_id"]
+    );
+}
+
+#[test]
+fn apply_cannot_be_enabled_yet() {
+    assert_eq!(
+        keys(&demo_text().replace("enabled = false", "enabled = true")),
+        ["apply.enabled"]
+    );
+}
+
+#[test]
+fn unreadable_file_is_one_problem() {
+    let err = load_job_with_env(Path::new("/nonexistent/job.toml"), &no_env).unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/job.toml: -: cannot read the job file"),
+        "{err}"
+    );
+}
