@@ -7,6 +7,18 @@
 //! points at the newest complete run. A reader that sees `_SUCCESS` (or follows
 //! `latest.json`) never sees half a report.
 //!
+//! `drift.parquet` holds every drift column but `run_id`, which readers take
+//! from the path: read `{output_prefix}/drift/**/*.parquet` with Hive
+//! partitioning (Polars `hive_partitioning`, DuckDB `hive_partitioning=true`,
+//! pyarrow/pandas `partitioning="hive"`) to get `run_date` (a date) and `run_id`.
+//! pyarrow refuses a column that is both in the file and in the path, hence the drop.
+//! Recipes checked against the written files (the folder also holds JSON, CSV and
+//! HTML, which the globs and options below skip):
+//! - DuckDB: `read_parquet('out/drift/**/*.parquet', hive_partitioning=true)`;
+//! - Polars: `pl.scan_parquet('out/drift/**/*.parquet', hive_partitioning=True)`;
+//! - pandas: `pyarrow.dataset.dataset('out/drift', format='parquet', partitioning='hive',
+//!   exclude_invalid_files=True).to_table().to_pandas()`.
+//!
 //! The drift frame has the String columns of [`DRIFT_COLUMNS`], in that order;
 //! the rejects frame has `row` (u64), `reason` and `erp_record_id`.
 
@@ -21,7 +33,7 @@ pub use html::render_html;
 pub use summary::{InputCounts, RunInfo, Summary};
 pub use write::{
     read_latest, run_dir, write_reports, LatestPointer, ReportFormats, ReportLocation, LATEST_FILE,
-    SUCCESS_FILE,
+    PARQUET_DROPPED_COLUMN, SUCCESS_FILE,
 };
 
 /// Columns of the drift frame, in order. All are String.

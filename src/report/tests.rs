@@ -407,9 +407,10 @@ async fn parquet_and_csv_read_back_equal_to_input() {
     let back = ParquetReader::new(std::io::Cursor::new(parquet))
         .finish()
         .unwrap();
+    let drift_in_file = drift.drop(PARQUET_DROPPED_COLUMN).unwrap();
     assert!(
-        back.equals_missing(&drift),
-        "parquet:\n{back}\ninput:\n{drift}"
+        back.equals_missing(&drift_in_file),
+        "parquet:\n{back}\ninput:\n{drift_in_file}"
     );
 
     let csv = get_bytes(store.as_ref(), &format!("{dir}/drift.csv")).await;
@@ -453,28 +454,37 @@ async fn parquet_reads_as_hive_dataset_with_run_id_and_date() {
     .unwrap();
 
     let glob = format!("{}/out/drift/**/*.parquet", tmp.path().display());
-    let counts = tokio::task::spawn_blocking(move || {
+    let all = tokio::task::spawn_blocking(move || {
         let args = ScanArgsParquet {
             hive_options: HiveOptions::new_enabled(),
             ..Default::default()
         };
         LazyFrame::scan_parquet(PlRefPath::new(glob), args)
             .unwrap()
-            .group_by([col("run_id"), col("run_date").cast(DataType::String)])
-            .agg([len().cast(DataType::UInt64).alias("n")])
-            .sort(["run_id"], Default::default())
+            .sort(["run_id", "contract_id"], Default::default())
             .collect()
             .unwrap()
     })
     .await
     .unwrap();
-    let expected = df! {
-        "run_id" => ["r-a", "r-b"],
-        "run_date" => ["2025-03-01", "2025-03-02"],
-        "n" => [5u64, 3],
-    }
-    .unwrap();
-    assert!(counts.equals(&expected), "got:\n{counts}");
+    assert_eq!(all.column("run_date").unwrap().dtype(), &DataType::Date);
+    let dates = all
+        .column("run_date")
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap();
+    let dates: Vec<Option<&str>> = dates.str().unwrap().iter().collect();
+    let expected_dates = [vec![Some("2025-03-01"); 5], vec![Some("2025-03-02"); 3]].concat();
+    assert_eq!(dates, expected_dates);
+    // Every drift column, run_id included (from the path), comes back as written.
+    let names: Vec<PlSmallStr> = DRIFT_COLUMNS.iter().map(|c| (*c).into()).collect();
+    let rows = all.select(names).unwrap();
+    let mut expected = drift_frame("r-a");
+    expected.vstack_mut(&three).unwrap();
+    assert!(
+        rows.equals_missing(&expected),
+        "got:\n{rows}\nexpected:\n{expected}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,7 +547,7 @@ async fn empty_drift_writes_headers_and_says_clean() {
         .iter()
         .map(|n| n.to_string())
         .collect();
-    assert_eq!(names, DRIFT_COLUMNS);
+    assert_eq!(names, DRIFT_COLUMNS[1..]);
     let html =
         String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/report.html")).await).unwrap();
     assert!(html.contains("No drift."));
@@ -562,4 +572,73 @@ fn html_for_ten_thousand_rows_stays_small() {
     assert!(html.len() < 300 * 1024, "{} bytes", html.len());
     assert_eq!(html.matches("<tr class=").count(), 200);
     assert!(html.contains("Showing 200 of 10,000 rows"));
+}
+
+/// Writes two sample runs (the second with 10,000 varied drift rows) under
+/// `$REPORT_SAMPLE_DIR/out/drift/`, for looking at `report.html` and reading the
+/// dataset with other tools: `REPORT_SAMPLE_DIR=/tmp/x cargo test --lib write_sample -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn write_sample_reports() {
+    let dir = std::env::var("REPORT_SAMPLE_DIR").expect("REPORT_SAMPLE_DIR");
+    std::fs::create_dir_all(&dir).unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap());
+    write(
+        store.clone(),
+        &run("r-a", "2025-03-01", "2025-03-01T06:05:00Z"),
+        &drift_frame("r-a"),
+    )
+    .await
+    .unwrap();
+    let n = 10_000;
+    let kinds = crate::reconcile::spec::kinds::ALL;
+    let pick = |i: usize, options: &[&str]| options[(i * 7 + i / 3) % options.len()].to_string();
+    let kind: Vec<String> = (0..n)
+        .map(|i| kinds[(i * 13 + i / 5) % 6].to_string())
+        .collect();
+    let field: Vec<Option<String>> = (0..n)
+        .map(|i| {
+            (kind[i] == "field_mismatch").then(|| {
+                pick(
+                    i,
+                    &["amount", "currency", "status", "expiry_date", "po_number"],
+                )
+            })
+        })
+        .collect();
+    let big = df! {
+        "run_id" => vec!["r-b"; n],
+        "job" => vec!["acme-vendors"; n],
+        "detected_at" => vec!["2025-03-02T06:01:02Z"; n],
+        "drift_kind" => kind.clone(),
+        "severity" => (0..n).map(|i| pick(i, &["low", "medium", "high", "medium"])).collect::<Vec<_>>(),
+        "contract_id" => (0..n).map(|i| format!("T-{}", 1000 + i)).collect::<Vec<_>>(),
+        "erp_record_id" => (0..n).map(|i| (i % 9 != 0).then(|| format!("ERP-{:06}", i))).collect::<Vec<_>>(),
+        "legal_entity_id" => (0..n).map(|i| (i % 17 != 0).then(|| format!("LE-{:02}", (i * 31) % 23))).collect::<Vec<_>>(),
+        "vendor_id" => (0..n).map(|i| Some(format!("V{}", i % 400))).collect::<Vec<_>>(),
+        "po_number" => (0..n).map(|i| (i % 4 != 0).then(|| format!("PO-{}", 50000 + i))).collect::<Vec<_>>(),
+        "field" => field.clone(),
+        "spotdraft_value" => field.iter().enumerate().map(|(i, f)| f.as_ref().map(|_| format!("{}.00", 100 + i))).collect::<Vec<_>>(),
+        "erp_value" => field.iter().enumerate().map(|(i, f)| f.as_ref().map(|_| format!("{}.50", 100 + i))).collect::<Vec<_>>(),
+        "proposed_action" => kind.iter().map(|k| if k == "field_mismatch" { "update_erp" } else { "review" }).collect::<Vec<_>>(),
+    }
+    .unwrap();
+    let info = run("r-b", "2025-03-02", "2025-03-02T06:05:00Z");
+    let loc = write(store.clone(), &info, &big).await.unwrap();
+    let clean = run("r-c", "2025-03-03", "2025-03-03T06:05:00Z");
+    let summary = Summary::from_drift(&clean, &DataFrame::empty(), inputs()).unwrap();
+    let formats = ReportFormats::default();
+    write_reports(
+        store,
+        &Path::from("out"),
+        &clean,
+        &DataFrame::empty(),
+        &DataFrame::empty(),
+        &summary,
+        &formats,
+    )
+    .await
+    .unwrap();
+    println!("{dir}/{}", loc.dir);
 }

@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 /// Name of the completion marker, written after every other file of a run.
 pub const SUCCESS_FILE: &str = "_SUCCESS";
+/// The drift column left out of `drift.parquet`: readers take it from the
+/// `run_id=` path segment (Hive partitioning). `drift.csv` keeps every column.
+pub const PARQUET_DROPPED_COLUMN: &str = "run_id";
 /// Name of the pointer to the newest complete run, under `{output_prefix}/drift/`.
 pub const LATEST_FILE: &str = "latest.json";
 
@@ -248,9 +251,14 @@ fn serialize_files(
     };
     let mut files = Vec::new();
     if formats.parquet {
+        // `run_id` comes from the Hive path; in the file too, pyarrow (pandas) refuses
+        // to merge the file's column with the partition's.
+        let mut without_run_id = drift
+            .drop(PARQUET_DROPPED_COLUMN)
+            .map_err(polars_err("drift.parquet"))?;
         let mut buf = Vec::new();
         ParquetWriter::new(&mut buf)
-            .finish(&mut drift)
+            .finish(&mut without_run_id)
             .map_err(polars_err("drift.parquet"))?;
         files.push(("drift.parquet", buf));
     }
