@@ -232,7 +232,7 @@ fn drift_table(out: &mut String, drift: &DataFrame) -> Result<(), ReportError> {
         .collect()
         .map_err(|source| ReportError::Polars {
             path: "report.html drift table".into(),
-            source,
+            source: Box::new(source),
         })?;
     let _ = write!(
         out,
@@ -251,7 +251,7 @@ fn drift_table(out: &mut String, drift: &DataFrame) -> Result<(), ReportError> {
         .collect::<PolarsResult<_>>()
         .map_err(|source| ReportError::Polars {
             path: "report.html drift table".into(),
-            source,
+            source: Box::new(source),
         })?;
     for row in 0..top.height() {
         let severity = columns[0].get(row).unwrap_or("");
@@ -282,7 +282,7 @@ fn rejects_table(out: &mut String, rejects: &DataFrame, rejected: u64) -> Result
     }
     let err = |source| ReportError::Polars {
         path: "report.html rejects table".into(),
-        source,
+        source: Box::new(source),
     };
     let shown = rejects.head(Some(HTML_REJECT_ROWS));
     let rows = shown.column("row").and_then(|c| c.u64()).map_err(err)?;

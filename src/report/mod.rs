@@ -72,7 +72,7 @@ pub enum ReportError {
         expected: &'static str,
         /// Polars' own message.
         #[source]
-        source: polars::error::PolarsError,
+        source: Box<polars::error::PolarsError>,
     },
     /// Polars failed while computing a breakdown or serializing a file.
     #[error("building {path}: {source}")]
@@ -81,7 +81,7 @@ pub enum ReportError {
         path: String,
         /// Polars' own message.
         #[source]
-        source: polars::error::PolarsError,
+        source: Box<polars::error::PolarsError>,
     },
     /// A JSON document could not be written or read.
     #[error("JSON at {path}: {source}")]
@@ -103,7 +103,7 @@ pub enum ReportError {
         store: String,
         /// object_store's message.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// This run's directory already has `_SUCCESS`: a report is never written twice.
     #[error("report already complete at {path}; a run id is written once")]

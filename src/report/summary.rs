@@ -121,7 +121,7 @@ fn count_by(
 ) -> Result<BTreeMap<String, u64>, ReportError> {
     let polars_err = |source| ReportError::Polars {
         path: format!("summary.by_{column}"),
-        source,
+        source: Box::new(source),
     };
     let counts = drift
         .clone()
@@ -171,7 +171,7 @@ pub(crate) fn normalize_drift(drift: &DataFrame) -> Result<DataFrame, ReportErro
     }
     DataFrame::new(drift.height(), columns).map_err(|source| ReportError::Polars {
         path: "drift frame".into(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -195,7 +195,7 @@ pub(crate) fn normalize_rejects(rejects: &DataFrame) -> Result<DataFrame, Report
             frame: "rejects",
             column: "row".into(),
             expected: "an integer",
-            source,
+            source: Box::new(source),
         })?;
     let columns = vec![
         row,
@@ -204,7 +204,7 @@ pub(crate) fn normalize_rejects(rejects: &DataFrame) -> Result<DataFrame, Report
     ];
     DataFrame::new(rejects.height(), columns).map_err(|source| ReportError::Polars {
         path: "rejects frame".into(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -219,6 +219,6 @@ fn string_column(frame: &'static str, df: &DataFrame, name: &str) -> Result<Colu
             frame,
             column: name.to_string(),
             expected: "String",
-            source,
+            source: Box::new(source),
         })
 }

@@ -231,7 +231,7 @@ fn store_err(
         op,
         path: path.to_string(),
         store: store.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -247,7 +247,10 @@ fn serialize_files(
     let mut rejects = normalize_rejects(rejects)?;
     let polars_err = |name: &str| {
         let path = format!("{dir}/{name}");
-        move |source| ReportError::Polars { path, source }
+        move |source| ReportError::Polars {
+            path,
+            source: Box::new(source),
+        }
     };
     let mut files = Vec::new();
     if formats.parquet {
