@@ -34,7 +34,7 @@ const CSS: &str = "body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Ar
 margin:24px;color:#1f2933;background:#fff}h1{font-size:22px;margin:0 0 4px}\
 h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d9e2ec;padding-bottom:4px}\
 .meta{color:#52606d;font-size:13px}.cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}\
-.card{border:1px solid #d9e2ec;border-radius:6px;padding:10px 16px;min-width:150px}\
+.card{border:1px solid #d9e2ec;border-radius:6px;padding:10px 16px;min-width:120px}\
 .card .n{font-size:24px;font-weight:600}.card .l{font-size:12px;color:#52606d}\
 .card.high{border-left:5px solid #c62828}.card.medium{border-left:5px solid #e69b00}\
 .card.low{border-left:5px solid #2f6fba}.clean{background:#e3f9e5;border:1px solid #31a24c;\
@@ -273,11 +273,16 @@ fn drift_table(out: &mut String, drift: &DataFrame) -> Result<(), ReportError> {
 fn rejects_table(out: &mut String, rejects: &DataFrame, rejected: u64) -> Result<(), ReportError> {
     out.push_str("<h2>Rejected ERP rows</h2>");
     if rejects.height() == 0 {
-        let _ = write!(
-            out,
-            "<p class=\"muted\">No ERP rows were rejected ({} reported).</p>",
-            fmt_int(rejected)
-        );
+        if rejected == 0 {
+            out.push_str("<p class=\"muted\">No ERP rows were rejected.</p>");
+        } else {
+            let _ = write!(
+                out,
+                "<p class=\"muted\">{} ERP rows were rejected, but their details were not \
+                 passed to the report.</p>",
+                fmt_int(rejected)
+            );
+        }
         return Ok(());
     }
     let err = |source| ReportError::Polars {

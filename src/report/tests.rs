@@ -1,132 +1,16 @@
 //! Report stage tests: real writes into an in-memory store or a temp folder, read back.
 
 use super::*;
-use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use polars::prelude::*;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use recording_store::RecordingStore;
+use std::sync::Arc;
 
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = object_store::Result<T>> + Send + 'a>>;
-
-/// An InMemory store that records the order of puts and can fail puts to one file name.
-#[derive(Debug)]
-struct RecordingStore {
-    inner: InMemory,
-    puts: Mutex<Vec<String>>,
-    fail_on: Mutex<Option<String>>,
-}
-
-impl RecordingStore {
-    fn new() -> Arc<Self> {
-        Arc::new(RecordingStore {
-            inner: InMemory::new(),
-            puts: Mutex::default(),
-            fail_on: Mutex::default(),
-        })
-    }
-    fn fail_on(&self, file_name: Option<&str>) {
-        *self.fail_on.lock().unwrap() = file_name.map(str::to_string);
-    }
-    fn puts(&self) -> Vec<String> {
-        self.puts.lock().unwrap().clone()
-    }
-}
-
-impl std::fmt::Display for RecordingStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RecordingStore")
-    }
-}
-
-impl ObjectStore for RecordingStore {
-    fn put_opts<'a, 'b, 'c>(
-        &'a self,
-        location: &'b Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> BoxFut<'c, PutResult>
-    where
-        'a: 'c,
-        'b: 'c,
-        Self: 'c,
-    {
-        Box::pin(async move {
-            let failing = self.fail_on.lock().unwrap().clone();
-            if failing.as_deref() == location.filename() {
-                return Err(object_store::Error::Generic {
-                    store: "RecordingStore",
-                    source: "injected failure".into(),
-                });
-            }
-            let result = self.inner.put_opts(location, payload, opts).await?;
-            self.puts.lock().unwrap().push(location.to_string());
-            Ok(result)
-        })
-    }
-    fn put_multipart_opts<'a, 'b, 'c>(
-        &'a self,
-        location: &'b Path,
-        opts: PutMultipartOptions,
-    ) -> BoxFut<'c, Box<dyn MultipartUpload>>
-    where
-        'a: 'c,
-        'b: 'c,
-        Self: 'c,
-    {
-        self.inner.put_multipart_opts(location, opts)
-    }
-    fn get_opts<'a, 'b, 'c>(
-        &'a self,
-        location: &'b Path,
-        options: GetOptions,
-    ) -> BoxFut<'c, GetResult>
-    where
-        'a: 'c,
-        'b: 'c,
-        Self: 'c,
-    {
-        self.inner.get_opts(location, options)
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    fn list_with_delimiter<'a, 'b, 'c>(&'a self, prefix: Option<&'b Path>) -> BoxFut<'c, ListResult>
-    where
-        'a: 'c,
-        'b: 'c,
-        Self: 'c,
-    {
-        self.inner.list_with_delimiter(prefix)
-    }
-    fn copy_opts<'a, 'b, 'd, 'c>(
-        &'a self,
-        from: &'b Path,
-        to: &'d Path,
-        options: CopyOptions,
-    ) -> BoxFut<'c, ()>
-    where
-        'a: 'c,
-        'b: 'c,
-        'd: 'c,
-        Self: 'c,
-    {
-        self.inner.copy_opts(from, to, options)
-    }
-}
+mod recording_store;
+mod sample;
 
 fn run(run_id: &str, date: &str, finished_at: &str) -> RunInfo {
     RunInfo {
@@ -572,73 +456,4 @@ fn html_for_ten_thousand_rows_stays_small() {
     assert!(html.len() < 300 * 1024, "{} bytes", html.len());
     assert_eq!(html.matches("<tr class=").count(), 200);
     assert!(html.contains("Showing 200 of 10,000 rows"));
-}
-
-/// Writes two sample runs (the second with 10,000 varied drift rows) under
-/// `$REPORT_SAMPLE_DIR/out/drift/`, for looking at `report.html` and reading the
-/// dataset with other tools: `REPORT_SAMPLE_DIR=/tmp/x cargo test --lib write_sample -- --ignored`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn write_sample_reports() {
-    let dir = std::env::var("REPORT_SAMPLE_DIR").expect("REPORT_SAMPLE_DIR");
-    std::fs::create_dir_all(&dir).unwrap();
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap());
-    write(
-        store.clone(),
-        &run("r-a", "2025-03-01", "2025-03-01T06:05:00Z"),
-        &drift_frame("r-a"),
-    )
-    .await
-    .unwrap();
-    let n = 10_000;
-    let kinds = crate::reconcile::spec::kinds::ALL;
-    let pick = |i: usize, options: &[&str]| options[(i * 7 + i / 3) % options.len()].to_string();
-    let kind: Vec<String> = (0..n)
-        .map(|i| kinds[(i * 13 + i / 5) % 6].to_string())
-        .collect();
-    let field: Vec<Option<String>> = (0..n)
-        .map(|i| {
-            (kind[i] == "field_mismatch").then(|| {
-                pick(
-                    i,
-                    &["amount", "currency", "status", "expiry_date", "po_number"],
-                )
-            })
-        })
-        .collect();
-    let big = df! {
-        "run_id" => vec!["r-b"; n],
-        "job" => vec!["acme-vendors"; n],
-        "detected_at" => vec!["2025-03-02T06:01:02Z"; n],
-        "drift_kind" => kind.clone(),
-        "severity" => (0..n).map(|i| pick(i, &["low", "medium", "high", "medium"])).collect::<Vec<_>>(),
-        "contract_id" => (0..n).map(|i| format!("T-{}", 1000 + i)).collect::<Vec<_>>(),
-        "erp_record_id" => (0..n).map(|i| (i % 9 != 0).then(|| format!("ERP-{:06}", i))).collect::<Vec<_>>(),
-        "legal_entity_id" => (0..n).map(|i| (i % 17 != 0).then(|| format!("LE-{:02}", (i * 31) % 23))).collect::<Vec<_>>(),
-        "vendor_id" => (0..n).map(|i| Some(format!("V{}", i % 400))).collect::<Vec<_>>(),
-        "po_number" => (0..n).map(|i| (i % 4 != 0).then(|| format!("PO-{}", 50000 + i))).collect::<Vec<_>>(),
-        "field" => field.clone(),
-        "spotdraft_value" => field.iter().enumerate().map(|(i, f)| f.as_ref().map(|_| format!("{}.00", 100 + i))).collect::<Vec<_>>(),
-        "erp_value" => field.iter().enumerate().map(|(i, f)| f.as_ref().map(|_| format!("{}.50", 100 + i))).collect::<Vec<_>>(),
-        "proposed_action" => kind.iter().map(|k| if k == "field_mismatch" { "update_erp" } else { "review" }).collect::<Vec<_>>(),
-    }
-    .unwrap();
-    let info = run("r-b", "2025-03-02", "2025-03-02T06:05:00Z");
-    let loc = write(store.clone(), &info, &big).await.unwrap();
-    let clean = run("r-c", "2025-03-03", "2025-03-03T06:05:00Z");
-    let summary = Summary::from_drift(&clean, &DataFrame::empty(), inputs()).unwrap();
-    let formats = ReportFormats::default();
-    write_reports(
-        store,
-        &Path::from("out"),
-        &clean,
-        &DataFrame::empty(),
-        &DataFrame::empty(),
-        &summary,
-        &formats,
-    )
-    .await
-    .unwrap();
-    println!("{dir}/{}", loc.dir);
 }
