@@ -29,8 +29,8 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use html::render_html;
-pub use summary::{InputCounts, RunInfo, Summary};
+pub use html::{render_html, HTML_DRIFT_ROWS, HTML_REJECT_ROWS};
+pub use summary::{empty_drift_frame, InputCounts, RunInfo, Summary, NO_LEGAL_ENTITY};
 pub use write::{
     read_latest, run_dir, write_reports, LatestPointer, ReportFormats, ReportLocation, LATEST_FILE,
     PARQUET_DROPPED_COLUMN, SUCCESS_FILE,
