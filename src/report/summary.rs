@@ -13,7 +13,9 @@ pub const NO_LEGAL_ENTITY: &str = "(none)";
 pub struct RunInfo {
     /// Job name, as in the job file.
     pub job: String,
-    /// Unique id of this run; one report directory per run id.
+    /// Unique id of this run; one report directory per run id. Use letters too
+    /// (e.g. a UUID or `20250301T060500Z`): Hive readers (DuckDB, Polars) infer
+    /// an all-digit `run_id=` path value as an integer.
     pub run_id: String,
     /// The business date of the run (the `run_date=` partition).
     pub run_date: chrono::NaiveDate,
