@@ -13,9 +13,10 @@ pub const NO_LEGAL_ENTITY: &str = "(none)";
 pub struct RunInfo {
     /// Job name, as in the job file.
     pub job: String,
-    /// Unique id of this run; one report directory per run id. Use letters too
-    /// (e.g. a UUID or `20250301T060500Z`): Hive readers (DuckDB, Polars) infer
-    /// an all-digit `run_id=` path value as an integer.
+    /// Unique id of this run; one report directory per run id. Use a UUID or a
+    /// word prefix (`run-20250301-060500`): Hive readers infer the `run_id=` path
+    /// value's type, so an all-digit id reads as an integer (DuckDB, Polars) and
+    /// `20250301T060500Z` makes Polars fail parsing it as a datetime.
     pub run_id: String,
     /// The business date of the run (the `run_date=` partition).
     pub run_date: chrono::NaiveDate,
