@@ -1,0 +1,459 @@
+//! Report stage tests: real writes into an in-memory store or a temp folder, read back.
+
+use super::*;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use polars::prelude::*;
+use recording_store::RecordingStore;
+use std::sync::Arc;
+
+mod recording_store;
+mod sample;
+
+fn run(run_id: &str, date: &str, finished_at: &str) -> RunInfo {
+    RunInfo {
+        job: "acme-vendors".into(),
+        run_id: run_id.into(),
+        run_date: date.parse().unwrap(),
+        started_at: "2025-03-01T06:00:00Z".into(),
+        finished_at: finished_at.into(),
+    }
+}
+
+/// Five drift rows over three kinds, two legal entities (one null) and two fields.
+fn drift_frame(run_id: &str) -> DataFrame {
+    let n = 5;
+    let same = |v: &str| vec![Some(v.to_string()); n];
+    df! {
+        "run_id" => same(run_id),
+        "job" => same("acme-vendors"),
+        "detected_at" => same("2025-03-01T06:01:02Z"),
+        "drift_kind" => ["field_mismatch", "field_mismatch", "missing_in_erp", "field_mismatch", "unlinked_contract"],
+        "severity" => ["low", "high", "high", "medium", "medium"],
+        "contract_id" => [Some("T-1"), Some("T-2"), Some("T-3"), Some("T-4"), Some("T-5")],
+        "erp_record_id" => [Some("ERP-1"), Some("ERP-2"), Some("ERP-9"), Some("ERP-4"), None],
+        "legal_entity_id" => [Some("LE-US"), Some("LE-US"), Some("LE-DE"), None, Some("LE-DE")],
+        "vendor_id" => [Some("V1"), Some("V2"), None, Some("V4"), Some("V5")],
+        "po_number" => [Some("PO-1"), None, Some("PO-3"), Some("PO-4"), None],
+        "field" => [Some("amount"), Some("status"), None, Some("amount"), None],
+        "spotdraft_value" => [Some("100.00"), Some("<script>alert('x')</script>"), None, Some("5"), None],
+        "erp_value" => [Some("100.50"), Some("ACTIVE"), None, Some("6"), None],
+        "proposed_action" => ["update_erp", "update_erp", "create_erp_record", "update_erp", "link_contract"],
+    }
+    .unwrap()
+}
+
+fn rejects_frame() -> DataFrame {
+    df! {
+        "row" => [3u64, 7],
+        "reason" => ["amount: not a number `12,3.4`", "erp_record_id: empty"],
+        "erp_record_id" => [Some("ERP-77"), None],
+    }
+    .unwrap()
+}
+
+fn inputs() -> InputCounts {
+    InputCounts {
+        contracts: 10,
+        contracts_in_scope: 8,
+        erp_rows_read: 12,
+        erp_rows_valid: 10,
+        erp_rows_rejected: 2,
+    }
+}
+
+fn map(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+#[test]
+fn summary_counts_by_kind_severity_entity_and_field() {
+    let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
+    let s = Summary::from_drift(&info, &drift_frame("r1"), inputs()).unwrap();
+    assert_eq!(s.drift_total, 5);
+    assert_eq!(
+        s.by_kind,
+        map(&[
+            ("duplicate_link", 0),
+            ("field_mismatch", 3),
+            ("missing_document", 0),
+            ("missing_in_erp", 1),
+            ("orphan_erp_record", 0),
+            ("unlinked_contract", 1),
+        ])
+    );
+    assert_eq!(
+        s.by_severity,
+        map(&[("high", 2), ("low", 1), ("medium", 2)])
+    );
+    assert_eq!(
+        s.by_legal_entity,
+        map(&[("(none)", 1), ("LE-DE", 2), ("LE-US", 2)])
+    );
+    assert_eq!(s.by_field, map(&[("amount", 2), ("status", 1)]));
+    assert_eq!(s.inputs, inputs());
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), s);
+}
+
+#[test]
+fn summary_rejects_a_frame_missing_a_column() {
+    let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
+    let frame = drift_frame("r1").drop("severity").unwrap();
+    let err = Summary::from_drift(&info, &frame, inputs()).unwrap_err();
+    assert!(err.to_string().contains("`severity`"), "{err}");
+}
+
+async fn write(
+    store: Arc<dyn ObjectStore>,
+    info: &RunInfo,
+    drift: &DataFrame,
+) -> Result<ReportLocation, ReportError> {
+    let summary = Summary::from_drift(info, drift, inputs()).unwrap();
+    let prefix = Path::from("out");
+    write_reports(
+        store,
+        &prefix,
+        info,
+        drift,
+        &rejects_frame(),
+        &summary,
+        &ReportFormats::default(),
+    )
+    .await
+}
+
+async fn get_bytes(store: &dyn ObjectStore, path: &str) -> Vec<u8> {
+    store
+        .get(&Path::parse(path).unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_every_file_then_success_then_latest() {
+    let store = RecordingStore::new();
+    let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
+    let loc = write(store.clone(), &info, &drift_frame("r1"))
+        .await
+        .unwrap();
+    let dir = "out/drift/run_date=2025-03-01/run_id=r1";
+    assert_eq!(loc.dir.to_string(), dir);
+    assert_eq!(loc.files.last().map(String::as_str), Some(SUCCESS_FILE));
+
+    let puts = store.puts();
+    let mut data: Vec<&str> = puts[..puts.len() - 2]
+        .iter()
+        .map(|p| p.rsplit('/').next().unwrap())
+        .collect();
+    data.sort();
+    assert_eq!(
+        data,
+        [
+            "drift.csv",
+            "drift.parquet",
+            "rejects.csv",
+            "report.html",
+            "summary.json"
+        ]
+    );
+    assert_eq!(puts[puts.len() - 2], format!("{dir}/_SUCCESS"));
+    assert_eq!(puts[puts.len() - 1], "out/drift/latest.json");
+
+    let listed: Vec<ObjectMeta> = store
+        .list(Some(&Path::from(dir)))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 6);
+
+    let latest = read_latest(store.clone(), &Path::from("out"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.run_id, "r1");
+    assert_eq!(latest.dir, dir);
+    assert_eq!(latest.drift_total, 5);
+    let summary: Summary =
+        serde_json::from_slice(&get_bytes(store.as_ref(), &latest.summary).await).unwrap();
+    assert_eq!(summary.by_severity.get("high"), Some(&2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_write_leaves_no_success_and_latest_unmoved() {
+    let store = RecordingStore::new();
+    let first = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
+    write(store.clone(), &first, &drift_frame("r1"))
+        .await
+        .unwrap();
+
+    store.fail_on(Some("report.html"));
+    let second = run("r2", "2025-03-02", "2025-03-02T06:05:00Z");
+    let err = write(store.clone(), &second, &drift_frame("r2"))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("out/drift/run_date=2025-03-02/run_id=r2/report.html"),
+        "{message}"
+    );
+    let success = Path::from("out/drift/run_date=2025-03-02/run_id=r2/_SUCCESS");
+    assert!(matches!(
+        store.head(&success).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+    let latest = read_latest(store.clone(), &Path::from("out"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.run_id, "r1");
+
+    // The same run id, retried once the store works, completes and moves latest.
+    store.fail_on(None);
+    write(store.clone(), &second, &drift_frame("r2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_latest(store.clone(), &Path::from("out"))
+            .await
+            .unwrap()
+            .unwrap()
+            .run_id,
+        "r2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_run_is_not_written_twice_and_older_run_keeps_latest() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let newer = run("r2", "2025-03-02", "2025-03-02T06:05:00Z");
+    write(store.clone(), &newer, &drift_frame("r2"))
+        .await
+        .unwrap();
+    let err = write(store.clone(), &newer, &drift_frame("r2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReportError::AlreadyComplete { .. }), "{err}");
+
+    let backfill = run("r0", "2025-02-27", "2025-03-03T09:00:00Z");
+    write(store.clone(), &backfill, &drift_frame("r0"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_latest(store.clone(), &Path::from("out"))
+            .await
+            .unwrap()
+            .unwrap()
+            .run_id,
+        "r2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_pointing_at_incomplete_run_is_an_error() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    assert_eq!(
+        read_latest(store.clone(), &Path::from("out"))
+            .await
+            .unwrap(),
+        None
+    );
+    let body = r#"{"run_id":"x","run_date":"2025-03-01","dir":"out/drift/run_date=2025-03-01/run_id=x",
+        "summary":"out/drift/run_date=2025-03-01/run_id=x/summary.json","finished_at":"t","drift_total":0}"#;
+    store
+        .put(
+            &Path::from("out/drift/latest.json"),
+            PutPayload::from(body.as_bytes().to_vec()),
+        )
+        .await
+        .unwrap();
+    let err = read_latest(store.clone(), &Path::from("out"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReportError::IncompleteRun { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_and_csv_read_back_equal_to_input() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
+    let drift = drift_frame("r1");
+    write(store.clone(), &info, &drift).await.unwrap();
+    let dir = "out/drift/run_date=2025-03-01/run_id=r1";
+
+    let parquet = get_bytes(store.as_ref(), &format!("{dir}/drift.parquet")).await;
+    let back = ParquetReader::new(std::io::Cursor::new(parquet))
+        .finish()
+        .unwrap();
+    let drift_in_file = drift.drop(PARQUET_DROPPED_COLUMN).unwrap();
+    assert!(
+        back.equals_missing(&drift_in_file),
+        "parquet:\n{back}\ninput:\n{drift_in_file}"
+    );
+
+    let csv = get_bytes(store.as_ref(), &format!("{dir}/drift.csv")).await;
+    let back = read_csv_as_strings(csv);
+    assert!(back.equals_missing(&drift), "csv:\n{back}\ninput:\n{drift}");
+
+    let rejects = get_bytes(store.as_ref(), &format!("{dir}/rejects.csv")).await;
+    let text = String::from_utf8(rejects).unwrap();
+    assert!(text.starts_with("row,reason,erp_record_id\n3,"), "{text}");
+    assert!(text.contains("\"amount: not a number `12,3.4`\""), "{text}");
+}
+
+fn read_csv_as_strings(bytes: Vec<u8>) -> DataFrame {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+        .finish()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_reads_as_hive_dataset_with_run_id_and_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(tmp.path()).unwrap());
+    write(
+        store.clone(),
+        &run("r-a", "2025-03-01", "2025-03-01T06:05:00Z"),
+        &drift_frame("r-a"),
+    )
+    .await
+    .unwrap();
+    let three = drift_frame("r-b").head(Some(3));
+    write(
+        store.clone(),
+        &run("r-b", "2025-03-02", "2025-03-02T06:05:00Z"),
+        &three,
+    )
+    .await
+    .unwrap();
+
+    let glob = format!("{}/out/drift/**/*.parquet", tmp.path().display());
+    let all = tokio::task::spawn_blocking(move || {
+        let args = ScanArgsParquet {
+            hive_options: HiveOptions::new_enabled(),
+            ..Default::default()
+        };
+        LazyFrame::scan_parquet(PlRefPath::new(glob), args)
+            .unwrap()
+            .sort(["run_id", "contract_id"], Default::default())
+            .collect()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(all.column("run_date").unwrap().dtype(), &DataType::Date);
+    let dates = all
+        .column("run_date")
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap();
+    let dates: Vec<Option<&str>> = dates.str().unwrap().iter().collect();
+    let expected_dates = [vec![Some("2025-03-01"); 5], vec![Some("2025-03-02"); 3]].concat();
+    assert_eq!(dates, expected_dates);
+    // Every drift column, run_id included (from the path), comes back as written.
+    let names: Vec<PlSmallStr> = DRIFT_COLUMNS.iter().map(|c| (*c).into()).collect();
+    let rows = all.select(names).unwrap();
+    let mut expected = drift_frame("r-a");
+    expected.vstack_mut(&three).unwrap();
+    assert!(
+        rows.equals_missing(&expected),
+        "got:\n{rows}\nexpected:\n{expected}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_escapes_values_and_colors_by_severity() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let info = run("r<1>", "2025-03-01", "2025-03-01T06:05:00Z");
+    write(store.clone(), &info, &drift_frame("r1"))
+        .await
+        .unwrap();
+    let dir = run_dir(&Path::from("out"), &info);
+    let html =
+        String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/report.html")).await).unwrap();
+    assert!(!html.contains("<script"), "unescaped script tag");
+    assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    assert!(html.contains("r&lt;1&gt;"));
+    assert!(html.contains("<tr class=\"high\">") && html.contains("<tr class=\"low\">"));
+    assert!(html.contains("<svg") && !html.contains("src=") && !html.contains("href="));
+    // High severity rows come first, and within them the kinds in report order.
+    let first_high = html.find("<tr class=\"high\">").unwrap();
+    let first_medium = html.find("<tr class=\"medium\">").unwrap();
+    let first_low = html.find("<tr class=\"low\">").unwrap();
+    assert!(first_high < first_medium && first_medium < first_low);
+    assert!(html.contains("amount: not a number `12,3.4`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_drift_writes_headers_and_says_clean() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
+    let summary = Summary::from_drift(&info, &DataFrame::empty(), InputCounts::default()).unwrap();
+    assert_eq!(summary.drift_total, 0);
+    assert!(summary.by_kind.values().all(|n| *n == 0));
+    let prefix = Path::from("out");
+    let formats = ReportFormats::default();
+    let loc = write_reports(
+        store.clone(),
+        &prefix,
+        &info,
+        &DataFrame::empty(),
+        &DataFrame::empty(),
+        &summary,
+        &formats,
+    )
+    .await
+    .unwrap();
+    let dir = loc.dir.to_string();
+    let csv =
+        String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/drift.csv")).await).unwrap();
+    assert_eq!(csv.trim_end(), DRIFT_COLUMNS.join(","));
+    let rejects =
+        String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/rejects.csv")).await).unwrap();
+    assert_eq!(rejects.trim_end(), "row,reason,erp_record_id");
+    let parquet = get_bytes(store.as_ref(), &format!("{dir}/drift.parquet")).await;
+    let back = ParquetReader::new(std::io::Cursor::new(parquet))
+        .finish()
+        .unwrap();
+    assert_eq!(back.height(), 0);
+    let names: Vec<String> = back
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(names, DRIFT_COLUMNS[1..]);
+    let html =
+        String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/report.html")).await).unwrap();
+    assert!(html.contains("No drift."));
+    assert!(html.contains("No ERP rows were rejected"));
+}
+
+#[test]
+fn html_for_ten_thousand_rows_stays_small() {
+    let big = drift_frame("r1").slice(0, 5);
+    let mut frames = Vec::new();
+    for _ in 0..2000 {
+        frames.push(big.clone().lazy());
+    }
+    let drift = concat(frames, UnionArgs::default())
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert_eq!(drift.height(), 10_000);
+    let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
+    let summary = Summary::from_drift(&info, &drift, inputs()).unwrap();
+    let html = render_html(&summary, &drift, &rejects_frame()).unwrap();
+    assert!(html.len() < 300 * 1024, "{} bytes", html.len());
+    assert_eq!(html.matches("<tr class=").count(), 200);
+    assert!(html.contains("Showing 200 of 10,000 rows"));
+}
