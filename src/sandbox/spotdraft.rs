@@ -284,44 +284,42 @@ async fn key_pointers(State(s): State<AppState>, Path(id): Path<String>) -> Resp
     }
 }
 
-/// The contract's document name, or the 404 answer.
-fn document_of(s: &AppState, id: &str) -> Result<String, Response> {
+/// Why a document cannot be served.
+enum Missing {
+    Contract,
+    Document,
+}
+
+/// The contract's document name.
+fn document_of(s: &AppState, id: &str) -> Result<String, Missing> {
     let st = s.store.lock();
-    let c = st
-        .resolve_id(id)
-        .and_then(|k| st.contract(&k))
-        .ok_or_else(|| not_found(id))?;
-    c.document
-        .clone()
-        .filter(|d| st.documents.contains_key(d))
-        .ok_or_else(|| {
-            sd_error(
-                StatusCode::NOT_FOUND,
-                "SD_DOCUMENT_NOT_FOUND",
-                &format!("Contract {id} has no downloadable document."),
-            )
-        })
+    let c = st.resolve_id(id).and_then(|k| st.contract(&k)).ok_or(Missing::Contract)?;
+    c.document.clone().filter(|d| st.documents.contains_key(d)).ok_or(Missing::Document)
+}
+
+fn missing(id: &str, what: Missing) -> Response {
+    match what {
+        Missing::Contract => not_found(id),
+        Missing::Document => {
+            let msg = format!("Contract {id} has no downloadable document.");
+            sd_error(StatusCode::NOT_FOUND, "SD_DOCUMENT_NOT_FOUND", &msg)
+        }
+    }
 }
 
 async fn download(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let doc = match document_of(&s, &id) {
         Ok(d) => d,
-        Err(resp) => return resp,
+        Err(what) => return missing(&id, what),
     };
-    let bytes = s
-        .store
-        .lock()
-        .documents
-        .get(&doc)
-        .cloned()
-        .unwrap_or_default();
+    let bytes = s.store.lock().documents.get(&doc).cloned().unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/pdf")], bytes).into_response()
 }
 
 async fn download_link(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let doc = match document_of(&s, &id) {
         Ok(d) => d,
-        Err(resp) => return resp,
+        Err(what) => return missing(&id, what),
     };
     let token = uuid::Uuid::new_v4().simple().to_string();
     let link = SignedLink {
