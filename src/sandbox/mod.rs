@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod gen;
 
 pub mod erp;
+mod erp_writes;
 pub mod faults;
 pub mod filters;
 pub mod load;

@@ -293,8 +293,14 @@ enum Missing {
 /// The contract's document name.
 fn document_of(s: &AppState, id: &str) -> Result<String, Missing> {
     let st = s.store.lock();
-    let c = st.resolve_id(id).and_then(|k| st.contract(&k)).ok_or(Missing::Contract)?;
-    c.document.clone().filter(|d| st.documents.contains_key(d)).ok_or(Missing::Document)
+    let c = st
+        .resolve_id(id)
+        .and_then(|k| st.contract(&k))
+        .ok_or(Missing::Contract)?;
+    c.document
+        .clone()
+        .filter(|d| st.documents.contains_key(d))
+        .ok_or(Missing::Document)
 }
 
 fn missing(id: &str, what: Missing) -> Response {
@@ -312,7 +318,13 @@ async fn download(State(s): State<AppState>, Path(id): Path<String>) -> Response
         Ok(d) => d,
         Err(what) => return missing(&id, what),
     };
-    let bytes = s.store.lock().documents.get(&doc).cloned().unwrap_or_default();
+    let bytes = s
+        .store
+        .lock()
+        .documents
+        .get(&doc)
+        .cloned()
+        .unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/pdf")], bytes).into_response()
 }
 
