@@ -1,3 +1,8 @@
 //! SpotDraft API: models, client, complete page walk.
 
+pub mod client;
 pub mod model;
+pub mod walk;
+pub mod window;
+
+pub use client::{ClientConfig, FetchError, ListQuery, RequestCounts, SpotDraftClient};
