@@ -1,4 +1,22 @@
 //! Local SpotDraft and ERP servers with switchable faults, and the fixture generator.
+//!
+//! [`Sandbox::start`] serves a [`Dataset`] on one port: SpotDraft's v2.1 API
+//! under `/api/` ([`spotdraft`]), the ERP REST API under `/erp/` ([`erp`]) and
+//! admin endpoints under `/_sandbox/` (`GET/PUT /_sandbox/faults` with the
+//! [`FaultsConfig`] JSON, `GET /_sandbox/stats`, and the signed download links).
 
 pub mod dataset;
 pub mod gen;
+
+pub mod erp;
+pub mod faults;
+pub mod filters;
+pub mod load;
+pub mod server;
+pub mod spotdraft;
+pub mod store;
+
+pub use faults::{ErpFaults, FaultsConfig, FaultsHandle, HttpFaults, PageShift, SpotDraftFaults};
+pub use load::Dataset;
+pub use server::{Sandbox, SandboxConfig, SandboxCredentials, SandboxError};
+pub use store::{Attachment, Counters, ErpWrite, Mutation, MutationKind, StateHandle};

@@ -1,0 +1,295 @@
+//! Switchable faults for the sandbox servers, deterministic from a seed.
+//!
+//! The configuration is plain serde JSON (what `GET/PUT /_sandbox/faults`
+//! exchange). Counters such as `burst_429` count down as they fire, so reading
+//! the configuration back shows what is left.
+
+use crate::sandbox::store::MutationKind;
+use axum::http::StatusCode;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// All faults, per API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultsConfig {
+    /// Faults of the SpotDraft API.
+    pub spotdraft: SpotDraftFaults,
+    /// Faults of the ERP API.
+    pub erp: ErpFaults,
+}
+
+/// Faults that apply to any request before it reaches its handler.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpFaults {
+    /// Share of requests (0 to 1) answered with a random 500, 502 or 503.
+    pub error_rate: f64,
+    /// The next N requests are answered 429.
+    pub burst_429: u32,
+    /// `Retry-After` seconds sent with the burst 429s; no header when absent.
+    pub retry_after_secs: Option<u64>,
+    /// Share of requests (0 to 1) delayed by `slow_ms` before being answered.
+    pub slow_rate: f64,
+    /// Delay of a slow response, milliseconds.
+    pub slow_ms: u64,
+}
+
+/// SpotDraft-only faults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpotDraftFaults {
+    /// Faults applied to every SpotDraft request.
+    pub http: HttpFaults,
+    /// The next N contract list responses are truncated JSON with status 200.
+    pub malformed_json_next: u32,
+    /// Mutations performed while a client walks the pages.
+    pub page_shift: Option<PageShift>,
+}
+
+/// On every Nth list request (before answering), one mutation, cycling
+/// create, update, delete, until `mutations` have been done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageShift {
+    /// Total number of mutations to perform.
+    pub mutations: u32,
+    /// Perform one every this many list requests (0 disables).
+    pub every_n_list_requests: u32,
+}
+
+/// ERP-only faults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ErpFaults {
+    /// Faults applied to every ERP request.
+    pub http: HttpFaults,
+    /// The next N successful writes are applied and recorded, but answered 502.
+    pub applied_but_502_next: u32,
+}
+
+/// Which API a fault decision is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    SpotDraft,
+    Erp,
+}
+
+/// What to do with one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Decision {
+    /// Answer this status instead of calling the handler; `Some(secs)` adds `Retry-After`.
+    pub reject: Option<(StatusCode, Option<u64>)>,
+    /// Wait this long first.
+    pub delay: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: FaultsConfig,
+    rng: StdRng,
+    shift_seen: u64,
+    shift_done: u32,
+}
+
+/// Runtime switch for faults. Cheap to clone; all clones share one state.
+#[derive(Clone, Debug)]
+pub struct FaultsHandle(Arc<Mutex<Inner>>);
+
+const SHIFT_CYCLE: [MutationKind; 3] = [
+    MutationKind::Create,
+    MutationKind::Update,
+    MutationKind::Delete,
+];
+
+impl FaultsHandle {
+    /// No faults; random choices drawn from `seed`.
+    pub fn new(seed: u64) -> Self {
+        let inner = Inner {
+            config: FaultsConfig::default(),
+            rng: StdRng::seed_from_u64(seed),
+            shift_seen: 0,
+            shift_done: 0,
+        };
+        FaultsHandle(Arc::new(Mutex::new(inner)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current configuration (counters show what is left).
+    pub fn get(&self) -> FaultsConfig {
+        self.lock().config.clone()
+    }
+
+    /// Replaces the configuration. A changed `page_shift` restarts its count.
+    pub fn set(&self, config: FaultsConfig) {
+        let mut inner = self.lock();
+        if inner.config.spotdraft.page_shift != config.spotdraft.page_shift {
+            inner.shift_seen = 0;
+            inner.shift_done = 0;
+        }
+        inner.config = config;
+    }
+
+    /// Changes the configuration in place (same rules as [`FaultsHandle::set`]).
+    pub fn update(&self, change: impl FnOnce(&mut FaultsConfig)) {
+        let mut config = self.get();
+        change(&mut config);
+        self.set(config);
+    }
+
+    /// Number of page-shift mutations performed since `page_shift` was last set.
+    pub fn page_shift_done(&self) -> u32 {
+        self.lock().shift_done
+    }
+
+    /// Decides the fate of one request (counts burst 429s down).
+    pub(crate) fn decide(&self, api: Api) -> Decision {
+        let mut inner = self.lock();
+        let Inner { config, rng, .. } = &mut *inner;
+        let http = match api {
+            Api::SpotDraft => &mut config.spotdraft.http,
+            Api::Erp => &mut config.erp.http,
+        };
+        let mut decision = Decision::default();
+        if http.slow_rate > 0.0 && rng.random_bool(http.slow_rate.clamp(0.0, 1.0)) {
+            decision.delay = Some(Duration::from_millis(http.slow_ms));
+        }
+        if http.burst_429 > 0 {
+            http.burst_429 -= 1;
+            decision.reject = Some((StatusCode::TOO_MANY_REQUESTS, http.retry_after_secs));
+        } else if http.error_rate > 0.0 && rng.random_bool(http.error_rate.clamp(0.0, 1.0)) {
+            let status = [
+                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::BAD_GATEWAY,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ][rng.random_range(0..3)];
+            decision.reject = Some((status, None));
+        }
+        decision
+    }
+
+    /// True (and counts down) when this list response must be malformed.
+    pub(crate) fn take_malformed(&self) -> bool {
+        take(&mut self.lock().config.spotdraft.malformed_json_next)
+    }
+
+    /// True (and counts down) when this successful ERP write must be answered 502.
+    pub(crate) fn take_applied_but_502(&self) -> bool {
+        take(&mut self.lock().config.erp.applied_but_502_next)
+    }
+
+    /// Counts one list request; returns the mutation to perform before answering it.
+    pub(crate) fn page_shift_tick(&self) -> Option<MutationKind> {
+        let mut inner = self.lock();
+        let shift = inner.config.spotdraft.page_shift?;
+        if shift.every_n_list_requests == 0 || inner.shift_done >= shift.mutations {
+            return None;
+        }
+        inner.shift_seen += 1;
+        if inner.shift_seen % u64::from(shift.every_n_list_requests) != 0 {
+            return None;
+        }
+        let kind = SHIFT_CYCLE[inner.shift_done as usize % SHIFT_CYCLE.len()];
+        inner.shift_done += 1;
+        Some(kind)
+    }
+
+    /// A seeded index in `0..n` (`n` > 0).
+    pub(crate) fn pick(&self, n: usize) -> usize {
+        self.lock().rng.random_range(0..n.max(1))
+    }
+}
+
+fn take(counter: &mut u32) -> bool {
+    if *counter > 0 {
+        *counter -= 1;
+        true
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_counts_down_and_carries_retry_after() {
+        let f = FaultsHandle::new(1);
+        f.update(|c| {
+            c.spotdraft.http.burst_429 = 2;
+            c.spotdraft.http.retry_after_secs = Some(3);
+        });
+        let expected = Some((StatusCode::TOO_MANY_REQUESTS, Some(3)));
+        assert_eq!(f.decide(Api::SpotDraft).reject, expected);
+        assert_eq!(f.decide(Api::Erp).reject, None, "ERP has its own faults");
+        assert_eq!(f.decide(Api::SpotDraft).reject, expected);
+        assert_eq!(f.decide(Api::SpotDraft).reject, None);
+        assert_eq!(f.get().spotdraft.http.burst_429, 0);
+    }
+
+    #[test]
+    fn error_rate_is_deterministic_from_the_seed() {
+        let run = |seed| {
+            let f = FaultsHandle::new(seed);
+            f.update(|c| c.erp.http.error_rate = 0.5);
+            (0..64)
+                .map(|_| f.decide(Api::Erp).reject.map(|r| r.0.as_u16()))
+                .collect::<Vec<_>>()
+        };
+        let a = run(7);
+        assert_eq!(a, run(7));
+        let failures = a.iter().flatten().count();
+        assert!(
+            (10..=54).contains(&failures),
+            "{failures} of 64 at rate 0.5"
+        );
+        assert!(a.iter().flatten().all(|s| [500, 502, 503].contains(s)));
+    }
+
+    #[test]
+    fn page_shift_cycles_every_nth_request_until_done() {
+        let f = FaultsHandle::new(0);
+        f.update(|c| {
+            c.spotdraft.page_shift = Some(PageShift {
+                mutations: 4,
+                every_n_list_requests: 2,
+            })
+        });
+        let ticks: Vec<_> = (0..12).map(|_| f.page_shift_tick()).collect();
+        use MutationKind::*;
+        let expected = [
+            None,
+            Some(Create),
+            None,
+            Some(Update),
+            None,
+            Some(Delete),
+            None,
+            Some(Create),
+        ];
+        assert_eq!(&ticks[..8], &expected);
+        assert!(ticks[8..].iter().all(Option::is_none));
+        assert_eq!(f.page_shift_done(), 4);
+    }
+
+    #[test]
+    fn config_json_round_trips_and_rejects_unknown_fields() {
+        let json = r#"{"spotdraft":{"http":{"burst_429":1},"page_shift":{"mutations":3,"every_n_list_requests":1}}}"#;
+        let c: FaultsConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(c.spotdraft.http.burst_429, 1);
+        assert_eq!(
+            serde_json::from_value::<FaultsConfig>(serde_json::to_value(&c).unwrap()).unwrap(),
+            c
+        );
+        assert!(serde_json::from_str::<FaultsConfig>(r#"{"spotdraft":{"burst":1}}"#).is_err());
+    }
+}

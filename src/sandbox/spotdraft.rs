@@ -1,0 +1,399 @@
+//! The sandbox SpotDraft API (v2.1 paths under `/api/`), shaped like SpotDraft's
+//! published OpenAPI description: client-id/secret auth, a per-workspace rate
+//! limit, the contract list with filters, metadata values, documents,
+//! external metadata and the webhook HMAC key.
+
+use crate::sandbox::dataset::FixtureContract;
+use crate::sandbox::faults::Api;
+use crate::sandbox::filters::parse_list_query;
+use crate::sandbox::server::AppState;
+use crate::sandbox::store::{now_iso, Mutation, MutationKind, SignedLink};
+use crate::spotdraft::model::{Contract, ContractId, ExternalMetadata, KNOWN_STATUSES};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long a download link stays valid.
+pub const SIGNED_LINK_TTL: Duration = Duration::from_secs(15 * 60);
+
+const CONTRACTS: &str = "/api/v2.1/public/contracts/";
+const KEY_POINTERS: &str = "/api/v2.1/public/contracts/{composite_id}/key_pointers";
+const DOWNLOAD: &str = "/api/v2.1/public/contracts/{composite_id}/download";
+const DOWNLOAD_LINK: &str = "/api/v2.1/public/contracts/{composite_id}/download_link";
+const EXTERNAL_METADATA: &str = "/api/v2.1/public/contracts/{contract_id}/external_metadata";
+const HMAC_KEY: &str = "/api/v2.1/public/webhooks/hmac_key/";
+/// The documented paths served, exactly (slash included or not).
+const DOCUMENTED: [&str; 6] = [
+    CONTRACTS,
+    KEY_POINTERS,
+    DOWNLOAD,
+    DOWNLOAD_LINK,
+    EXTERNAL_METADATA,
+    HMAC_KEY,
+];
+
+/// SpotDraft routes, behind the auth / rate limit / fault gate.
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(CONTRACTS, get(list_contracts))
+        .route(KEY_POINTERS, get(key_pointers))
+        .route(DOWNLOAD, post(download))
+        .route(DOWNLOAD_LINK, post(download_link))
+        .route(
+            EXTERNAL_METADATA,
+            get(get_external_metadata).post(post_external_metadata),
+        )
+        .route(HMAC_KEY, get(hmac_key))
+        .route_layer(middleware::from_fn_with_state(state, gate))
+}
+
+/// SpotDraft's error body `{detail, message, code, status_code}`.
+pub(crate) fn sd_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"detail": message, "message": message, "code": code, "status_code": status.as_u16()});
+    (status, Json(body)).into_response()
+}
+
+fn not_found(id: &str) -> Response {
+    sd_error(
+        StatusCode::NOT_FOUND,
+        "SD_CONTRACT_NOT_FOUND",
+        &format!("Contract {id} does not exist."),
+    )
+}
+
+/// Unmatched paths: 302 to the documented path on a trailing-slash mismatch, else 404.
+pub(crate) async fn fallback(uri: Uri) -> Response {
+    let path = uri.path();
+    if !path.starts_with("/api/") {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "message": format!("no route {path}")})),
+        )
+            .into_response();
+    }
+    let toggled = match path.strip_suffix('/') {
+        Some(p) => p.to_string(),
+        None => format!("{path}/"),
+    };
+    if DOCUMENTED.iter().any(|t| matches_template(t, &toggled)) {
+        let location = match uri.query() {
+            Some(q) => format!("{toggled}?{q}"),
+            None => toggled,
+        };
+        let mut resp = StatusCode::FOUND.into_response();
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return resp;
+    }
+    sd_error(
+        StatusCode::NOT_FOUND,
+        "SD_NOT_FOUND",
+        &format!("No such API path: {path}"),
+    )
+}
+
+fn matches_template(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+}
+
+/// Auth, then the sliding-window rate limit, then injected faults.
+async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    s.store.lock().counters.spotdraft_requests += 1;
+    let headers = req.headers();
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (client_id, secret) = (header_text("client-id"), header_text("client-secret"));
+    if client_id != s.credentials.client_id || secret != s.credentials.client_secret {
+        s.store.lock().counters.unauthorized += 1;
+        return sd_error(
+            StatusCode::UNAUTHORIZED,
+            "SD_AUTHENTICATION_FAILED",
+            "Invalid client-id or client-secret.",
+        );
+    }
+    if !admit(&s, &client_id) {
+        s.store.lock().counters.rate_limited += 1;
+        return sd_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "SD_RATE_LIMIT_EXCEEDED",
+            "Request was throttled.",
+        );
+    }
+    let decision = s.faults.decide(Api::SpotDraft);
+    if let Some(delay) = decision.delay {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some((status, retry_after)) = decision.reject {
+        s.store.lock().counters.faults_injected += 1;
+        let code = if status == StatusCode::TOO_MANY_REQUESTS {
+            "SD_RATE_LIMIT_EXCEEDED"
+        } else {
+            "SD_SERVER_ERROR"
+        };
+        let mut resp = sd_error(status, code, "Injected sandbox fault.");
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return resp;
+    }
+    next.run(req).await
+}
+
+/// Records this request in the workspace's 1-second window; false when over the limit.
+fn admit(s: &AppState, workspace: &str) -> bool {
+    let now = Instant::now();
+    let mut windows = s.windows.lock().unwrap_or_else(|p| p.into_inner());
+    let window = windows.entry(workspace.to_string()).or_default();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+    {
+        window.pop_front();
+    }
+    window.push_back(now);
+    window.len() <= s.rate_limit_per_sec as usize
+}
+
+/// A contract as the API sends it: no `last_updated_on`, with `created_by_workspace`.
+fn api_contract(c: &FixtureContract) -> Value {
+    let mut v = serde_json::to_value(&c.contract).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("last_updated_on");
+        obj.entry("created_by_workspace").or_insert(json!(1));
+    }
+    v
+}
+
+async fn list_contracts(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    if let Some(kind) = s.faults.page_shift_tick() {
+        perform_mutation(&s, kind);
+    }
+    let query = match parse_list_query(raw.as_deref().unwrap_or("")) {
+        Ok(q) => q,
+        Err(e) => return sd_error(StatusCode::BAD_REQUEST, "SD_INVALID_QUERY_PARAMETER", &e.0),
+    };
+    let start = u64::from(query.page - 1) * u64::from(query.limit);
+    let end = start + u64::from(query.limit);
+    let (total, results) = {
+        let mut st = s.store.lock();
+        st.counters.list_requests += 1;
+        let mut total = 0u64;
+        let mut results = Vec::new();
+        for c in st.ordered().filter(|c| query.matches(c)) {
+            if (start..end).contains(&total) {
+                results.push(api_contract(c));
+            }
+            total += 1;
+        }
+        (total, results)
+    };
+    let body = json!({"page": query.page, "limit": query.limit, "total_results": total, "results": results});
+    if s.faults.take_malformed() {
+        s.store.lock().counters.faults_injected += 1;
+        let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+        bytes.truncate(bytes.len() / 2);
+        return ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
+    }
+    Json(body).into_response()
+}
+
+/// One page-shift mutation: create, update or delete a contract, recorded.
+fn perform_mutation(s: &AppState, kind: MutationKind) {
+    let count = s.store.lock().contract_count();
+    let index = s.faults.pick(count);
+    let now = now_iso();
+    let mut st = s.store.lock();
+    let picked = st
+        .ordered()
+        .nth(index)
+        .map(|c| c.contract.id.composite().to_string());
+    let contract_id = match (kind, picked) {
+        (MutationKind::Create, _) => {
+            let n = st.max_contract_number() + 1;
+            let id = format!("T-{n}");
+            let contract = Contract {
+                id: ContractId::new(id.clone()),
+                created: now.clone(),
+                contract_name: format!("Sandbox contract {id}"),
+                contract_link: format!("https://app.spotdraft.com/contracts/v2/{n}"),
+                contract_status: "DRAFT".into(),
+                created_by: "Sandbox".into(),
+                counter_party_name: "Page Shift Ltd".into(),
+                contract_type_name: "Standard NDA".into(),
+                contract_type_id: Some(1),
+                external_metadata: ExternalMetadata::default(),
+                reference_id: None,
+                last_updated_on: Some(now.clone()),
+            };
+            st.put_contract(FixtureContract {
+                contract,
+                key_pointers: Vec::new(),
+                document: None,
+            });
+            id
+        }
+        (MutationKind::Update, Some(id)) => {
+            if let Some(mut c) = st.remove_contract(&id) {
+                let pos = KNOWN_STATUSES
+                    .iter()
+                    .position(|k| *k == c.contract.contract_status);
+                c.contract.contract_status =
+                    KNOWN_STATUSES[pos.map_or(0, |p| (p + 1) % KNOWN_STATUSES.len())].into();
+                c.contract.last_updated_on = Some(now.clone());
+                st.put_contract(c);
+            }
+            id
+        }
+        (MutationKind::Delete, Some(id)) => {
+            st.remove_contract(&id);
+            id
+        }
+        (_, None) => return,
+    };
+    tracing::debug!(?kind, %contract_id, "page shift mutation");
+    st.mutations.push(Mutation {
+        kind,
+        contract_id,
+        at: now,
+    });
+}
+
+async fn key_pointers(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let st = s.store.lock();
+    match st.resolve_id(&id).and_then(|k| st.contract(&k)) {
+        Some(c) => Json(c.key_pointers.clone()).into_response(),
+        None => not_found(&id),
+    }
+}
+
+/// The contract's document name, or the 404 answer.
+fn document_of(s: &AppState, id: &str) -> Result<String, Response> {
+    let st = s.store.lock();
+    let c = st
+        .resolve_id(id)
+        .and_then(|k| st.contract(&k))
+        .ok_or_else(|| not_found(id))?;
+    c.document
+        .clone()
+        .filter(|d| st.documents.contains_key(d))
+        .ok_or_else(|| {
+            sd_error(
+                StatusCode::NOT_FOUND,
+                "SD_DOCUMENT_NOT_FOUND",
+                &format!("Contract {id} has no downloadable document."),
+            )
+        })
+}
+
+async fn download(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let doc = match document_of(&s, &id) {
+        Ok(d) => d,
+        Err(resp) => return resp,
+    };
+    let bytes = s
+        .store
+        .lock()
+        .documents
+        .get(&doc)
+        .cloned()
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/pdf")], bytes).into_response()
+}
+
+async fn download_link(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let doc = match document_of(&s, &id) {
+        Ok(d) => d,
+        Err(resp) => return resp,
+    };
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let link = SignedLink {
+        document: doc.clone(),
+        expires: Instant::now() + SIGNED_LINK_TTL,
+    };
+    s.store.lock().links.insert(token.clone(), link);
+    let url = format!("{}/_sandbox/signed/{token}", s.origin);
+    Json(json!({"url": url, "file_name": doc, "current_version_id": 1})).into_response()
+}
+
+async fn get_external_metadata(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let st = s.store.lock();
+    match st.resolve_id(&id).and_then(|k| st.contract(&k)) {
+        Some(c) => Json(json!({"external_metadata": c.contract.external_metadata})).into_response(),
+        None => not_found(&id),
+    }
+}
+
+async fn post_external_metadata(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        match v.get("external_metadata") {
+            Some(em @ Value::Object(_)) => {
+                serde_json::from_value::<ExternalMetadata>(em.clone()).ok()
+            }
+            _ => None,
+        }
+    });
+    let Some(metadata) = parsed else {
+        let msg = "Body must be a JSON object {\"external_metadata\": {...}}.";
+        return sd_error(StatusCode::BAD_REQUEST, "SD_INVALID_REQUEST", msg);
+    };
+    let mut st = s.store.lock();
+    let Some(key) = st.resolve_id(&id) else {
+        return not_found(&id);
+    };
+    if let Some(mut c) = st.remove_contract(&key) {
+        c.contract.external_metadata = metadata.clone();
+        c.contract.last_updated_on = Some(now_iso());
+        st.put_contract(c);
+    }
+    Json(json!({"external_metadata": metadata})).into_response()
+}
+
+async fn hmac_key(State(s): State<AppState>) -> Response {
+    Json(json!({"hmac_key": base64::engine::general_purpose::STANDARD.encode(&s.hmac_key)}))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_only_the_documented_slash_form() {
+        assert!(matches_template(
+            KEY_POINTERS,
+            "/api/v2.1/public/contracts/T-1/key_pointers"
+        ));
+        assert!(!matches_template(
+            KEY_POINTERS,
+            "/api/v2.1/public/contracts/T-1/key_pointers/"
+        ));
+        assert!(!matches_template(
+            KEY_POINTERS,
+            "/api/v2.1/public/contracts//key_pointers"
+        ));
+        assert!(matches_template(CONTRACTS, "/api/v2.1/public/contracts/"));
+        assert!(!matches_template(CONTRACTS, "/api/v2.1/public/contracts"));
+    }
+}
