@@ -67,12 +67,20 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 /// With `Retry-After` the server's figure is used as is (it knows when its
 /// window reopens), not capped by `max_backoff`; the caller still checks
 /// `max_total`.
-pub fn backoff_delay(policy: &RetryPolicy, retry: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
+pub fn backoff_delay(
+    policy: &RetryPolicy,
+    retry: u32,
+    retry_after: Option<Duration>,
+    unit: f64,
+) -> Duration {
     if let Some(wait) = retry_after {
         return wait;
     }
     let exp = retry.saturating_sub(1).min(31);
-    let ceiling = policy.initial_backoff.saturating_mul(1u32 << exp).min(policy.max_backoff);
+    let ceiling = policy
+        .initial_backoff
+        .saturating_mul(1u32 << exp)
+        .min(policy.max_backoff);
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
 }
 
@@ -122,7 +130,9 @@ mod tests {
         let p = policy();
         let draw = |seed| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            (1..=8).map(|r| backoff_delay(&p, r, None, rng.random::<f64>())).collect::<Vec<_>>()
+            (1..=8)
+                .map(|r| backoff_delay(&p, r, None, rng.random::<f64>()))
+                .collect::<Vec<_>>()
         };
         let a = draw(7);
         assert_eq!(a, draw(7));
@@ -133,7 +143,9 @@ mod tests {
         }
         // Full jitter: over many draws the waits spread over the whole range.
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let waits: Vec<_> = (0..1000).map(|_| backoff_delay(&p, 6, None, rng.random::<f64>())).collect();
+        let waits: Vec<_> = (0..1000)
+            .map(|_| backoff_delay(&p, 6, None, rng.random::<f64>()))
+            .collect();
         assert!(waits.iter().any(|d| *d < Duration::from_millis(200)));
         assert!(waits.iter().any(|d| *d > Duration::from_millis(1800)));
     }
@@ -141,7 +153,10 @@ mod tests {
     #[test]
     fn retry_after_wins_over_backoff() {
         let p = policy();
-        assert_eq!(backoff_delay(&p, 1, Some(Duration::from_secs(3)), 0.9), Duration::from_secs(3));
+        assert_eq!(
+            backoff_delay(&p, 1, Some(Duration::from_secs(3)), 0.9),
+            Duration::from_secs(3)
+        );
         assert_eq!(parse_retry_after(" 2 "), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);

@@ -87,12 +87,27 @@ impl RetryingClient {
     }
 
     /// A client whose jitter sequence is fixed by `seed` (tests).
-    pub fn with_seed(client: reqwest::Client, throttle: Arc<Throttle>, policy: RetryPolicy, seed: u64) -> Self {
+    pub fn with_seed(
+        client: reqwest::Client,
+        throttle: Arc<Throttle>,
+        policy: RetryPolicy,
+        seed: u64,
+    ) -> Self {
         Self::with_rng(client, throttle, policy, StdRng::seed_from_u64(seed))
     }
 
-    fn with_rng(client: reqwest::Client, throttle: Arc<Throttle>, policy: RetryPolicy, rng: StdRng) -> Self {
-        RetryingClient { client, throttle, policy, rng: Arc::new(Mutex::new(rng)) }
+    fn with_rng(
+        client: reqwest::Client,
+        throttle: Arc<Throttle>,
+        policy: RetryPolicy,
+        rng: StdRng,
+    ) -> Self {
+        RetryingClient {
+            client,
+            throttle,
+            policy,
+            rng: Arc::new(Mutex::new(rng)),
+        }
     }
 
     /// The underlying client, to build requests with.
@@ -111,13 +126,19 @@ impl RetryingClient {
     ///
     /// Timeouts are retried only for idempotent requests too: a request that
     /// timed out may have been applied, and this project never writes twice.
-    pub async fn send(&self, request: reqwest::Request, idempotent: bool) -> Result<HttpResponse, HttpError> {
+    pub async fn send(
+        &self,
+        request: reqwest::Request,
+        idempotent: bool,
+    ) -> Result<HttpResponse, HttpError> {
         let url = request.url().to_string();
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let req = request.try_clone().ok_or_else(|| HttpError::NotCloneable { url: url.clone() })?;
+            let req = request
+                .try_clone()
+                .ok_or_else(|| HttpError::NotCloneable { url: url.clone() })?;
             let outcome = self.attempt(req, &url, attempt).await;
             let (retry_after, give_up) = match outcome {
                 Ok(resp) => match classify_status(resp.status) {
@@ -134,7 +155,12 @@ impl RetryingClient {
                     ),
                 },
                 Err((kind, source)) => {
-                    let err = HttpError::Transport { url: url.clone(), kind, attempts: attempt, source };
+                    let err = HttpError::Transport {
+                        url: url.clone(),
+                        kind,
+                        attempts: attempt,
+                        source,
+                    };
                     if !idempotent {
                         return Err(err);
                     }
@@ -145,7 +171,9 @@ impl RetryingClient {
                 let unit: f64 = self.rng.lock().expect("rng lock").random();
                 backoff_delay(&self.policy, attempt, retry_after, unit)
             };
-            if attempt >= self.policy.max_attempts || started.elapsed() + wait > self.policy.max_total {
+            if attempt >= self.policy.max_attempts
+                || started.elapsed() + wait > self.policy.max_total
+            {
                 return Err(give_up);
             }
             tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, "retrying request");
@@ -164,7 +192,14 @@ impl RetryingClient {
         let stats = self.throttle.stats();
         let resp = self.client.execute(req).await.map_err(|e| {
             stats.record_transport_error();
-            (if e.is_timeout() { "timeout" } else { "connection" }, e)
+            (
+                if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                },
+                e,
+            )
         })?;
         let status = resp.status().as_u16();
         stats.record_status(status);
@@ -174,6 +209,12 @@ impl RetryingClient {
             (if e.is_timeout() { "timeout" } else { "body" }, e)
         })?;
         stats.record_bytes(body.len());
-        Ok(HttpResponse { url: url.to_string(), status, headers, body, attempts: attempt })
+        Ok(HttpResponse {
+            url: url.to_string(),
+            status,
+            headers,
+            body,
+            attempts: attempt,
+        })
     }
 }

@@ -134,11 +134,17 @@ impl Throttle {
     /// Waits for an in-flight slot, then for the limiter; counts the request
     /// and the time spent waiting on the limiter.
     pub async fn admit(&self) -> Admission<'_> {
-        let permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
+        let permit = self
+            .in_flight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let started = Instant::now();
         self.limiter.until_ready().await;
         let waited = started.elapsed().as_micros() as u64;
-        self.stats.limiter_wait_us.fetch_add(waited, Ordering::Relaxed);
+        self.stats
+            .limiter_wait_us
+            .fetch_add(waited, Ordering::Relaxed);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         Admission { _permit: permit }
     }
@@ -173,8 +179,13 @@ mod tests {
         let t = Throttle::new(1000, 1);
         let a = t.admit().await;
         let second = tokio::time::timeout(Duration::from_millis(50), t.admit()).await;
-        assert!(second.is_err(), "a second request was admitted while one was in flight");
+        assert!(
+            second.is_err(),
+            "a second request was admitted while one was in flight"
+        );
         drop(a);
-        let _b = tokio::time::timeout(Duration::from_millis(500), t.admit()).await.expect("admitted after release");
+        let _b = tokio::time::timeout(Duration::from_millis(500), t.admit())
+            .await
+            .expect("admitted after release");
     }
 }

@@ -97,8 +97,10 @@ impl StateStore {
     pub async fn load(&self) -> Result<Checkpoint, StateError> {
         match self.get(&self.state).await? {
             None => Ok(Checkpoint::default()),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| StateError::Corrupt { path: self.state.to_string(), source }),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+                path: self.state.to_string(),
+                source,
+            }),
         }
     }
 
@@ -111,7 +113,8 @@ impl StateStore {
     /// Spills one fetched page under `key`.
     pub async fn put_page(&self, key: &str, contracts: &[Contract]) -> Result<(), StateError> {
         let json = serde_json::to_vec(contracts).expect("contracts serialize");
-        self.put(&self.pages.clone().join(format!("{key}.json")), json).await
+        self.put(&self.pages.clone().join(format!("{key}.json")), json)
+            .await
     }
 
     /// Reads a spilled page back.
@@ -119,19 +122,38 @@ impl StateStore {
         let path = self.pages.clone().join(format!("{key}.json"));
         let bytes = self.get(&path).await?.ok_or_else(|| StateError::Store {
             path: path.to_string(),
-            source: object_store::Error::NotFound { path: path.to_string(), source: "spilled page missing".into() },
+            source: object_store::Error::NotFound {
+                path: path.to_string(),
+                source: "spilled page missing".into(),
+            },
         })?;
-        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path: path.to_string(), source })
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            path: path.to_string(),
+            source,
+        })
     }
 
     /// Deletes every spilled page (after a run completed).
     pub async fn clear_pages(&self) -> Result<(), StateError> {
-        let err = |source| StateError::Store { path: self.pages.to_string(), source };
-        let metas: Vec<_> = self.store.list(Some(&self.pages)).try_collect().await.map_err(err)?;
+        let err = |source| StateError::Store {
+            path: self.pages.to_string(),
+            source,
+        };
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&self.pages))
+            .try_collect()
+            .await
+            .map_err(err)?;
         for meta in metas {
             match self.store.delete(&meta.location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => return Err(StateError::Store { path: meta.location.to_string(), source }),
+                Err(source) => {
+                    return Err(StateError::Store {
+                        path: meta.location.to_string(),
+                        source,
+                    })
+                }
             }
         }
         Ok(())
@@ -142,11 +164,17 @@ impl StateStore {
             .put(path, PutPayload::from(bytes))
             .await
             .map(|_| ())
-            .map_err(|source| StateError::Store { path: path.to_string(), source })
+            .map_err(|source| StateError::Store {
+                path: path.to_string(),
+                source,
+            })
     }
 
     async fn get(&self, path: &Path) -> Result<Option<Bytes>, StateError> {
-        let err = |source| StateError::Store { path: path.to_string(), source };
+        let err = |source| StateError::Store {
+            path: path.to_string(),
+            source,
+        };
         match self.store.get(path).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(err)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -165,23 +193,40 @@ mod tests {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let s = StateStore::new(store.clone(), &Path::from("runs"), "nightly");
         assert_eq!(s.load().await.unwrap(), Checkpoint::default());
-        let cp = Checkpoint { watermark: Some(Utc::now()), progress: None };
+        let cp = Checkpoint {
+            watermark: Some(Utc::now()),
+            progress: None,
+        };
         s.save(&cp).await.unwrap();
         assert_eq!(s.load().await.unwrap(), cp);
-        assert!(store.get(&Path::from("runs/state/nightly.json")).await.is_ok());
-        let c: Contract = serde_json::from_str(r#"{"id":"T-1","created":"2026-01-01T00:00:00Z"}"#).unwrap();
+        assert!(store
+            .get(&Path::from("runs/state/nightly.json"))
+            .await
+            .is_ok());
+        let c: Contract =
+            serde_json::from_str(r#"{"id":"T-1","created":"2026-01-01T00:00:00Z"}"#).unwrap();
         s.put_page("a-1", std::slice::from_ref(&c)).await.unwrap();
         assert_eq!(s.get_page("a-1").await.unwrap(), vec![c]);
         s.clear_pages().await.unwrap();
         assert!(s.get_page("a-1").await.is_err());
-        assert_eq!(s.load().await.unwrap(), cp, "clearing pages keeps the state");
+        assert_eq!(
+            s.load().await.unwrap(),
+            cp,
+            "clearing pages keeps the state"
+        );
     }
 
     #[tokio::test]
     async fn a_corrupt_state_names_its_path() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        store.put(&Path::from("p/state/j.json"), PutPayload::from("{nope")).await.unwrap();
-        let err = StateStore::new(store, &Path::from("p"), "j").load().await.unwrap_err();
+        store
+            .put(&Path::from("p/state/j.json"), PutPayload::from("{nope"))
+            .await
+            .unwrap();
+        let err = StateStore::new(store, &Path::from("p"), "j")
+            .load()
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("p/state/j.json"), "{err}");
     }
 }

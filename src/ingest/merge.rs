@@ -29,9 +29,15 @@ pub struct Merged {
 ///
 /// Unchanged contracts keep their metadata values and document hash; changed
 /// ones keep the previous values until enrichment replaces them.
-pub fn merge(prev: Vec<SnapshotRow>, fetched: Vec<SnapshotRow>, mode: WalkMode, run_start: &str) -> Merged {
+pub fn merge(
+    prev: Vec<SnapshotRow>,
+    fetched: Vec<SnapshotRow>,
+    mode: WalkMode,
+    run_start: &str,
+) -> Merged {
     let mut out = Merged::default();
-    let mut prev: HashMap<String, SnapshotRow> = prev.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut prev: HashMap<String, SnapshotRow> =
+        prev.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut rows = Vec::with_capacity(prev.len() + fetched.len());
     let mut changed_ids = std::collections::HashSet::new();
     for mut row in fetched {
@@ -44,7 +50,9 @@ pub fn merge(prev: Vec<SnapshotRow>, fetched: Vec<SnapshotRow>, mode: WalkMode, 
             Some(p) => {
                 let was_deleted = p.deleted_at.is_some();
                 out.restored += usize::from(was_deleted);
-                let changed = mode == WalkMode::Incremental || was_deleted || p.list_item_sha256 != row.list_item_sha256;
+                let changed = mode == WalkMode::Incremental
+                    || was_deleted
+                    || p.list_item_sha256 != row.list_item_sha256;
                 row.first_seen_at = p.first_seen_at;
                 row.key_pointers = p.key_pointers;
                 row.document_sha256 = p.document_sha256;
@@ -66,7 +74,12 @@ pub fn merge(prev: Vec<SnapshotRow>, fetched: Vec<SnapshotRow>, mode: WalkMode, 
         rows.push(p);
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));
-    out.changed = rows.iter().enumerate().filter(|(_, r)| changed_ids.contains(&r.id)).map(|(i, _)| i).collect();
+    out.changed = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| changed_ids.contains(&r.id))
+        .map(|(i, _)| i)
+        .collect();
     out.rows = rows;
     out
 }
@@ -76,7 +89,11 @@ mod tests {
     use super::*;
 
     fn row(id: &str, hash: &str) -> SnapshotRow {
-        SnapshotRow { id: id.into(), list_item_sha256: Some(hash.into()), ..SnapshotRow::default() }
+        SnapshotRow {
+            id: id.into(),
+            list_item_sha256: Some(hash.into()),
+            ..SnapshotRow::default()
+        }
     }
 
     fn prev_rows() -> Vec<SnapshotRow> {
@@ -102,7 +119,11 @@ mod tests {
         let changed: Vec<_> = m.changed.iter().map(|i| m.rows[*i].id.as_str()).collect();
         assert_eq!(changed, vec!["T-3", "T-4"]);
         assert_eq!(by("T-1").changed_at.as_deref(), Some("R0"));
-        assert_eq!(by("T-1").key_pointers["value"].as_deref(), Some("10"), "unchanged keeps its values");
+        assert_eq!(
+            by("T-1").key_pointers["value"].as_deref(),
+            Some("10"),
+            "unchanged keeps its values"
+        );
         assert_eq!(by("T-2").deleted_at.as_deref(), Some("R1"));
         assert_eq!(by("T-3").deleted_at, None);
         assert_eq!(by("T-3").changed_at.as_deref(), Some("R1"));
@@ -115,10 +136,17 @@ mod tests {
         let m = merge(prev_rows(), fetched, WalkMode::Incremental, "R1");
         assert_eq!(m.rows.len(), 4);
         assert_eq!((m.new, m.deleted), (1, 0));
-        assert_eq!(m.changed.len(), 2, "every returned contract counts as changed");
+        assert_eq!(
+            m.changed.len(),
+            2,
+            "every returned contract counts as changed"
+        );
         let t2 = m.rows.iter().find(|r| r.id == "T-2").unwrap();
         assert_eq!(t2.deleted_at, None);
         let t1 = m.rows.iter().find(|r| r.id == "T-1").unwrap();
-        assert_eq!((t1.first_seen_at.as_deref(), t1.changed_at.as_deref()), (Some("R0"), Some("R1")));
+        assert_eq!(
+            (t1.first_seen_at.as_deref(), t1.changed_at.as_deref()),
+            (Some("R0"), Some("R1"))
+        );
     }
 }

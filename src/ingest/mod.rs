@@ -15,8 +15,8 @@
 pub mod checkpoint;
 pub mod merge;
 pub mod progress;
-pub mod snapshot;
 mod run;
+pub mod snapshot;
 
 pub use checkpoint::{Checkpoint, Progress, StateError, StateStore, WalkMode};
 pub use run::{ingest, ingest_with_control, snapshot_path};
@@ -169,7 +169,7 @@ pub enum IngestError {
         what: String,
         /// Cause.
         #[source]
-        source: FetchError,
+        source: Box<FetchError>,
     },
     /// Run state.
     #[error("job {job}: {source}")]

@@ -17,13 +17,19 @@ impl Feedback {
     pub fn new(job: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
-            let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} contracts {msg} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} contracts {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
             bar.set_prefix(job.to_string());
             bar
         });
-        Feedback { bar, started: Instant::now(), pages: 0 }
+        Feedback {
+            bar,
+            started: Instant::now(),
+            pages: 0,
+        }
     }
 
     /// Called after each list page.
@@ -32,7 +38,12 @@ impl Feedback {
         let rps = self.pages as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
         match &self.bar {
             Some(bar) => {
-                bar.set_length(bar.length().unwrap_or(0).max(e.window_total).max(e.contracts_so_far as u64));
+                bar.set_length(
+                    bar.length()
+                        .unwrap_or(0)
+                        .max(e.window_total)
+                        .max(e.contracts_so_far as u64),
+                );
                 bar.set_position(e.contracts_so_far as u64);
                 bar.set_message(format!("page {} | {rps:.1} list req/s", self.pages));
             }
@@ -51,7 +62,9 @@ impl Feedback {
     pub fn enrich(&self, done: usize, of: usize) {
         match &self.bar {
             Some(bar) => bar.set_message(format!("metadata/documents {done}/{of}")),
-            None if done % 100 == 0 || done == of => tracing::info!(done, of, "metadata values and documents fetched"),
+            None if done % 100 == 0 || done == of => {
+                tracing::info!(done, of, "metadata values and documents fetched")
+            }
             None => {}
         }
     }

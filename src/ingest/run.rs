@@ -20,7 +20,11 @@ use std::time::Instant;
 
 /// `{prefix}/snapshots/<job>/snapshot.parquet`.
 pub fn snapshot_path(prefix: &Path, job: &str) -> Path {
-    prefix.clone().join("snapshots").join(job).join("snapshot.parquet")
+    prefix
+        .clone()
+        .join("snapshots")
+        .join(job)
+        .join("snapshot.parquet")
 }
 
 /// Runs one ingest of `settings.job`; see the module doc.
@@ -43,19 +47,36 @@ pub async fn ingest_with_control(
 ) -> Result<IngestOutcome, IngestError> {
     let started = Instant::now();
     let job = settings.job.clone();
-    let config_err = |key, message: String| IngestError::Config { job: job.clone(), key, message };
+    let config_err = |key, message: String| IngestError::Config {
+        job: job.clone(),
+        key,
+        message,
+    };
     if !(1..=100).contains(&settings.page_size) {
-        return Err(config_err("page_size", format!("{} is not in 1..=100", settings.page_size)));
+        return Err(config_err(
+            "page_size",
+            format!("{} is not in 1..=100", settings.page_size),
+        ));
     }
-    let state_err = |source| IngestError::State { job: job.clone(), source };
+    let state_err = |source| IngestError::State {
+        job: job.clone(),
+        source,
+    };
     let states = StateStore::new(store.clone(), prefix, &job);
-    let throttle = Arc::new(Throttle::new(settings.requests_per_second, settings.max_in_flight));
+    let throttle = Arc::new(Throttle::new(
+        settings.requests_per_second,
+        settings.max_in_flight,
+    ));
     let client = SpotDraftClient::new(client_config(settings), throttle, settings.retry.clone())
         .map_err(|e| config_err("base_url", e.to_string()))?;
 
     // 1. State: resume an unfinished walk of the same mode, or start one.
     let mut cp = states.load().await.map_err(state_err)?;
-    let mut stats = IngestStats { job: job.clone(), watermark_before: cp.watermark, ..IngestStats::default() };
+    let mut stats = IngestStats {
+        job: job.clone(),
+        watermark_before: cp.watermark,
+        ..IngestStats::default()
+    };
     let resumable = cp.progress.as_ref().is_some_and(|p| match mode {
         IngestMode::Auto => true,
         IngestMode::Full => p.mode == WalkMode::Full,
@@ -78,7 +99,9 @@ pub async fn ingest_with_control(
         return Err(IngestError::Snapshot {
             job,
             path: snap_path.to_string(),
-            message: "missing, but the state has a watermark; delete the state file to run a full walk".into(),
+            message:
+                "missing, but the state has a watermark; delete the state file to run a full walk"
+                    .into(),
         });
     }
     let prev = prev.unwrap_or_default();
@@ -86,37 +109,64 @@ pub async fn ingest_with_control(
     // 3. Walk.
     let mut feedback = Feedback::new(&job);
     let opts = WalkOptions::new(settings.page_size, settings.status_filter.clone());
-    let walked = walk(&client, &states, &mut cp, &opts, control, &mut |e| feedback.page(e)).await;
-    let walked = walked.map_err(|source| IngestError::Walk { job: job.clone(), source })?;
+    let walked = walk(&client, &states, &mut cp, &opts, control, &mut |e| {
+        feedback.page(e)
+    })
+    .await;
+    let walked = walked.map_err(|source| IngestError::Walk {
+        job: job.clone(),
+        source,
+    })?;
     let walk_state = &cp.progress.as_ref().expect("kept").walk;
-    (stats.windows_rewalked, stats.windows_split) = (walk_state.windows_rewalked, walk_state.windows_split);
+    (stats.windows_rewalked, stats.windows_split) =
+        (walk_state.windows_rewalked, walk_state.windows_split);
     stats.contracts_fetched = walked.contracts.len();
 
     // 4. Merge, then fetch metadata values and documents for what changed.
-    let fetched: Vec<SnapshotRow> =
-        walked.contracts.iter().map(|c| SnapshotRow::from_contract(c, &settings.record_data_keys)).collect();
+    let fetched: Vec<SnapshotRow> = walked
+        .contracts
+        .iter()
+        .map(|c| SnapshotRow::from_contract(c, &settings.record_data_keys))
+        .collect();
     let mut merged = merge(prev.rows, fetched, progress.mode, &run_start_text);
     (stats.contracts_changed, stats.contracts_new) = (merged.changed.len(), merged.new);
     (stats.contracts_deleted, stats.contracts_restored) = (merged.deleted, merged.restored);
-    enrich(settings, &client, &mut merged, !prev.missing_key_pointer_fields.is_empty(), &feedback).await?;
+    enrich(
+        settings,
+        &client,
+        &mut merged,
+        !prev.missing_key_pointer_fields.is_empty(),
+        &feedback,
+    )
+    .await?;
     feedback.finish();
 
     // 5. Incremental: cheap deletion check (one request).
     if progress.mode == WalkMode::Incremental {
         let q = Window::full(progress.run_start).query(1, 1, &settings.status_filter);
-        let resp = client.list_contracts(&q).await.map_err(|source| IngestError::Fetch {
-            job: job.clone(),
-            what: "counting live contracts".into(),
-            source,
-        })?;
-        let live = merged.rows.iter().filter(|r| r.deleted_at.is_none()).count() as i64;
+        let resp = client
+            .list_contracts(&q)
+            .await
+            .map_err(|source| IngestError::Fetch {
+                job: job.clone(),
+                what: "counting live contracts".into(),
+                source: Box::new(source),
+            })?;
+        let live = merged
+            .rows
+            .iter()
+            .filter(|r| r.deleted_at.is_none())
+            .count() as i64;
         stats.live_count_mismatch = Some(resp.total_results as i64 - live);
     }
 
     // 6. Snapshot (one put), then the watermark, then clean the spilled pages.
     let snapshot = write_snapshot(settings, &store, &snap_path, merged.rows).await?;
     stats.snapshot_rows = snapshot.height();
-    let done = Checkpoint { watermark: Some(progress.run_start), progress: None };
+    let done = Checkpoint {
+        watermark: Some(progress.run_start),
+        progress: None,
+    };
     states.save(&done).await.map_err(state_err)?;
     stats.watermark_after = done.watermark;
     if let Err(e) = states.clear_pages().await {
@@ -126,7 +176,8 @@ pub async fn ingest_with_control(
     stats.requests = client.request_counts();
     stats.http = client.throttle().stats().snapshot();
     stats.elapsed_ms = started.elapsed().as_millis() as u64;
-    stats.achieved_requests_per_s = stats.http.requests as f64 / started.elapsed().as_secs_f64().max(1e-3);
+    stats.achieved_requests_per_s =
+        stats.http.requests as f64 / started.elapsed().as_secs_f64().max(1e-3);
     tracing::info!(job = %job, stats = %serde_json::to_string(&stats).unwrap_or_default(), "ingest finished");
     Ok(IngestOutcome { snapshot, stats })
 }
@@ -141,25 +192,54 @@ fn client_config(s: &IngestSettings) -> ClientConfig {
     }
 }
 
-fn new_progress(s: &IngestSettings, cp: &Checkpoint, mode: IngestMode, states: &StateStore) -> Result<Progress, IngestError> {
+fn new_progress(
+    s: &IngestSettings,
+    cp: &Checkpoint,
+    mode: IngestMode,
+    states: &StateStore,
+) -> Result<Progress, IngestError> {
     let run_start: DateTime<Utc> = Utc::now().trunc_subsecs(0);
     let (mode, window) = match (mode, cp.watermark) {
-        (IngestMode::Full, _) | (IngestMode::Auto, None) => (WalkMode::Full, Window::full(run_start)),
+        (IngestMode::Full, _) | (IngestMode::Auto, None) => {
+            (WalkMode::Full, Window::full(run_start))
+        }
         (IngestMode::Incremental | IngestMode::Auto, Some(wm)) => {
             let overlap = chrono::Duration::from_std(s.overlap).unwrap_or(chrono::Duration::zero());
             let start = (wm - overlap).trunc_subsecs(0);
-            (WalkMode::Incremental, Window { field: WindowField::LastUpdatedOn, start, end: run_start })
+            (
+                WalkMode::Incremental,
+                Window {
+                    field: WindowField::LastUpdatedOn,
+                    start,
+                    end: run_start,
+                },
+            )
         }
         (IngestMode::Incremental, None) => {
-            return Err(IngestError::NoWatermark { job: s.job.clone(), state: states.state_path().to_string() })
+            return Err(IngestError::NoWatermark {
+                job: s.job.clone(),
+                state: states.state_path().to_string(),
+            })
         }
     };
     let key_prefix = run_start.format("%Y%m%dT%H%M%SZ").to_string();
-    Ok(Progress { mode, run_start, walk: WalkState::new(vec![window], key_prefix) })
+    Ok(Progress {
+        mode,
+        run_start,
+        walk: WalkState::new(vec![window], key_prefix),
+    })
 }
 
-async fn read_snapshot(s: &IngestSettings, store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Option<Snapshot>, IngestError> {
-    let err = |message: String| IngestError::Snapshot { job: s.job.clone(), path: path.to_string(), message };
+async fn read_snapshot(
+    s: &IngestSettings,
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+) -> Result<Option<Snapshot>, IngestError> {
+    let err = |message: String| IngestError::Snapshot {
+        job: s.job.clone(),
+        path: path.to_string(),
+        message,
+    };
     let bytes = match store.get(path).await {
         Ok(r) => r.bytes().await.map_err(|e| err(e.to_string()))?,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -178,7 +258,11 @@ async fn write_snapshot(
     path: &Path,
     rows: Vec<SnapshotRow>,
 ) -> Result<polars::prelude::DataFrame, IngestError> {
-    let err = |message: String| IngestError::Snapshot { job: s.job.clone(), path: path.to_string(), message };
+    let err = |message: String| IngestError::Snapshot {
+        job: s.job.clone(),
+        path: path.to_string(),
+        message,
+    };
     let (keys, fields) = (s.record_data_keys.clone(), s.key_pointer_fields.clone());
     let built = tokio::task::spawn_blocking(move || {
         let mut df = snapshot::to_frame(&rows, &keys, &fields)?;
@@ -188,7 +272,10 @@ async fn write_snapshot(
     .await
     .map_err(|e| err(format!("writer panicked: {e}")))?;
     let (df, bytes) = built.map_err(|e| err(e.to_string()))?;
-    store.put(path, PutPayload::from(bytes)).await.map_err(|e| err(e.to_string()))?;
+    store
+        .put(path, PutPayload::from(bytes))
+        .await
+        .map_err(|e| err(e.to_string()))?;
     Ok(df)
 }
 
@@ -209,25 +296,39 @@ async fn enrich(
     for (i, row) in merged.rows.iter().enumerate() {
         let is_changed = changed.contains(&i);
         let kp = wants_kp && row.deleted_at.is_none() && (is_changed || refresh_all_key_pointers);
-        let doc = s.fetch_documents && is_changed && row.contract_status.as_deref() == Some("EXECUTED");
+        let doc =
+            s.fetch_documents && is_changed && row.contract_status.as_deref() == Some("EXECUTED");
         if kp || doc {
             jobs.push((i, kp, doc));
         }
     }
     let total = jobs.len();
-    let jobs: Vec<_> = jobs.into_iter().map(|(i, kp, doc)| (i, ContractId::new(merged.rows[i].id.clone()), kp, doc)).collect();
+    let jobs: Vec<_> = jobs
+        .into_iter()
+        .map(|(i, kp, doc)| (i, ContractId::new(merged.rows[i].id.clone()), kp, doc))
+        .collect();
     let mut results = futures::stream::iter(jobs)
-        .map(|(i, id, kp, doc)| {
-            async move {
-                let kps = if kp { Some(client.key_pointers(&id).await.map_err(|e| (id.clone(), "metadata values", e))?) } else { None };
-                let sha = if doc {
-                    let bytes = client.download(&id).await.map_err(|e| (id.clone(), "document", e))?;
-                    Some(hex::encode(Sha256::digest(&bytes)))
-                } else {
-                    None
-                };
-                Ok::<_, (ContractId, &str, _)>((i, kps, sha))
-            }
+        .map(|(i, id, kp, doc)| async move {
+            let kps = if kp {
+                Some(
+                    client
+                        .key_pointers(&id)
+                        .await
+                        .map_err(|e| (id.clone(), "metadata values", e))?,
+                )
+            } else {
+                None
+            };
+            let sha = if doc {
+                let bytes = client
+                    .download(&id)
+                    .await
+                    .map_err(|e| (id.clone(), "document", e))?;
+                Some(hex::encode(Sha256::digest(&bytes)))
+            } else {
+                None
+            };
+            Ok::<_, (ContractId, &str, _)>((i, kps, sha))
         })
         .buffer_unordered(s.max_in_flight.max(1));
     let mut done = 0;
@@ -235,14 +336,21 @@ async fn enrich(
         let (i, kps, sha) = r.map_err(|(id, what, source)| IngestError::Fetch {
             job: s.job.clone(),
             what: format!("{what} of contract {id}"),
-            source,
+            source: Box::new(source),
         })?;
         let row = &mut merged.rows[i];
         if let Some(kps) = kps {
             row.key_pointers = s
                 .key_pointer_fields
                 .iter()
-                .map(|f| (f.clone(), kps.iter().find(|k| &k.field_name == f).and_then(|k| crate::spotdraft::model::value_text(&k.value))))
+                .map(|f| {
+                    (
+                        f.clone(),
+                        kps.iter()
+                            .find(|k| &k.field_name == f)
+                            .and_then(|k| crate::spotdraft::model::value_text(&k.value)),
+                    )
+                })
                 .collect();
         }
         if sha.is_some() {

@@ -34,7 +34,13 @@ pub const BASE_COLUMNS: [&str; 13] = [
 ];
 
 /// Columns after the per-job ones.
-pub const TAIL_COLUMNS: [&str; 5] = ["document_sha256", "list_item_sha256", "first_seen_at", "changed_at", "deleted_at"];
+pub const TAIL_COLUMNS: [&str; 5] = [
+    "document_sha256",
+    "list_item_sha256",
+    "first_seen_at",
+    "changed_at",
+    "deleted_at",
+];
 
 /// Prefix of the per-key `record_data` columns.
 pub const RECORD_DATA_PREFIX: &str = "external_metadata.record_data.";
@@ -113,7 +119,8 @@ impl SnapshotRow {
             em_id: em.id.clone(),
             em_integration_name: em.integration_name.clone(),
             em_record_type: em.record_type.clone(),
-            em_record_data: (!em.record_data.is_empty()).then(|| serde_json::to_string(&em.record_data).expect("json")),
+            em_record_data: (!em.record_data.is_empty())
+                .then(|| serde_json::to_string(&em.record_data).expect("json")),
             record_data: record_data_keys
                 .iter()
                 .map(|k| (k.clone(), em.record_data.get(k).and_then(value_text)))
@@ -135,11 +142,17 @@ pub struct Snapshot {
 }
 
 /// Builds the snapshot frame, in the column order documented above.
-pub fn to_frame(rows: &[SnapshotRow], record_data_keys: &[String], key_pointer_fields: &[String]) -> PolarsResult<DataFrame> {
+pub fn to_frame(
+    rows: &[SnapshotRow],
+    record_data_keys: &[String],
+    key_pointer_fields: &[String],
+) -> PolarsResult<DataFrame> {
     let s = |name: &str, f: &dyn Fn(&SnapshotRow) -> Option<String>| {
         Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
     };
-    let n = |name: &str, f: &dyn Fn(&SnapshotRow) -> Option<i64>| Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>());
+    let n = |name: &str, f: &dyn Fn(&SnapshotRow) -> Option<i64>| {
+        Column::new(name.into(), rows.iter().map(f).collect::<Vec<_>>())
+    };
     let mut cols = vec![
         s("id", &|r| Some(r.id.clone())),
         n("contract_num", &|r| r.contract_num),
@@ -151,15 +164,25 @@ pub fn to_frame(rows: &[SnapshotRow], record_data_keys: &[String], key_pointer_f
         s("created", &|r| r.created.clone()),
         s("reference_id", &|r| r.reference_id.clone()),
         s("external_metadata.id", &|r| r.em_id.clone()),
-        s("external_metadata.integration_name", &|r| r.em_integration_name.clone()),
-        s("external_metadata.record_type", &|r| r.em_record_type.clone()),
-        s("external_metadata.record_data", &|r| r.em_record_data.clone()),
+        s("external_metadata.integration_name", &|r| {
+            r.em_integration_name.clone()
+        }),
+        s("external_metadata.record_type", &|r| {
+            r.em_record_type.clone()
+        }),
+        s("external_metadata.record_data", &|r| {
+            r.em_record_data.clone()
+        }),
     ];
     for k in record_data_keys {
-        cols.push(s(&format!("{RECORD_DATA_PREFIX}{k}"), &|r| r.record_data.get(k).cloned().flatten()));
+        cols.push(s(&format!("{RECORD_DATA_PREFIX}{k}"), &|r| {
+            r.record_data.get(k).cloned().flatten()
+        }));
     }
     for f in key_pointer_fields {
-        cols.push(s(&format!("{KEY_POINTERS_PREFIX}{f}"), &|r| r.key_pointers.get(f).cloned().flatten()));
+        cols.push(s(&format!("{KEY_POINTERS_PREFIX}{f}"), &|r| {
+            r.key_pointers.get(f).cloned().flatten()
+        }));
     }
     cols.push(s("document_sha256", &|r| r.document_sha256.clone()));
     cols.push(s("list_item_sha256", &|r| r.list_item_sha256.clone()));
@@ -179,31 +202,54 @@ pub fn frame_to_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
 fn str_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
     match df.column(name) {
         Err(_) => Ok(vec![None; df.height()]),
-        Ok(c) => Ok(c.as_materialized_series().str()?.iter().map(|v| v.map(str::to_string)).collect()),
+        Ok(c) => Ok(c
+            .as_materialized_series()
+            .str()?
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect()),
     }
 }
 
 fn int_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<i64>>> {
     match df.column(name) {
         Err(_) => Ok(vec![None; df.height()]),
-        Ok(c) => Ok(c.as_materialized_series().cast(&DataType::Int64)?.i64()?.iter().collect()),
+        Ok(c) => Ok(c
+            .as_materialized_series()
+            .cast(&DataType::Int64)?
+            .i64()?
+            .iter()
+            .collect()),
     }
 }
 
 /// Reads a snapshot written by [`to_frame`] + [`frame_to_parquet`].
-pub fn from_parquet(bytes: Bytes, record_data_keys: &[String], key_pointer_fields: &[String]) -> PolarsResult<Snapshot> {
+pub fn from_parquet(
+    bytes: Bytes,
+    record_data_keys: &[String],
+    key_pointer_fields: &[String],
+) -> PolarsResult<Snapshot> {
     let df = ParquetReader::new(Cursor::new(bytes)).finish()?;
     let h = df.height();
     let ids = str_col(&df, "id")?;
     let mut cols: BTreeMap<&str, Vec<Option<String>>> = BTreeMap::new();
-    for name in BASE_COLUMNS.iter().chain(TAIL_COLUMNS.iter()).filter(|n| !["id", "contract_num", "contract_type_id"].contains(n)) {
+    for name in BASE_COLUMNS
+        .iter()
+        .chain(TAIL_COLUMNS.iter())
+        .filter(|n| !["id", "contract_num", "contract_type_id"].contains(n))
+    {
         cols.insert(name, str_col(&df, name)?);
     }
     let nums = int_col(&df, "contract_num")?;
     let types = int_col(&df, "contract_type_id")?;
     let rd: Vec<(String, Vec<Option<String>>)> = record_data_keys
         .iter()
-        .map(|k| Ok((k.clone(), str_col(&df, &format!("{RECORD_DATA_PREFIX}{k}"))?)))
+        .map(|k| {
+            Ok((
+                k.clone(),
+                str_col(&df, &format!("{RECORD_DATA_PREFIX}{k}"))?,
+            ))
+        })
         .collect::<PolarsResult<_>>()?;
     let missing_key_pointer_fields: Vec<String> = key_pointer_fields
         .iter()
@@ -212,7 +258,12 @@ pub fn from_parquet(bytes: Bytes, record_data_keys: &[String], key_pointer_field
         .collect();
     let kp: Vec<(String, Vec<Option<String>>)> = key_pointer_fields
         .iter()
-        .map(|f| Ok((f.clone(), str_col(&df, &format!("{KEY_POINTERS_PREFIX}{f}"))?)))
+        .map(|f| {
+            Ok((
+                f.clone(),
+                str_col(&df, &format!("{KEY_POINTERS_PREFIX}{f}"))?,
+            ))
+        })
         .collect::<PolarsResult<_>>()?;
     let mut rows = Vec::with_capacity(h);
     for i in 0..h {
@@ -240,7 +291,10 @@ pub fn from_parquet(bytes: Bytes, record_data_keys: &[String], key_pointer_field
             deleted_at: g("deleted_at"),
         });
     }
-    Ok(Snapshot { rows, missing_key_pointer_fields })
+    Ok(Snapshot {
+        rows,
+        missing_key_pointer_fields,
+    })
 }
 
 #[cfg(test)]
@@ -257,17 +311,32 @@ mod tests {
             r#"{"id":"T-42","created":"2026-01-02T03:04:05Z","contract_name":"MSA","contract_status":"EXECUTED",
                 "contract_type_id":7,"external_metadata":{"id":99,"record_type":"po","record_data":{"vendor_id":"V-1","amount":12.5}}}"#,
         );
-        let keys = vec!["vendor_id".to_string(), "amount".to_string(), "absent".to_string()];
+        let keys = vec![
+            "vendor_id".to_string(),
+            "amount".to_string(),
+            "absent".to_string(),
+        ];
         let mut row = SnapshotRow::from_contract(&c, &keys);
-        row.key_pointers.insert("contract_value".into(), Some("1000".into()));
+        row.key_pointers
+            .insert("contract_value".into(), Some("1000".into()));
         row.first_seen_at = Some("2026-02-01T00:00:00Z".into());
         let kp = vec!["contract_value".to_string()];
         let mut df = to_frame(std::slice::from_ref(&row), &keys, &kp).unwrap();
-        let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
-        assert!(names.contains(&"external_metadata.record_data.vendor_id".to_string()), "{names:?}");
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(
+            names.contains(&"external_metadata.record_data.vendor_id".to_string()),
+            "{names:?}"
+        );
         assert!(names.contains(&"key_pointers.contract_value".to_string()));
         assert_eq!(df.column("contract_num").unwrap().dtype(), &DataType::Int64);
-        assert_eq!(df.column("contract_type_id").unwrap().dtype(), &DataType::Int64);
+        assert_eq!(
+            df.column("contract_type_id").unwrap().dtype(),
+            &DataType::Int64
+        );
         let bytes = frame_to_parquet(&mut df).unwrap();
         let back = from_parquet(Bytes::from(bytes), &keys, &kp).unwrap();
         assert_eq!(back.rows, vec![row.clone()]);
@@ -278,14 +347,25 @@ mod tests {
         assert_eq!(row.record_data["absent"], None);
         // A field the job adds later is reported missing.
         let more = vec!["contract_value".to_string(), "currency".to_string()];
-        let back = from_parquet(Bytes::from(frame_to_parquet(&mut df).unwrap()), &keys, &more).unwrap();
-        assert_eq!(back.missing_key_pointer_fields, vec!["currency".to_string()]);
+        let back = from_parquet(
+            Bytes::from(frame_to_parquet(&mut df).unwrap()),
+            &keys,
+            &more,
+        )
+        .unwrap();
+        assert_eq!(
+            back.missing_key_pointer_fields,
+            vec!["currency".to_string()]
+        );
     }
 
     #[test]
     fn list_item_hash_changes_with_the_item() {
-        let a = contract(r#"{"id":"T-1","created":"2026-01-01T00:00:00Z","contract_status":"SIGN"}"#);
-        let b = contract(r#"{"id":"T-1","created":"2026-01-01T00:00:00Z","contract_status":"EXECUTED"}"#);
+        let a =
+            contract(r#"{"id":"T-1","created":"2026-01-01T00:00:00Z","contract_status":"SIGN"}"#);
+        let b = contract(
+            r#"{"id":"T-1","created":"2026-01-01T00:00:00Z","contract_status":"EXECUTED"}"#,
+        );
         assert_eq!(list_item_sha256(&a), list_item_sha256(&a.clone()));
         assert_ne!(list_item_sha256(&a), list_item_sha256(&b));
     }

@@ -113,7 +113,10 @@ pub fn filter_time(t: &DateTime<Utc>) -> String {
 impl ListQuery {
     /// The query string pairs, in a fixed order.
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut q = vec![("page", self.page.max(1).to_string()), ("limit", self.limit.clamp(1, 100).to_string())];
+        let mut q = vec![
+            ("page", self.page.max(1).to_string()),
+            ("limit", self.limit.clamp(1, 100).to_string()),
+        ];
         let times = [
             ("filter__created_at[$gte]", &self.created_gte),
             ("filter__created_at[$lt]", &self.created_lt),
@@ -160,20 +163,38 @@ pub struct SpotDraftClient {
 
 impl SpotDraftClient {
     /// Builds a client; `throttle` is the workspace's shared budget.
-    pub fn new(config: ClientConfig, throttle: Arc<Throttle>, policy: RetryPolicy) -> Result<Self, FetchError> {
+    pub fn new(
+        config: ClientConfig,
+        throttle: Arc<Throttle>,
+        policy: RetryPolicy,
+    ) -> Result<Self, FetchError> {
         let inner = Self::build_http(&config)?;
-        Ok(Self::from_parts(RetryingClient::new(inner, throttle, policy), config))
+        Ok(Self::from_parts(
+            RetryingClient::new(inner, throttle, policy),
+            config,
+        ))
     }
 
     /// As [`SpotDraftClient::new`] with a fixed jitter seed (tests).
-    pub fn with_seed(config: ClientConfig, throttle: Arc<Throttle>, policy: RetryPolicy, seed: u64) -> Result<Self, FetchError> {
+    pub fn with_seed(
+        config: ClientConfig,
+        throttle: Arc<Throttle>,
+        policy: RetryPolicy,
+        seed: u64,
+    ) -> Result<Self, FetchError> {
         let inner = Self::build_http(&config)?;
-        Ok(Self::from_parts(RetryingClient::with_seed(inner, throttle, policy, seed), config))
+        Ok(Self::from_parts(
+            RetryingClient::with_seed(inner, throttle, policy, seed),
+            config,
+        ))
     }
 
     fn build_http(config: &ClientConfig) -> Result<reqwest::Client, FetchError> {
         if config.base_url.cannot_be_a_base() {
-            return Err(FetchError::Config(format!("base_url {} cannot hold a path", config.base_url)));
+            return Err(FetchError::Config(format!(
+                "base_url {} cannot hold a path",
+                config.base_url
+            )));
         }
         reqwest::Client::builder()
             .use_rustls_tls()
@@ -184,7 +205,11 @@ impl SpotDraftClient {
     }
 
     fn from_parts(http: RetryingClient, config: ClientConfig) -> Self {
-        SpotDraftClient { http, config, counters: Arc::default() }
+        SpotDraftClient {
+            http,
+            config,
+            counters: Arc::default(),
+        }
     }
 
     /// The shared throttle (its counters cover every request of the workspace).
@@ -203,7 +228,10 @@ impl SpotDraftClient {
     }
 
     /// `GET v2.1/public/contracts/` with the query's page and filters.
-    pub async fn list_contracts(&self, query: &ListQuery) -> Result<ContractListResponse, FetchError> {
+    pub async fn list_contracts(
+        &self,
+        query: &ListQuery,
+    ) -> Result<ContractListResponse, FetchError> {
         let mut url = self.endpoint(&["v2.1", "public", "contracts", ""])?;
         url.query_pairs_mut().extend_pairs(query.pairs());
         let resp = self.call(Method::GET, url, &self.counters.list).await?;
@@ -216,28 +244,53 @@ impl SpotDraftClient {
 
     /// `GET v2.1/public/contracts/{id}/key_pointers`: the contract's metadata values.
     pub async fn key_pointers(&self, id: &ContractId) -> Result<Vec<KeyPointer>, FetchError> {
-        let url = self.endpoint(&["v2.1", "public", "contracts", id.composite(), "key_pointers"])?;
-        let resp = self.call(Method::GET, url, &self.counters.key_pointers).await?;
-        serde_json::from_slice(&resp.body).map_err(|source| FetchError::MalformedJson { url: resp.url, page: None, source })
+        let url = self.endpoint(&[
+            "v2.1",
+            "public",
+            "contracts",
+            id.composite(),
+            "key_pointers",
+        ])?;
+        let resp = self
+            .call(Method::GET, url, &self.counters.key_pointers)
+            .await?;
+        serde_json::from_slice(&resp.body).map_err(|source| FetchError::MalformedJson {
+            url: resp.url,
+            page: None,
+            source,
+        })
     }
 
     /// `POST v2.1/public/contracts/{id}/download`: the latest (for executed
     /// contracts, the executed) document's bytes. Read-only, so retried like a GET.
     pub async fn download(&self, id: &ContractId) -> Result<Bytes, FetchError> {
         let url = self.endpoint(&["v2.1", "public", "contracts", id.composite(), "download"])?;
-        Ok(self.call(Method::POST, url, &self.counters.documents).await?.body)
+        Ok(self
+            .call(Method::POST, url, &self.counters.documents)
+            .await?
+            .body)
     }
 
     fn endpoint(&self, segments: &[&str]) -> Result<Url, FetchError> {
         let mut url = self.config.base_url.clone();
         url.path_segments_mut()
-            .map_err(|_| FetchError::Config(format!("base_url {} cannot hold a path", self.config.base_url)))?
+            .map_err(|_| {
+                FetchError::Config(format!(
+                    "base_url {} cannot hold a path",
+                    self.config.base_url
+                ))
+            })?
             .pop_if_empty()
             .extend(segments);
         Ok(url)
     }
 
-    async fn call(&self, method: Method, url: Url, counter: &AtomicU64) -> Result<HttpResponse, FetchError> {
+    async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        counter: &AtomicU64,
+    ) -> Result<HttpResponse, FetchError> {
         let mut req = self
             .http
             .inner()
@@ -248,13 +301,18 @@ impl SpotDraftClient {
         if let Some(email) = &self.config.user_email {
             req = req.header("user-email", email);
         }
-        let req = req.build().map_err(|e| FetchError::Config(format!("request to {url}: {e}")))?;
+        let req = req
+            .build()
+            .map_err(|e| FetchError::Config(format!("request to {url}: {e}")))?;
         let result = self.http.send(req, true).await;
         // Count attempts, not calls: a retried list request costs budget too.
         let attempts = match &result {
             Ok(r) => r.attempts as u64,
             Err(HttpError::Status(r)) => r.attempts as u64,
-            Err(HttpError::RetriesExhausted { attempts, .. } | HttpError::Transport { attempts, .. }) => *attempts as u64,
+            Err(
+                HttpError::RetriesExhausted { attempts, .. }
+                | HttpError::Transport { attempts, .. },
+            ) => *attempts as u64,
             Err(HttpError::NotCloneable { .. }) => 0,
         };
         counter.fetch_add(attempts, Ordering::Relaxed);
@@ -262,7 +320,9 @@ impl SpotDraftClient {
     }
 
     fn explain(&self, err: HttpError) -> FetchError {
-        let HttpError::Status(resp) = err else { return FetchError::Http(err) };
+        let HttpError::Status(resp) = err else {
+            return FetchError::Http(err);
+        };
         let detail = serde_json::from_slice::<ApiErrorBody>(&resp.body)
             .ok()
             .and_then(|b| b.detail.or(b.message).map(|m| format!(": {m}")))
@@ -279,7 +339,11 @@ impl SpotDraftClient {
                 url: resp.url.clone(),
                 location: resp.header("location").unwrap_or("<none>").to_string(),
             },
-            status => FetchError::Status { status, url: resp.url.clone(), detail },
+            status => FetchError::Status {
+                status,
+                url: resp.url.clone(),
+                detail,
+            },
         }
     }
 }
@@ -307,55 +371,111 @@ mod tests {
     }
 
     fn q(page: u32) -> ListQuery {
-        ListQuery { page, limit: 2, ..ListQuery::default() }
+        ListQuery {
+            page,
+            limit: 2,
+            ..ListQuery::default()
+        }
     }
 
     #[tokio::test]
     async fn sends_auth_headers_and_reads_a_page() {
-        let (base, st) = fake::start(FakeState { contracts: fake::contracts(3), ..FakeState::default() }).await;
+        let (base, st) = fake::start(FakeState {
+            contracts: fake::contracts(3),
+            ..FakeState::default()
+        })
+        .await;
         let c = client(base, 100);
         let page = c.list_contracts(&q(2)).await.unwrap();
-        assert_eq!((page.page, page.total_results, page.results.len()), (2, 3, 1));
+        assert_eq!(
+            (page.page, page.total_results, page.results.len()),
+            (2, 3, 1)
+        );
         let h = st.lock().unwrap().last_headers.clone().unwrap();
         assert_eq!(h["client-id"], "id-1");
         assert_eq!(h["client-secret"], "s3cret");
         assert_eq!(h["user-email"], "ops@example.com");
         assert_eq!(c.request_counts().list, 1);
-        assert!(!format!("{c:?}").contains("s3cret"), "Debug leaks the secret");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug leaks the secret"
+        );
     }
 
     #[tokio::test]
     async fn retries_429_with_and_without_retry_after_and_5xx() {
-        let mut state = FakeState { contracts: fake::contracts(1), ..FakeState::default() };
-        state.script.extend([(429, Some("0"), ""), (429, None, ""), (503, None, "down")]);
+        let mut state = FakeState {
+            contracts: fake::contracts(1),
+            ..FakeState::default()
+        };
+        state
+            .script
+            .extend([(429, Some("0"), ""), (429, None, ""), (503, None, "down")]);
         let (base, st) = fake::start(state).await;
         let c = client(base, 100);
         assert_eq!(c.list_contracts(&q(1)).await.unwrap().results.len(), 1);
         assert_eq!(st.lock().unwrap().list_requests, 4);
         let stats = c.throttle().stats().snapshot();
-        assert_eq!((stats.retries, stats.status_429, stats.responses_5xx, stats.requests), (3, 2, 1, 4));
+        assert_eq!(
+            (
+                stats.retries,
+                stats.status_429,
+                stats.responses_5xx,
+                stats.requests
+            ),
+            (3, 2, 1, 4)
+        );
         assert_eq!(c.request_counts().list, 4);
     }
 
     #[tokio::test]
     async fn gives_up_after_max_attempts() {
         let mut state = FakeState::default();
-        state.script.extend([(500, None, ""), (500, None, ""), (500, None, ""), (500, None, ""), (500, None, "")]);
+        state.script.extend([
+            (500, None, ""),
+            (500, None, ""),
+            (500, None, ""),
+            (500, None, ""),
+            (500, None, ""),
+        ]);
         let (base, st) = fake::start(state).await;
         let err = client(base, 100).list_contracts(&q(1)).await.unwrap_err();
-        assert!(matches!(err, FetchError::Http(HttpError::RetriesExhausted { attempts: 4, status: 500, .. })), "{err}");
+        assert!(
+            matches!(
+                err,
+                FetchError::Http(HttpError::RetriesExhausted {
+                    attempts: 4,
+                    status: 500,
+                    ..
+                })
+            ),
+            "{err}"
+        );
         assert_eq!(st.lock().unwrap().list_requests, 4);
     }
 
     #[tokio::test]
     async fn unauthorized_fails_at_once_with_a_hint() {
         let mut state = FakeState::default();
-        state.script.push_back((401, None, r#"{"detail":"Invalid credentials","code":"SD_AUTH"}"#));
+        state.script.push_back((
+            401,
+            None,
+            r#"{"detail":"Invalid credentials","code":"SD_AUTH"}"#,
+        ));
         let (base, st) = fake::start(state).await;
-        let err = client(base.clone(), 100).list_contracts(&q(1)).await.unwrap_err();
+        let err = client(base.clone(), 100)
+            .list_contracts(&q(1))
+            .await
+            .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("401 from http://") && msg.contains("check client-id/client-secret"), "{msg}");
-        assert!(msg.contains(base.as_str()) && msg.contains("Invalid credentials"), "{msg}");
+        assert!(
+            msg.contains("401 from http://") && msg.contains("check client-id/client-secret"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(base.as_str()) && msg.contains("Invalid credentials"),
+            "{msg}"
+        );
         assert!(!msg.contains("s3cret"));
         assert_eq!(st.lock().unwrap().list_requests, 1);
     }
@@ -363,21 +483,35 @@ mod tests {
     #[tokio::test]
     async fn redirects_are_not_followed() {
         let mut state = FakeState::default();
-        state.script.push_back((302, Some("https://elsewhere.example/api/"), ""));
+        state
+            .script
+            .push_back((302, Some("https://elsewhere.example/api/"), ""));
         let (base, _st) = fake::start(state).await;
         let err = client(base, 100).list_contracts(&q(1)).await.unwrap_err();
-        assert!(matches!(&err, FetchError::Redirect { status: 302, location, .. } if location == "https://elsewhere.example/api/"));
-        assert!(err.to_string().contains("v2.1/public/contracts/?page=1"), "{err}");
+        assert!(
+            matches!(&err, FetchError::Redirect { status: 302, location, .. } if location == "https://elsewhere.example/api/")
+        );
+        assert!(
+            err.to_string().contains("v2.1/public/contracts/?page=1"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
     async fn malformed_json_is_not_retried_and_names_url_and_page() {
         let mut state = FakeState::default();
-        state.script.push_back((200, None, "{\"page\": 1, \"results\": [oops"));
+        state
+            .script
+            .push_back((200, None, "{\"page\": 1, \"results\": [oops"));
         let (base, st) = fake::start(state).await;
         let err = client(base, 100).list_contracts(&q(7)).await.unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("malformed JSON from http://") && msg.contains("page=7") && msg.contains("(page 7)"), "{msg}");
+        assert!(
+            msg.contains("malformed JSON from http://")
+                && msg.contains("page=7")
+                && msg.contains("(page 7)"),
+            "{msg}"
+        );
         assert_eq!(st.lock().unwrap().list_requests, 1);
     }
 
@@ -388,8 +522,18 @@ mod tests {
         let kp = c.key_pointers(&ContractId::new("T-9")).await.unwrap();
         assert_eq!(kp[0].field_name, "contract_value");
         assert_eq!(kp[0].value, "value-of-T-9");
-        assert_eq!(&c.download(&ContractId::new("T-9")).await.unwrap()[..], b"%PDF T-9");
+        assert_eq!(
+            &c.download(&ContractId::new("T-9")).await.unwrap()[..],
+            b"%PDF T-9"
+        );
         assert_eq!(st.lock().unwrap().other_requests, 2);
-        assert_eq!(c.request_counts(), RequestCounts { list: 0, key_pointers: 1, documents: 1 });
+        assert_eq!(
+            c.request_counts(),
+            RequestCounts {
+                list: 0,
+                key_pointers: 1,
+                documents: 1
+            }
+        );
     }
 }

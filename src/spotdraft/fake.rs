@@ -43,7 +43,12 @@ pub fn contracts(n: usize) -> Vec<FakeContract> {
     (0..n)
         .map(|i| {
             let t = t0 + Duration::minutes(i as i64);
-            FakeContract { id: format!("T-{}", i + 1), created: t, updated: t, status: "EXECUTED".into() }
+            FakeContract {
+                id: format!("T-{}", i + 1),
+                created: t,
+                updated: t,
+                status: "EXECUTED".into(),
+            }
         })
         .collect()
 }
@@ -53,7 +58,10 @@ pub async fn start(state: FakeState) -> (url::Url, Shared) {
     let shared: Shared = Arc::new(Mutex::new(state));
     let app = Router::new()
         .route("/api/v2.1/public/contracts/", get(list))
-        .route("/api/v2.1/public/contracts/{id}/key_pointers", get(key_pointers))
+        .route(
+            "/api/v2.1/public/contracts/{id}/key_pointers",
+            get(key_pointers),
+        )
         .route("/api/v2.1/public/contracts/{id}/download", post(download))
         .with_state(shared.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -69,17 +77,26 @@ fn scripted(st: &mut FakeState) -> Option<Response> {
     }
     let mut resp = (StatusCode::from_u16(status).unwrap(), body.to_string()).into_response();
     if let Some(ra) = retry_after {
-        let name = if (300..400).contains(&status) { "location" } else { "retry-after" };
+        let name = if (300..400).contains(&status) {
+            "location"
+        } else {
+            "retry-after"
+        };
         resp.headers_mut().insert(name, ra.parse().unwrap());
     }
     Some(resp)
 }
 
 fn time(q: &HashMap<String, String>, k: &str) -> Option<DateTime<Utc>> {
-    q.get(k).map(|v| DateTime::parse_from_rfc3339(v).unwrap().with_timezone(&Utc))
+    q.get(k)
+        .map(|v| DateTime::parse_from_rfc3339(v).unwrap().with_timezone(&Utc))
 }
 
-async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn list(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let mut st = s.lock().unwrap();
     st.list_requests += 1;
     st.last_headers = Some(headers);
@@ -89,7 +106,8 @@ async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<HashM
     if let Some(n) = st.update_every {
         if st.list_requests % n == 0 {
             st.clock += 1;
-            let now = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap() + Duration::seconds(st.clock);
+            let now =
+                Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap() + Duration::seconds(st.clock);
             let oldest = st.contracts.iter_mut().min_by_key(|c| c.updated).unwrap();
             oldest.updated = now;
         }
@@ -99,14 +117,26 @@ async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<HashM
     let within = |t: DateTime<Utc>, lo: Option<DateTime<Utc>>, hi: Option<DateTime<Utc>>| {
         lo.is_none_or(|lo| t >= lo) && hi.is_none_or(|hi| t < hi)
     };
-    let (cg, cl) = (time(&q, "filter__created_at[$gte]"), time(&q, "filter__created_at[$lt]"));
-    let (ug, ul) = (time(&q, "filter__last_updated_on[$gte]"), time(&q, "filter__last_updated_on[$lt]"));
-    let statuses: Option<Vec<&str>> = q.get("filter__display_status[$in]").map(|s| s.split(',').collect());
+    let (cg, cl) = (
+        time(&q, "filter__created_at[$gte]"),
+        time(&q, "filter__created_at[$lt]"),
+    );
+    let (ug, ul) = (
+        time(&q, "filter__last_updated_on[$gte]"),
+        time(&q, "filter__last_updated_on[$lt]"),
+    );
+    let statuses: Option<Vec<&str>> = q
+        .get("filter__display_status[$in]")
+        .map(|s| s.split(',').collect());
     let mut hits: Vec<&FakeContract> = st
         .contracts
         .iter()
         .filter(|c| within(c.created, cg, cl) && within(c.updated, ug, ul))
-        .filter(|c| statuses.as_ref().is_none_or(|s| s.contains(&c.status.as_str())))
+        .filter(|c| {
+            statuses
+                .as_ref()
+                .is_none_or(|s| s.contains(&c.status.as_str()))
+        })
         .collect();
     hits.sort_by(|a, b| b.updated.cmp(&a.updated).then(a.id.cmp(&b.id)));
     let results: Vec<Value> = hits
@@ -118,7 +148,8 @@ async fn list(State(s): State<Shared>, headers: HeaderMap, Query(q): Query<HashM
                    "last_updated_on": c.updated.to_rfc3339(), "external_metadata": null})
         })
         .collect();
-    Json(json!({"page": page, "limit": limit, "total_results": hits.len(), "results": results})).into_response()
+    Json(json!({"page": page, "limit": limit, "total_results": hits.len(), "results": results}))
+        .into_response()
 }
 
 async fn key_pointers(State(s): State<Shared>, Path(id): Path<String>) -> Response {
@@ -127,7 +158,8 @@ async fn key_pointers(State(s): State<Shared>, Path(id): Path<String>) -> Respon
     if let Some(r) = scripted(&mut st) {
         return r;
     }
-    Json(json!([{"id": 1, "value": format!("value-of-{id}"), "field_name": "contract_value"}])).into_response()
+    Json(json!([{"id": 1, "value": format!("value-of-{id}"), "field_name": "contract_value"}]))
+        .into_response()
 }
 
 async fn download(State(s): State<Shared>, Path(id): Path<String>) -> Response {

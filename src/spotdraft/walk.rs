@@ -78,7 +78,11 @@ pub struct WalkState {
 impl WalkState {
     /// A fresh walk of `windows`, spilling pages under keys starting with `key_prefix`.
     pub fn new(windows: Vec<Window>, key_prefix: String) -> Self {
-        let pending = windows.into_iter().rev().map(|window| PendingWindow { window, attempt: 1 }).collect();
+        let pending = windows
+            .into_iter()
+            .rev()
+            .map(|window| PendingWindow { window, attempt: 1 })
+            .collect();
         WalkState {
             pending,
             current: None,
@@ -110,7 +114,13 @@ impl WalkOptions {
     /// Defaults for `page_size` and `statuses`: 2 attempts before a split,
     /// 6 for an unsplittable window, 2,000 abandoned attempts in all.
     pub fn new(page_size: u32, statuses: Vec<String>) -> Self {
-        WalkOptions { page_size: page_size.clamp(1, 100), statuses, attempts_before_split: 2, max_attempts: 6, max_rewalks: 2000 }
+        WalkOptions {
+            page_size: page_size.clamp(1, 100),
+            statuses,
+            attempts_before_split: 2,
+            max_attempts: 6,
+            max_rewalks: 2000,
+        }
     }
 }
 
@@ -188,7 +198,12 @@ pub async fn walk(
     control: &WalkControl,
     on_page: &mut (dyn FnMut(&PageEvent) + Send),
 ) -> Result<WalkOutcome, WalkError> {
-    let mut st = checkpoint.progress.as_ref().expect("walk() needs progress in the checkpoint").walk.clone();
+    let mut st = checkpoint
+        .progress
+        .as_ref()
+        .expect("walk() needs progress in the checkpoint")
+        .walk
+        .clone();
     let mut accepted = load_pages(states, &st.accepted_pages).await?;
     let mut current = match &st.current {
         Some(cur) => load_pages(states, &cur.pages).await?,
@@ -207,7 +222,10 @@ pub async fn walk(
                 pages: vec![],
             });
         }
-        let stop = control.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        let stop = control
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst));
         if stop || control.page_budget.is_some_and(|b| requests >= b) {
             save(states, checkpoint, &st).await?;
             return Err(WalkError::Stopped { pages: requests });
@@ -217,14 +235,22 @@ pub async fn walk(
         let resp = client
             .list_contracts(&window.query(page, opts.page_size, &opts.statuses))
             .await
-            .map_err(|source| WalkError::Fetch { window, page, source: Box::new(source) })?;
+            .map_err(|source| WalkError::Fetch {
+                window,
+                page,
+                source: Box::new(source),
+            })?;
         requests += 1;
         let expected = *cur.page_totals.first().unwrap_or(&resp.total_results);
         cur.page_totals.push(resp.total_results);
         let mut seen: HashSet<&ContractId> = current.iter().map(|c| &c.id).collect();
         let repeated = !resp.results.iter().all(|c| seen.insert(&c.id));
         if resp.total_results != expected || repeated {
-            let mut observed: Vec<_> = current.iter().chain(&resp.results).filter_map(|c| window.time_of(c)).collect();
+            let mut observed: Vec<_> = current
+                .iter()
+                .chain(&resp.results)
+                .filter_map(|c| window.time_of(c))
+                .collect();
             observed.sort_unstable();
             current.clear();
             abandon(&mut st, opts, &observed)?;
@@ -239,7 +265,12 @@ pub async fn walk(
         let cur = st.current.as_mut().expect("set above");
         cur.pages.push(key);
         cur.next_page += 1;
-        on_page(&PageEvent { window, page, window_total: expected, contracts_so_far: accepted.len() + current.len() });
+        on_page(&PageEvent {
+            window,
+            page,
+            window_total: expected,
+            contracts_so_far: accepted.len() + current.len(),
+        });
         if short_page || current.len() as u64 >= expected {
             if walk_is_complete(&cur.page_totals, current.len()) {
                 st.accepted_pages.append(&mut cur.pages);
@@ -253,33 +284,62 @@ pub async fn walk(
         }
         save(states, checkpoint, &st).await?;
     }
-    Ok(WalkOutcome { contracts: newest_per_id(accepted), list_requests: requests })
+    Ok(WalkOutcome {
+        contracts: newest_per_id(accepted),
+        list_requests: requests,
+    })
 }
 
 /// Gives up the current attempt: walk again, split, or fail.
-fn abandon(st: &mut WalkState, opts: &WalkOptions, observed: &[chrono::DateTime<chrono::Utc>]) -> Result<(), WalkError> {
+fn abandon(
+    st: &mut WalkState,
+    opts: &WalkOptions,
+    observed: &[chrono::DateTime<chrono::Utc>],
+) -> Result<(), WalkError> {
     let cur = st.current.take().expect("abandon() needs a current window");
     st.windows_rewalked += 1;
     tracing::info!(window = %cur.window, attempt = cur.attempt, "window changed while walked; walking it again");
     let (window, attempt) = (cur.window, cur.attempt);
     if st.windows_rewalked > opts.max_rewalks {
-        return Err(WalkError::NeverSettled { window, attempts: attempt });
+        return Err(WalkError::NeverSettled {
+            window,
+            attempts: attempt,
+        });
     }
     if attempt < opts.attempts_before_split {
-        st.pending.push(PendingWindow { window, attempt: attempt + 1 });
+        st.pending.push(PendingWindow {
+            window,
+            attempt: attempt + 1,
+        });
     } else if let Some((early, late)) = window.split(observed) {
         st.windows_split += 1;
-        st.pending.push(PendingWindow { window: late, attempt: 1 });
-        st.pending.push(PendingWindow { window: early, attempt: 1 });
+        st.pending.push(PendingWindow {
+            window: late,
+            attempt: 1,
+        });
+        st.pending.push(PendingWindow {
+            window: early,
+            attempt: 1,
+        });
     } else if attempt < opts.max_attempts {
-        st.pending.push(PendingWindow { window, attempt: attempt + 1 });
+        st.pending.push(PendingWindow {
+            window,
+            attempt: attempt + 1,
+        });
     } else {
-        return Err(WalkError::NeverSettled { window, attempts: attempt });
+        return Err(WalkError::NeverSettled {
+            window,
+            attempts: attempt,
+        });
     }
     Ok(())
 }
 
-async fn save(states: &StateStore, checkpoint: &mut Checkpoint, st: &WalkState) -> Result<(), StateError> {
+async fn save(
+    states: &StateStore,
+    checkpoint: &mut Checkpoint,
+    st: &WalkState,
+) -> Result<(), StateError> {
     if let Some(p) = checkpoint.progress.as_mut() {
         p.walk = st.clone();
     }
@@ -333,17 +393,33 @@ mod tests {
             user_email: None,
             request_timeout: Duration::from_secs(5),
         };
-        let client = SpotDraftClient::with_seed(cfg, Arc::new(Throttle::new(1000, 1)), RetryPolicy::default(), 1).unwrap();
+        let client = SpotDraftClient::with_seed(
+            cfg,
+            Arc::new(Throttle::new(1000, 1)),
+            RetryPolicy::default(),
+            1,
+        )
+        .unwrap();
         let states = StateStore::new(Arc::new(InMemory::new()), &Path::from("p"), "job");
         let run_start = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
         let walk = WalkState::new(vec![Window::full(run_start)], "r1".into());
-        let cp = Checkpoint { watermark: None, progress: Some(Progress { mode: WalkMode::Full, run_start, walk }) };
+        let cp = Checkpoint {
+            watermark: None,
+            progress: Some(Progress {
+                mode: WalkMode::Full,
+                run_start,
+                walk,
+            }),
+        };
         assert!(!expected.is_empty());
         (client, shared, states, cp)
     }
 
     fn ids(o: &WalkOutcome) -> HashSet<String> {
-        o.contracts.iter().map(|c| c.id.composite().to_string()).collect()
+        o.contracts
+            .iter()
+            .map(|c| c.id.composite().to_string())
+            .collect()
     }
 
     fn all(n: usize) -> HashSet<String> {
@@ -352,22 +428,49 @@ mod tests {
 
     #[tokio::test]
     async fn a_quiet_walk_costs_one_request_per_page() {
-        let (client, shared, states, mut cp) = setup(FakeState { contracts: fake::contracts(250), ..Default::default() }).await;
-        let out = walk(&client, &states, &mut cp, &WalkOptions::new(100, vec![]), &WalkControl::default(), &mut |_| {}).await.unwrap();
+        let (client, shared, states, mut cp) = setup(FakeState {
+            contracts: fake::contracts(250),
+            ..Default::default()
+        })
+        .await;
+        let out = walk(
+            &client,
+            &states,
+            &mut cp,
+            &WalkOptions::new(100, vec![]),
+            &WalkControl::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(ids(&out), all(250));
         assert_eq!(out.contracts.len(), 250);
-        assert_eq!((out.list_requests, shared.lock().unwrap().list_requests), (3, 3));
+        assert_eq!(
+            (out.list_requests, shared.lock().unwrap().list_requests),
+            (3, 3)
+        );
     }
 
     #[tokio::test]
     async fn a_walk_under_shifting_pages_is_exact() {
         // Every 3rd list request moves the oldest contract to the front.
-        let state = FakeState { contracts: fake::contracts(950), update_every: Some(3), ..Default::default() };
+        let state = FakeState {
+            contracts: fake::contracts(950),
+            update_every: Some(3),
+            ..Default::default()
+        };
         let (client, _shared, states, mut cp) = setup(state).await;
         let mut pages = 0;
-        let out = walk(&client, &states, &mut cp, &WalkOptions::new(100, vec![]), &WalkControl::default(), &mut |_| pages += 1)
-            .await
-            .unwrap();
+        let out = walk(
+            &client,
+            &states,
+            &mut cp,
+            &WalkOptions::new(100, vec![]),
+            &WalkControl::default(),
+            &mut |_| pages += 1,
+        )
+        .await
+        .unwrap();
         assert_eq!(ids(&out), all(950));
         assert_eq!(out.contracts.len(), 950);
         let st = &cp.progress.as_ref().unwrap().walk;
@@ -376,15 +479,44 @@ mod tests {
 
     #[tokio::test]
     async fn a_stopped_walk_resumes_without_refetching() {
-        let (client, shared, states, mut cp) = setup(FakeState { contracts: fake::contracts(450), ..Default::default() }).await;
+        let (client, shared, states, mut cp) = setup(FakeState {
+            contracts: fake::contracts(450),
+            ..Default::default()
+        })
+        .await;
         let opts = WalkOptions::new(100, vec![]);
-        let stop = WalkControl { page_budget: Some(2), stop: None };
-        let err = walk(&client, &states, &mut cp, &opts, &stop, &mut |_| {}).await.unwrap_err();
+        let stop = WalkControl {
+            page_budget: Some(2),
+            stop: None,
+        };
+        let err = walk(&client, &states, &mut cp, &opts, &stop, &mut |_| {})
+            .await
+            .unwrap_err();
         assert!(matches!(err, WalkError::Stopped { pages: 2 }), "{err}");
         // Resume from what was saved, as a new process would.
         let mut saved = states.load().await.unwrap();
-        assert_eq!(saved.progress.as_ref().unwrap().walk.current.as_ref().unwrap().next_page, 3);
-        let out = walk(&client, &states, &mut saved, &opts, &WalkControl::default(), &mut |_| {}).await.unwrap();
+        assert_eq!(
+            saved
+                .progress
+                .as_ref()
+                .unwrap()
+                .walk
+                .current
+                .as_ref()
+                .unwrap()
+                .next_page,
+            3
+        );
+        let out = walk(
+            &client,
+            &states,
+            &mut saved,
+            &opts,
+            &WalkControl::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(out.list_requests, 3, "only pages 3..=5 are fetched again");
         assert_eq!(shared.lock().unwrap().list_requests, 5);
         assert_eq!(ids(&out), all(450));
@@ -392,14 +524,45 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_page_keeps_the_pages_before_it() {
-        let mut state = FakeState { contracts: fake::contracts(300), ..Default::default() };
-        state.script.extend([(0, None, ""), (200, None, "{\"page\":2,\"limit\":100,\"total_results\":300,\"results\":[{}]}")]);
+        let mut state = FakeState {
+            contracts: fake::contracts(300),
+            ..Default::default()
+        };
+        state.script.extend([
+            (0, None, ""),
+            (
+                200,
+                None,
+                "{\"page\":2,\"limit\":100,\"total_results\":300,\"results\":[{}]}",
+            ),
+        ]);
         let (client, shared, states, mut cp) = setup(state).await;
         let opts = WalkOptions::new(100, vec![]);
-        let err = walk(&client, &states, &mut cp, &opts, &WalkControl::default(), &mut |_| {}).await.unwrap_err();
-        assert!(err.to_string().contains("page 2") && err.to_string().contains("malformed JSON"), "{err}");
+        let err = walk(
+            &client,
+            &states,
+            &mut cp,
+            &opts,
+            &WalkControl::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("page 2") && err.to_string().contains("malformed JSON"),
+            "{err}"
+        );
         let mut saved = states.load().await.unwrap();
-        let out = walk(&client, &states, &mut saved, &opts, &WalkControl::default(), &mut |_| {}).await.unwrap();
+        let out = walk(
+            &client,
+            &states,
+            &mut saved,
+            &opts,
+            &WalkControl::default(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
         assert_eq!(ids(&out), all(300));
         assert_eq!(out.list_requests, 2, "page 1 is not fetched again");
         assert_eq!(shared.lock().unwrap().list_requests, 4);

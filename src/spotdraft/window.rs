@@ -34,7 +34,12 @@ impl fmt::Display for Window {
             WindowField::CreatedAt => "created_at",
             WindowField::LastUpdatedOn => "last_updated_on",
         };
-        write!(f, "{name} in [{}, {})", self.start.to_rfc3339(), self.end.to_rfc3339())
+        write!(
+            f,
+            "{name} in [{}, {})",
+            self.start.to_rfc3339(),
+            self.end.to_rfc3339()
+        )
     }
 }
 
@@ -46,12 +51,21 @@ pub fn epoch() -> DateTime<Utc> {
 impl Window {
     /// The full walk of a run started at `run_start`: everything created before it.
     pub fn full(run_start: DateTime<Utc>) -> Self {
-        Window { field: WindowField::CreatedAt, start: epoch(), end: run_start }
+        Window {
+            field: WindowField::CreatedAt,
+            start: epoch(),
+            end: run_start,
+        }
     }
 
     /// The list request for page `page` of this window.
     pub fn query(&self, page: u32, limit: u32, statuses: &[String]) -> ListQuery {
-        let mut q = ListQuery { page, limit, statuses: statuses.to_vec(), ..ListQuery::default() };
+        let mut q = ListQuery {
+            page,
+            limit,
+            statuses: statuses.to_vec(),
+            ..ListQuery::default()
+        };
         match self.field {
             WindowField::CreatedAt => {
                 q.created_gte = Some(self.start);
@@ -71,7 +85,9 @@ impl Window {
             WindowField::CreatedAt => Some(c.created.as_str()),
             WindowField::LastUpdatedOn => c.last_updated_on.as_deref(),
         }?;
-        DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc))
+        DateTime::parse_from_rfc3339(raw)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
     }
 
     /// Splits the window in two at a whole second strictly inside it.
@@ -83,7 +99,11 @@ impl Window {
     pub fn split(&self, observed: &[DateTime<Utc>]) -> Option<(Window, Window)> {
         let (s, e) = (self.start.timestamp(), ceil_secs(self.end));
         let inside = |t: i64| t > s && t < e;
-        let mut secs: Vec<i64> = observed.iter().map(|t| t.timestamp()).filter(|t| inside(*t)).collect();
+        let mut secs: Vec<i64> = observed
+            .iter()
+            .map(|t| t.timestamp())
+            .filter(|t| inside(*t))
+            .collect();
         secs.sort_unstable();
         let at = match secs.get(secs.len() / 2) {
             Some(m) => *m,
@@ -93,7 +113,13 @@ impl Window {
             return None;
         }
         let mid = Utc.timestamp_opt(at, 0).single()?;
-        Some((Window { end: mid, ..*self }, Window { start: mid, ..*self }))
+        Some((
+            Window { end: mid, ..*self },
+            Window {
+                start: mid,
+                ..*self
+            },
+        ))
     }
 }
 
@@ -140,7 +166,11 @@ mod tests {
     #[test]
     fn split_uses_the_median_of_observed_times() {
         let w = Window::full(t("2026-06-01T00:00:00Z"));
-        let seen = [t("2026-01-01T00:00:00Z"), t("2026-02-01T00:00:00Z"), t("2026-03-01T00:00:00Z")];
+        let seen = [
+            t("2026-01-01T00:00:00Z"),
+            t("2026-02-01T00:00:00Z"),
+            t("2026-03-01T00:00:00Z"),
+        ];
         let (a, b) = w.split(&seen).unwrap();
         assert_eq!((a.start, a.end), (epoch(), t("2026-02-01T00:00:00Z")));
         assert_eq!((b.start, b.end), (t("2026-02-01T00:00:00Z"), w.end));
@@ -149,14 +179,24 @@ mod tests {
 
     #[test]
     fn split_falls_back_to_the_middle_and_stops_at_one_second() {
-        let w = Window { field: WindowField::LastUpdatedOn, start: t("2026-01-01T00:00:00Z"), end: t("2026-01-01T00:00:10Z") };
+        let w = Window {
+            field: WindowField::LastUpdatedOn,
+            start: t("2026-01-01T00:00:00Z"),
+            end: t("2026-01-01T00:00:10Z"),
+        };
         // Observed values outside the window are ignored.
         let (a, b) = w.split(&[t("2025-01-01T00:00:00Z")]).unwrap();
         assert_eq!(a.end, t("2026-01-01T00:00:05Z"));
         assert_eq!(b.start, a.end);
-        let narrow = Window { end: t("2026-01-01T00:00:01Z"), ..w };
+        let narrow = Window {
+            end: t("2026-01-01T00:00:01Z"),
+            ..w
+        };
         assert_eq!(narrow.split(&[]), None);
-        let two = Window { end: t("2026-01-01T00:00:02Z"), ..w };
+        let two = Window {
+            end: t("2026-01-01T00:00:02Z"),
+            ..w
+        };
         assert!(two.split(&[]).is_some());
     }
 
@@ -166,9 +206,18 @@ mod tests {
         let pairs = w.query(3, 100, &["EXECUTED".into(), "SIGN".into()]).pairs();
         let get = |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
         assert_eq!(get("page").as_deref(), Some("3"));
-        assert_eq!(get("filter__created_at[$gte]").as_deref(), Some("1970-01-01T00:00:00Z"));
-        assert_eq!(get("filter__created_at[$lt]").as_deref(), Some("2026-06-01T00:00:00Z"));
-        assert_eq!(get("filter__display_status[$in]").as_deref(), Some("EXECUTED,SIGN"));
+        assert_eq!(
+            get("filter__created_at[$gte]").as_deref(),
+            Some("1970-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            get("filter__created_at[$lt]").as_deref(),
+            Some("2026-06-01T00:00:00Z")
+        );
+        assert_eq!(
+            get("filter__display_status[$in]").as_deref(),
+            Some("EXECUTED,SIGN")
+        );
         assert_eq!(get("filter__last_updated_on[$gte]"), None);
     }
 }
