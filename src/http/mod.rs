@@ -1,1 +1,16 @@
 //! The retry and throttle policy shared by every HTTP client.
+//!
+//! - [`retry`]: the pure parts: [`RetryPolicy`], status classification, backoff math;
+//! - [`throttle`]: one GCRA limiter and one in-flight cap per workspace, with [`HttpStats`];
+//! - [`send`]: [`RetryingClient`], which sends one request through both and reads the body.
+//!
+//! Every client (SpotDraft now, the ERP client later) builds a [`RetryingClient`]
+//! over a shared `Arc<Throttle>` and calls [`RetryingClient::send`].
+
+pub mod retry;
+pub mod send;
+pub mod throttle;
+
+pub use retry::{backoff_delay, classify_status, parse_retry_after, RetryPolicy, StatusClass};
+pub use send::{HttpError, HttpResponse, RetryingClient};
+pub use throttle::{HttpStats, HttpStatsSnapshot, Throttle};

@@ -1,1 +1,320 @@
-//! Integration tests: ingest.
+//! Integration tests: ingest against the sandbox SpotDraft API over loopback.
+
+use crate::sandbox_api::start;
+use chrono::{DateTime, Utc};
+use contract_recon::http::RetryPolicy;
+use contract_recon::ingest::{ingest, ingest_with_control, IngestMode, IngestSettings, StateStore};
+use contract_recon::sandbox::faults::PageShift;
+use contract_recon::sandbox::Sandbox;
+use contract_recon::secret::Secret;
+use contract_recon::spotdraft::walk::WalkControl;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use polars::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
+    IngestSettings {
+        job: "nightly".into(),
+        base_url: sb.spotdraft_base_url().parse().unwrap(),
+        client_id: Secret::new(sb.credentials().client_id.clone()),
+        client_secret: Secret::new(sb.credentials().client_secret.clone()),
+        user_email: None,
+        page_size: 100,
+        requests_per_second: rps,
+        max_in_flight: 4,
+        request_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(50),
+            max_total: Duration::from_secs(20),
+        },
+        status_filter: vec![],
+        overlap: Duration::ZERO,
+        record_data_keys: vec!["po_number".into()],
+        key_pointer_fields: vec![],
+        fetch_documents: false,
+    }
+}
+
+fn store() -> (Arc<dyn ObjectStore>, Path) {
+    (Arc::new(InMemory::new()), Path::from("runs"))
+}
+
+fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
+    df.column(col)
+        .unwrap()
+        .as_materialized_series()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.map(str::to_string))
+        .collect()
+}
+
+/// Ids of rows not marked deleted.
+fn live_ids(df: &DataFrame) -> BTreeSet<String> {
+    let ids = strings(df, "id");
+    let deleted = strings(df, "deleted_at");
+    ids.into_iter()
+        .zip(deleted)
+        .filter(|(_, d)| d.is_none())
+        .map(|(i, _)| i.unwrap())
+        .collect()
+}
+
+/// The sandbox's contracts created before `t`.
+fn truth_before(sb: &Sandbox, t: DateTime<Utc>) -> BTreeSet<String> {
+    sb.state()
+        .contracts()
+        .into_iter()
+        .filter(|c| c.contract.created.parse::<DateTime<Utc>>().unwrap() < t)
+        .map(|c| c.contract.id.composite().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_walk_is_exact_while_pages_shift() {
+    let sb = start(1200, 1000).await;
+    sb.faults().update(|f| {
+        f.spotdraft.page_shift = Some(PageShift {
+            mutations: 15,
+            every_n_list_requests: 3,
+        })
+    });
+    let (store, prefix) = store();
+    let out = ingest(&settings(&sb, 500), store, &prefix, IngestMode::Full)
+        .await
+        .unwrap();
+    assert_eq!(
+        sb.faults().page_shift_done(),
+        15,
+        "the mutations happened during the walk"
+    );
+    let run_start = out.stats.run_start.unwrap();
+    assert_eq!(live_ids(&out.snapshot), truth_before(&sb, run_start));
+    assert!(out.stats.windows_rewalked > 0, "{:?}", out.stats);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_full_walk_costs_one_list_request_per_page() {
+    let sb = start(350, 1000).await;
+    let (store, prefix) = store();
+    let out = ingest(&settings(&sb, 500), store, &prefix, IngestMode::Auto)
+        .await
+        .unwrap();
+    assert_eq!(out.stats.requests.list, 4);
+    assert_eq!(sb.state().counters().list_requests, 4);
+    assert_eq!(out.snapshot.height(), 350);
+    assert_eq!(
+        strings(&out.snapshot, "external_metadata.record_data.po_number")[2].as_deref(),
+        None
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_429_bursts_and_5xx() {
+    let sb = start(250, 1000).await;
+    sb.faults().update(|f| {
+        f.spotdraft.http.burst_429 = 2;
+        f.spotdraft.http.retry_after_secs = Some(1);
+    });
+    let (store, prefix) = store();
+    let s = settings(&sb, 500);
+    let first = ingest(&s, store.clone(), &prefix, IngestMode::Full)
+        .await
+        .unwrap();
+    assert_eq!(first.stats.http.status_429, 2);
+    assert_eq!(live_ids(&first.snapshot).len(), 250);
+    // No Retry-After this time, and random 5xx.
+    sb.faults().update(|f| {
+        f.spotdraft.http.burst_429 = 3;
+        f.spotdraft.http.retry_after_secs = None;
+        f.spotdraft.http.error_rate = 0.2;
+    });
+    let second = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
+    assert!(second.stats.http.retries >= 3, "{:?}", second.stats.http);
+    assert_eq!(live_ids(&second.snapshot).len(), 250);
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorized_fails_at_once() {
+    let sb = start(10, 1000).await;
+    let mut s = settings(&sb, 500);
+    s.client_secret = Secret::new("wrong");
+    let (store, prefix) = store();
+    let err = ingest(&s, store, &prefix, IngestMode::Full)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("401") && err.contains("check client-id/client-secret"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong"), "the secret leaked: {err}");
+    assert_eq!(sb.state().counters().spotdraft_requests, 1, "no retry");
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_then_bad_json_then_resume_fetches_only_missing_pages() {
+    let sb = start(650, 1000).await;
+    let (store, prefix) = store();
+    let s = settings(&sb, 500);
+    let budget = WalkControl {
+        page_budget: Some(3),
+        stop: None,
+    };
+    let err = ingest_with_control(&s, store.clone(), &prefix, IngestMode::Full, &budget)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stopped after 3"), "{err}");
+    // Next page answers 200 with broken JSON: not retried, named, pages kept.
+    sb.faults().update(|f| f.spotdraft.malformed_json_next = 1);
+    let err = ingest(&s, store.clone(), &prefix, IngestMode::Auto)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("malformed JSON") && err.contains("page=4") && err.contains("(page 4)"),
+        "{err}"
+    );
+    assert_eq!(sb.state().counters().list_requests, 4);
+    let state = StateStore::new(store.clone(), &prefix, "nightly")
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(
+        state.watermark, None,
+        "a failed run does not move the watermark"
+    );
+    assert!(
+        store
+            .head(&Path::from("runs/snapshots/nightly/snapshot.parquet"))
+            .await
+            .is_err(),
+        "no snapshot yet"
+    );
+    let out = ingest(&s, store.clone(), &prefix, IngestMode::Auto)
+        .await
+        .unwrap();
+    assert!(out.stats.resumed);
+    assert_eq!(
+        out.stats.requests.list, 4,
+        "pages 4..=7 again, 1..=3 from the spill"
+    );
+    assert_eq!(live_ids(&out.snapshot).len(), 650);
+    let state = StateStore::new(store, &prefix, "nightly")
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(state.watermark, out.stats.run_start);
+    assert!(state.progress.is_none());
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_run_merges_one_percent_of_changes() {
+    let sb = start(1000, 1000).await;
+    let (store, prefix) = store();
+    let mut s = settings(&sb, 500);
+    s.key_pointer_fields = vec!["contract_value".into()];
+    let full = ingest(&s, store.clone(), &prefix, IngestMode::Full)
+        .await
+        .unwrap();
+    assert_eq!(
+        full.stats.requests.key_pointers, 1000,
+        "every new contract gets its values once"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let changed: Vec<String> = (1..=10).map(|i| format!("T-{}", i * 97)).collect();
+    for id in &changed {
+        let mut c = sb.state().contract(id).unwrap();
+        c.contract.contract_status = "VOIDED".into();
+        c.contract.last_updated_on = Some(Utc::now().to_rfc3339());
+        sb.state().upsert_contract(c);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let inc = ingest(&s, store, &prefix, IngestMode::Auto).await.unwrap();
+    assert_eq!(inc.stats.contracts_fetched, 10);
+    assert_eq!(
+        inc.stats.requests.list, 2,
+        "one page plus the live-count check"
+    );
+    assert_eq!(inc.stats.requests.key_pointers, 10);
+    assert_eq!(inc.stats.live_count_mismatch, Some(0));
+    // The merged snapshot equals the sandbox's truth.
+    let ids = strings(&inc.snapshot, "id");
+    let statuses = strings(&inc.snapshot, "contract_status");
+    let truth = sb.state().contracts();
+    assert_eq!(ids.len(), truth.len());
+    for c in truth {
+        let k = ids
+            .iter()
+            .position(|i| i.as_deref() == Some(c.contract.id.composite()))
+            .unwrap();
+        assert_eq!(
+            statuses[k].as_deref(),
+            Some(c.contract.contract_status.as_str()),
+            "{}",
+            c.contract.id
+        );
+    }
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_contracts_are_marked_not_dropped() {
+    let sb = start(120, 1000).await;
+    let (store, prefix) = store();
+    let s = settings(&sb, 500);
+    ingest(&s, store.clone(), &prefix, IngestMode::Full)
+        .await
+        .unwrap();
+    for id in ["T-5", "T-50"] {
+        sb.state().remove_contract(id).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let inc = ingest(&s, store.clone(), &prefix, IngestMode::Incremental)
+        .await
+        .unwrap();
+    assert_eq!(
+        inc.stats.live_count_mismatch,
+        Some(-2),
+        "the cheap count notices"
+    );
+    let full = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
+    assert_eq!(full.stats.contracts_deleted, 2);
+    assert_eq!(full.snapshot.height(), 120);
+    let live = live_ids(&full.snapshot);
+    assert_eq!(live.len(), 118);
+    assert!(!live.contains("T-5") && !live.contains("T-50"));
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limiter_holds_the_sandbox_rate() {
+    // 1 list page + 24 metadata calls at the sandbox's own 10/s limit: ~2.5 s, no 429.
+    let sb = start(24, 10).await;
+    let (store, prefix) = store();
+    let mut s = settings(&sb, 10);
+    s.key_pointer_fields = vec!["contract_value".into()];
+    let out = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
+    assert_eq!(out.stats.http.requests, 25);
+    assert_eq!(sb.state().counters().rate_limited, 0);
+    assert_eq!(out.stats.http.status_429, 0);
+    assert!(
+        out.stats.achieved_requests_per_s <= 10.5,
+        "{}",
+        out.stats.achieved_requests_per_s
+    );
+    assert!(out.stats.elapsed_ms >= 2300, "{}", out.stats.elapsed_ms);
+    sb.shutdown().await;
+}

@@ -1,0 +1,220 @@
+//! Sending one request through the throttle, with retries, and reading its body.
+
+use super::retry::{backoff_delay, classify_status, parse_retry_after, RetryPolicy, StatusClass};
+use super::throttle::Throttle;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::header::HeaderMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A complete answer: status, headers and the whole body.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The URL requested.
+    pub url: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body, read in full.
+    pub body: Bytes,
+    /// Attempts it took (1 = first try).
+    pub attempts: u32,
+}
+
+impl HttpResponse {
+    /// A header as text, when present and readable.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a request failed after the retry policy gave up (or did not apply).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// A status the policy never retries (3xx, most 4xx); the response is kept
+    /// so the caller can say what it means for its API.
+    #[error("HTTP {} from {}", .0.status, .0.url)]
+    Status(Box<HttpResponse>),
+    /// A retryable status that kept coming back until the attempts or the time ran out.
+    #[error("HTTP {status} from {url}, still failing after {attempts} attempts over {elapsed:?}")]
+    RetriesExhausted {
+        /// The URL requested.
+        url: String,
+        /// Last status seen.
+        status: u16,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+    },
+    /// Timeout, connection or body error (retried only for idempotent requests).
+    #[error("request to {url} failed after {attempts} attempt(s): {kind}: {source}")]
+    Transport {
+        /// The URL requested.
+        url: String,
+        /// `timeout`, `connection` or `body`.
+        kind: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The request could not be built (a body that cannot be cloned for a retry).
+    #[error("request to {url} cannot be retried: its body is a stream")]
+    NotCloneable {
+        /// The URL requested.
+        url: String,
+    },
+}
+
+/// A `reqwest::Client` bound to a [`Throttle`] and a [`RetryPolicy`].
+#[derive(Debug, Clone)]
+pub struct RetryingClient {
+    client: reqwest::Client,
+    throttle: Arc<Throttle>,
+    policy: RetryPolicy,
+    rng: Arc<Mutex<StdRng>>,
+}
+
+impl RetryingClient {
+    /// A client with jitter drawn from the OS entropy source.
+    pub fn new(client: reqwest::Client, throttle: Arc<Throttle>, policy: RetryPolicy) -> Self {
+        Self::with_rng(client, throttle, policy, StdRng::from_os_rng())
+    }
+
+    /// A client whose jitter sequence is fixed by `seed` (tests).
+    pub fn with_seed(
+        client: reqwest::Client,
+        throttle: Arc<Throttle>,
+        policy: RetryPolicy,
+        seed: u64,
+    ) -> Self {
+        Self::with_rng(client, throttle, policy, StdRng::seed_from_u64(seed))
+    }
+
+    fn with_rng(
+        client: reqwest::Client,
+        throttle: Arc<Throttle>,
+        policy: RetryPolicy,
+        rng: StdRng,
+    ) -> Self {
+        RetryingClient {
+            client,
+            throttle,
+            policy,
+            rng: Arc::new(Mutex::new(rng)),
+        }
+    }
+
+    /// The underlying client, to build requests with.
+    pub fn inner(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The shared throttle (and its counters).
+    pub fn throttle(&self) -> &Arc<Throttle> {
+        &self.throttle
+    }
+
+    /// Sends `request`, retrying 408/429/5xx (honouring `Retry-After`) and, when
+    /// `idempotent`, timeouts and connection errors. Every attempt waits for the
+    /// throttle. Returns the 2xx answer with its body, or why it failed.
+    ///
+    /// Timeouts are retried only for idempotent requests too: a request that
+    /// timed out may have been applied, and this project never writes twice.
+    pub async fn send(
+        &self,
+        request: reqwest::Request,
+        idempotent: bool,
+    ) -> Result<HttpResponse, HttpError> {
+        let url = request.url().to_string();
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let req = request
+                .try_clone()
+                .ok_or_else(|| HttpError::NotCloneable { url: url.clone() })?;
+            let outcome = self.attempt(req, &url, attempt).await;
+            let (retry_after, give_up) = match outcome {
+                Ok(resp) => match classify_status(resp.status) {
+                    StatusClass::Success => return Ok(resp),
+                    StatusClass::Fail => return Err(HttpError::Status(Box::new(resp))),
+                    StatusClass::Retry => (
+                        resp.header("retry-after").and_then(parse_retry_after),
+                        HttpError::RetriesExhausted {
+                            url: url.clone(),
+                            status: resp.status,
+                            attempts: attempt,
+                            elapsed: started.elapsed(),
+                        },
+                    ),
+                },
+                Err((kind, source)) => {
+                    let err = HttpError::Transport {
+                        url: url.clone(),
+                        kind,
+                        attempts: attempt,
+                        source,
+                    };
+                    if !idempotent {
+                        return Err(err);
+                    }
+                    (None, err)
+                }
+            };
+            let wait = {
+                let unit: f64 = self.rng.lock().expect("rng lock").random();
+                backoff_delay(&self.policy, attempt, retry_after, unit)
+            };
+            if attempt >= self.policy.max_attempts
+                || started.elapsed() + wait > self.policy.max_total
+            {
+                return Err(give_up);
+            }
+            tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, "retrying request");
+            self.throttle.stats().record_retry();
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        req: reqwest::Request,
+        url: &str,
+        attempt: u32,
+    ) -> Result<HttpResponse, (&'static str, reqwest::Error)> {
+        let _slot = self.throttle.admit().await;
+        let stats = self.throttle.stats();
+        let resp = self.client.execute(req).await.map_err(|e| {
+            stats.record_transport_error();
+            (
+                if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                },
+                e,
+            )
+        })?;
+        let status = resp.status().as_u16();
+        stats.record_status(status);
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| {
+            stats.record_transport_error();
+            (if e.is_timeout() { "timeout" } else { "body" }, e)
+        })?;
+        stats.record_bytes(body.len());
+        Ok(HttpResponse {
+            url: url.to_string(),
+            status,
+            headers,
+            body,
+            attempts: attempt,
+        })
+    }
+}

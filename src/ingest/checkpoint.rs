@@ -1,0 +1,232 @@
+//! Run state: the watermark and, while a walk is under way, its progress and
+//! the pages fetched so far (`{prefix}/state/<job>.json`, pages under
+//! `{prefix}/state/<job>/pages/`).
+//!
+//! The state file is replaced with one `put` (atomic on every object store).
+//! A page is spilled before the state that names it, so a state never points
+//! at a missing page. The watermark only moves once the snapshot is written.
+
+use crate::spotdraft::model::Contract;
+use crate::spotdraft::walk::WalkState;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Why the run state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The object store failed.
+    #[error("run state {path}: {source}")]
+    Store {
+        /// The object.
+        path: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The object is not the JSON this version writes.
+    #[error("run state {path} is not valid: {source} (delete it to start over with a full walk)")]
+    Corrupt {
+        /// The object.
+        path: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Which walk a run makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalkMode {
+    /// Every contract created before the run's start.
+    Full,
+    /// Contracts updated since the watermark (minus the overlap).
+    Incremental,
+}
+
+/// A walk under way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Full or incremental.
+    pub mode: WalkMode,
+    /// The run's fixed start: the end of every window, the next watermark.
+    pub run_start: DateTime<Utc>,
+    /// Windows, pages and spilled page keys.
+    pub walk: WalkState,
+}
+
+/// The whole state file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Start of the last run whose snapshot was written (ISO 8601 UTC).
+    pub watermark: Option<DateTime<Utc>>,
+    /// The unfinished walk, if any.
+    pub progress: Option<Progress>,
+}
+
+/// Reads and writes one job's run state.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    store: Arc<dyn ObjectStore>,
+    state: Path,
+    pages: Path,
+}
+
+impl StateStore {
+    /// The state of `job` under `prefix`.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &Path, job: &str) -> Self {
+        let dir = prefix.clone().join("state");
+        StateStore {
+            store,
+            state: dir.clone().join(format!("{job}.json")),
+            pages: dir.join(job).join("pages"),
+        }
+    }
+
+    /// The state file's path.
+    pub fn state_path(&self) -> &Path {
+        &self.state
+    }
+
+    /// The state, or the empty state when there is none yet.
+    pub async fn load(&self) -> Result<Checkpoint, StateError> {
+        match self.get(&self.state).await? {
+            None => Ok(Checkpoint::default()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+                path: self.state.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Replaces the state (one put).
+    pub async fn save(&self, checkpoint: &Checkpoint) -> Result<(), StateError> {
+        let json = serde_json::to_vec_pretty(checkpoint).expect("state serializes");
+        self.put(&self.state, json).await
+    }
+
+    /// Spills one fetched page under `key`.
+    pub async fn put_page(&self, key: &str, contracts: &[Contract]) -> Result<(), StateError> {
+        let json = serde_json::to_vec(contracts).expect("contracts serialize");
+        self.put(&self.pages.clone().join(format!("{key}.json")), json)
+            .await
+    }
+
+    /// Reads a spilled page back.
+    pub async fn get_page(&self, key: &str) -> Result<Vec<Contract>, StateError> {
+        let path = self.pages.clone().join(format!("{key}.json"));
+        let bytes = self.get(&path).await?.ok_or_else(|| StateError::Store {
+            path: path.to_string(),
+            source: object_store::Error::NotFound {
+                path: path.to_string(),
+                source: "spilled page missing".into(),
+            },
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// Deletes every spilled page (after a run completed).
+    pub async fn clear_pages(&self) -> Result<(), StateError> {
+        let err = |source| StateError::Store {
+            path: self.pages.to_string(),
+            source,
+        };
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&self.pages))
+            .try_collect()
+            .await
+            .map_err(err)?;
+        for meta in metas {
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(StateError::Store {
+                        path: meta.location.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), StateError> {
+        self.store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| StateError::Store {
+                path: path.to_string(),
+                source,
+            })
+    }
+
+    async fn get(&self, path: &Path) -> Result<Option<Bytes>, StateError> {
+        let err = |source| StateError::Store {
+            path: path.to_string(),
+            source,
+        };
+        match self.store.get(path).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(err)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn state_and_pages_round_trip_and_pages_clear() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let s = StateStore::new(store.clone(), &Path::from("runs"), "nightly");
+        assert_eq!(s.load().await.unwrap(), Checkpoint::default());
+        let cp = Checkpoint {
+            watermark: Some(Utc::now()),
+            progress: None,
+        };
+        s.save(&cp).await.unwrap();
+        assert_eq!(s.load().await.unwrap(), cp);
+        assert!(store
+            .get(&Path::from("runs/state/nightly.json"))
+            .await
+            .is_ok());
+        let c: Contract =
+            serde_json::from_str(r#"{"id":"T-1","created":"2026-01-01T00:00:00Z"}"#).unwrap();
+        s.put_page("a-1", std::slice::from_ref(&c)).await.unwrap();
+        assert_eq!(s.get_page("a-1").await.unwrap(), vec![c]);
+        s.clear_pages().await.unwrap();
+        assert!(s.get_page("a-1").await.is_err());
+        assert_eq!(
+            s.load().await.unwrap(),
+            cp,
+            "clearing pages keeps the state"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_state_names_its_path() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        store
+            .put(&Path::from("p/state/j.json"), PutPayload::from("{nope"))
+            .await
+            .unwrap();
+        let err = StateStore::new(store, &Path::from("p"), "j")
+            .load()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("p/state/j.json"), "{err}");
+    }
+}
