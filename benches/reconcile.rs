@@ -6,7 +6,7 @@
 //! `cargo bench --bench reconcile -- [DIR] [CONTRACTS]`
 //! (defaults: `target/bench-data/recon-1000000`, 1,000,000 contracts). The
 //! dataset is generated once into DIR and reused while its manifest's contract
-//! count matches.
+//! count matches. `RUST_LOG=contract_recon=debug` adds the engine's own stage times.
 
 use anyhow::Context;
 use contract_recon::erp::extract::{load_extract, ExtractFormat, ExtractSource};
@@ -51,6 +51,11 @@ fn reusable(dir: &Path, contracts: u64) -> bool {
 }
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -1,68 +1,106 @@
 //! Reconciliation: typed field comparison, one Polars expression per compared field.
 
-use super::normalize::{minor_units, normalize_key, parse_date, parse_number, trimmed};
+use super::normalize::{
+    decimal_text, minor_units_of, normalize_key, null_str, parse_date, parse_number_of, trimmed,
+};
 use super::spec::CompareKind;
 use polars::prelude::*;
 
-/// True where the SpotDraft value `sd` and the ERP value `erp` differ under `kind`.
+/// Adds the boolean column `out` to `lf`: true where the SpotDraft value in
+/// column `sd` and the ERP value in column `erp` differ under `kind`.
 ///
 /// Null on both sides is equal; null on one side is a mismatch. For numbers,
 /// decimals and dates, two non-null values that do not both parse are compared
 /// as trimmed text, so `n/a` against `n/a` is equal and `n/a` against `5` is not.
-pub fn mismatch(kind: &CompareKind, sd: Expr, erp: Expr) -> Expr {
-    match kind {
-        CompareKind::String { normalize } => normalize_key(sd, normalize)
-            .eq_missing(normalize_key(erp, normalize))
-            .not(),
+///
+/// Work is staged through helper columns (`{out}_*`, dropped at the end) so
+/// each parse runs once per value instead of once per use in the expression.
+pub fn add_mismatch(
+    lf: LazyFrame,
+    kind: &CompareKind,
+    sd: &str,
+    erp: &str,
+    out: &str,
+) -> LazyFrame {
+    let (ts, te) = (format!("{out}_ts"), format!("{out}_te"));
+    let (ps, pe) = (format!("{out}_ps"), format!("{out}_pe"));
+    let helpers = [ts.clone(), te.clone(), ps.clone(), pe.clone()];
+    let staged = |lf: LazyFrame, parse: &dyn Fn(Expr) -> Expr| {
+        lf.with_columns([
+            trimmed(col(sd)).alias(ts.as_str()),
+            trimmed(col(erp)).alias(te.as_str()),
+        ])
+        .with_columns([
+            parse(col(ts.as_str())).alias(ps.as_str()),
+            parse(col(te.as_str())).alias(pe.as_str()),
+        ])
+    };
+    let lf = match kind {
+        CompareKind::String { normalize } => lf.with_columns([normalize_key(col(sd), normalize)
+            .eq_missing(normalize_key(col(erp), normalize))
+            .not()
+            .alias(out)]),
         CompareKind::Number {
             abs_tolerance,
             rel_tolerance,
         } => {
-            let (a, b) = (parse_number(sd.clone()), parse_number(erp.clone()));
+            let lf = staged(lf, &|t| decimal_text(t));
+            let (ds, de) = (col(ps.as_str()), col(pe.as_str()));
+            let lf = lf.with_columns([
+                parse_number_of(ds, col(ts.as_str())).alias(ps.as_str()),
+                parse_number_of(de, col(te.as_str())).alias(pe.as_str()),
+            ]);
+            let (a, b) = (col(ps.as_str()), col(pe.as_str()));
             let diff = (a.clone() - b.clone()).abs();
             let larger = when(a.clone().abs().gt_eq(b.clone().abs()))
-                .then(a.clone().abs())
-                .otherwise(b.clone().abs());
+                .then(a.abs())
+                .otherwise(b.abs());
             let close = diff
                 .clone()
                 .lt_eq(lit(*abs_tolerance))
                 .or(diff.lt_eq(larger * lit(*rel_tolerance)));
-            typed_mismatch(sd, erp, a, b, close)
+            lf.with_columns([typed_mismatch(&ts, &te, &ps, &pe, close).alias(out)])
         }
         CompareKind::Decimal { scale } => {
-            let (a, b) = (
-                minor_units(sd.clone(), *scale),
-                minor_units(erp.clone(), *scale),
-            );
-            let equal = a.clone().eq(b.clone());
-            typed_mismatch(sd, erp, a, b, equal)
+            let lf = staged(lf, &|t| decimal_text(t));
+            let lf = lf.with_columns([
+                minor_units_of(col(ps.as_str()), col(ts.as_str()), *scale).alias(ps.as_str()),
+                minor_units_of(col(pe.as_str()), col(te.as_str()), *scale).alias(pe.as_str()),
+            ]);
+            let equal = col(ps.as_str()).eq(col(pe.as_str()));
+            lf.with_columns([typed_mismatch(&ts, &te, &ps, &pe, equal).alias(out)])
         }
         CompareKind::Date => {
-            let (a, b) = (parse_date(sd.clone()), parse_date(erp.clone()));
-            let equal = a.clone().eq(b.clone());
-            typed_mismatch(sd, erp, a, b, equal)
+            let lf = staged(lf, &parse_date);
+            let equal = col(ps.as_str()).eq(col(pe.as_str()));
+            lf.with_columns([typed_mismatch(&ts, &te, &ps, &pe, equal).alias(out)])
         }
         CompareKind::Enum { values } => {
-            let sd_text = trimmed(sd).str().to_uppercase();
-            let erp_text = trimmed(erp).str().to_uppercase();
-            let mut mapped = super::normalize::null_str();
+            let lf = staged(lf, &|t| t.str().to_uppercase());
+            let mut mapped = null_str();
             for (from, to) in values.iter().rev() {
-                let cond = sd_text.clone().eq(lit(from.trim().to_uppercase()));
+                let cond = col(ps.as_str()).eq(lit(from.trim().to_uppercase()));
                 mapped = when(cond)
                     .then(lit(to.trim().to_uppercase()))
                     .otherwise(mapped);
             }
-            let equal = mapped.eq(erp_text.clone()).fill_null(lit(false));
-            present_mismatch(sd_text, erp_text, equal)
+            let equal = mapped.eq(col(pe.as_str())).fill_null(lit(false));
+            lf.with_columns(
+                [present_mismatch(col(ts.as_str()), col(te.as_str()), equal).alias(out)],
+            )
         }
+    };
+    match kind {
+        CompareKind::String { .. } => lf,
+        _ => lf.drop(cols(helpers)),
     }
 }
 
-/// Mismatch for parsed values `a`/`b` of the texts `sd`/`erp`: parsed equality
-/// `equal` when both parse, trimmed text equality otherwise.
-fn typed_mismatch(sd: Expr, erp: Expr, a: Expr, b: Expr, equal: Expr) -> Expr {
-    let (sd, erp) = (trimmed(sd), trimmed(erp));
-    let equal = when(a.is_not_null().and(b.is_not_null()))
+/// Mismatch for parsed columns `ps`/`pe` of the trimmed texts `ts`/`te`: parsed
+/// equality `equal` when both parse, trimmed text equality otherwise.
+fn typed_mismatch(ts: &str, te: &str, ps: &str, pe: &str, equal: Expr) -> Expr {
+    let (sd, erp) = (col(ts), col(te));
+    let equal = when(col(ps).is_not_null().and(col(pe).is_not_null()))
         .then(equal)
         .otherwise(sd.clone().eq(erp.clone()))
         .fill_null(lit(false));
@@ -83,16 +121,15 @@ mod tests {
     use crate::reconcile::spec::Normalize;
     use std::collections::BTreeMap;
 
-    /// Evaluates `mismatch` over pairs of (SpotDraft, ERP) values.
+    /// Evaluates `add_mismatch` over pairs of (SpotDraft, ERP) values.
     fn differs(kind: &CompareKind, pairs: &[(Option<&str>, Option<&str>)]) -> Vec<bool> {
         let sd: Vec<Option<&str>> = pairs.iter().map(|p| p.0).collect();
         let erp: Vec<Option<&str>> = pairs.iter().map(|p| p.1).collect();
         let df = df!("sd" => sd, "erp" => erp).unwrap();
-        let out = df
-            .lazy()
-            .select([mismatch(kind, col("sd"), col("erp")).alias("m")])
+        let out = add_mismatch(df.lazy(), kind, "sd", "erp", "m")
             .collect()
             .unwrap();
+        assert_eq!(out.width(), 3, "helper columns are dropped");
         out.column("m")
             .unwrap()
             .bool()

@@ -1,7 +1,7 @@
 //! Reconciliation: classifies drift from the materialized contracts, records and
 //! links, and assembles the sorted drift table.
 
-use super::compare::mismatch;
+use super::compare::add_mismatch;
 use super::normalize::null_str;
 use super::spec::{kinds, ReconcileSpec, Severity};
 use super::{ReconcileError, RunContext};
@@ -66,7 +66,8 @@ fn with_kind(lf: LazyFrame, kind: &str, spec: &ReconcileSpec, action: Expr) -> L
     lf.with_columns(cols)
 }
 
-/// The 1:1 linked pairs with what comparisons need, materialized once.
+/// The 1:1 linked pairs with what comparisons need and one mismatch flag
+/// `m_<i>` per compared field, materialized once.
 pub fn one_to_one_pairs(
     contracts: &DataFrame,
     records: &DataFrame,
@@ -79,7 +80,7 @@ pub fn one_to_one_pairs(
     let mut r_cols = vec![col("r_idx"), col("r_doc")];
     r_cols.extend((0..n).map(|i| col(format!("r_cmp_{i}"))));
     let inner = || JoinArgs::new(JoinType::Inner);
-    Ok(links
+    let mut pairs = links
         .clone()
         .lazy()
         .filter(col("n_c").eq(lit(1)).and(col("n_r").eq(lit(1))))
@@ -95,8 +96,17 @@ pub fn one_to_one_pairs(
             [col("r_idx")],
             [col("r_idx")],
             inner(),
-        )
-        .collect()?)
+        );
+    for (i, cmp) in spec.compares.iter().enumerate() {
+        pairs = add_mismatch(
+            pairs,
+            &cmp.kind,
+            &format!("c_cmp_{i}"),
+            &format!("r_cmp_{i}"),
+            &format!("m_{i}"),
+        );
+    }
+    Ok(pairs.collect()?)
 }
 
 /// Drift rows of every kind, as lazy pieces over the materialized frames.
@@ -191,21 +201,17 @@ fn pieces(
             .iter()
             .position(|k| *k == kinds::FIELD_MISMATCH)
             .unwrap_or(0) as u32;
-        let rows = pairs
-            .clone()
-            .lazy()
-            .filter(mismatch(&cmp.kind, col(sd.as_str()), col(erp.as_str())))
-            .select([
-                col("c_idx"),
-                col("r_idx"),
-                lit(ord).alias("kind_ord"),
-                lit(kinds::FIELD_MISMATCH).alias("drift_kind"),
-                lit(cmp.severity.as_str()).alias("severity"),
-                lit(cmp.field.as_str()).alias("field"),
-                col(sd.as_str()).alias("spotdraft_value"),
-                col(erp.as_str()).alias("erp_value"),
-                lit(actions::UPDATE_ERP_FIELD).alias("proposed_action"),
-            ]);
+        let rows = pairs.clone().lazy().filter(col(format!("m_{i}"))).select([
+            col("c_idx"),
+            col("r_idx"),
+            lit(ord).alias("kind_ord"),
+            lit(kinds::FIELD_MISMATCH).alias("drift_kind"),
+            lit(cmp.severity.as_str()).alias("severity"),
+            lit(cmp.field.as_str()).alias("field"),
+            col(sd.as_str()).alias("spotdraft_value"),
+            col(erp.as_str()).alias("erp_value"),
+            lit(actions::UPDATE_ERP_FIELD).alias("proposed_action"),
+        ]);
         out.push(rows);
     }
 

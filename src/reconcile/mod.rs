@@ -122,11 +122,18 @@ pub fn reconcile(
 ) -> Result<ReconcileOutput, ReconcileError> {
     let contracts_total = snapshot.height() as u64;
     let erp_records = erp.height() as u64;
+    let clock = std::time::Instant::now();
+    let lap = |stage: &str| tracing::debug!(stage, elapsed_ms = clock.elapsed().as_millis() as u64, "reconcile");
     let contracts = link::prepare_contracts(snapshot, spec)?;
+    lap("prepare contracts");
     let records = link::prepare_records(erp, spec)?;
+    lap("prepare records");
     let links = link::link(&contracts, &records, spec)?;
+    lap("link");
     let pairs = drift::one_to_one_pairs(&contracts, &records, &links, spec)?;
+    lap("pairs");
     let drift = drift::drift_table(&contracts, &records, &links, &pairs, spec, ctx)?;
+    lap("drift table");
 
     let flags = contracts
         .clone()

@@ -80,9 +80,13 @@ pub fn decimal_text(text: Expr) -> Expr {
 /// Parses a number as `Float64`: decimal text (with thousands separators), or
 /// anything Polars casts to a float (`1e5`). Null when neither.
 pub fn parse_number(text: Expr) -> Expr {
-    let d = decimal_text(text.clone());
-    when(d.clone().is_not_null())
-        .then(d.cast(DataType::Float64))
+    parse_number_of(decimal_text(text.clone()), text)
+}
+
+/// [`parse_number`] from an already computed [`decimal_text`] `decimal` of `text`.
+pub fn parse_number_of(decimal: Expr, text: Expr) -> Expr {
+    when(decimal.clone().is_not_null())
+        .then(decimal.cast(DataType::Float64))
         .otherwise(
             text.cast(DataType::String)
                 .str()
@@ -97,7 +101,11 @@ pub fn parse_number(text: Expr) -> Expr {
 /// Decimal text is rounded exactly on its digits (no binary floating point);
 /// other numeric text (`1.25e4`) goes through `f64`. Null when not a number.
 pub fn minor_units(text: Expr, scale: u32) -> Expr {
-    let d = decimal_text(text.clone());
+    minor_units_of(decimal_text(text.clone()), text, scale)
+}
+
+/// [`minor_units`] from an already computed [`decimal_text`] `d` of `text`.
+pub fn minor_units_of(d: Expr, text: Expr, scale: u32) -> Expr {
     let negative = d.clone().str().starts_with(lit("-"));
     let body = d.clone().str().strip_chars_start(lit("+-"));
     let int_digits = body.clone().str().extract(lit(r"^(\d*)"), 1);
@@ -126,7 +134,7 @@ pub fn minor_units(text: Expr, scale: u32) -> Expr {
     let exact = when(negative)
         .then(lit(0i64) - magnitude.clone())
         .otherwise(magnitude);
-    let via_float = (parse_number(text) * lit(10f64.powi(scale as i32)))
+    let via_float = (parse_number_of(d.clone(), text) * lit(10f64.powi(scale as i32)))
         .round(0, RoundMode::HalfAwayFromZero)
         .cast(DataType::Int64);
     when(d.is_not_null()).then(exact).otherwise(via_float)
