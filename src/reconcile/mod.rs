@@ -123,7 +123,13 @@ pub fn reconcile(
     let contracts_total = snapshot.height() as u64;
     let erp_records = erp.height() as u64;
     let clock = std::time::Instant::now();
-    let lap = |stage: &str| tracing::debug!(stage, elapsed_ms = clock.elapsed().as_millis() as u64, "reconcile");
+    let lap = |stage: &str| {
+        tracing::debug!(
+            stage,
+            elapsed_ms = clock.elapsed().as_millis() as u64,
+            "reconcile"
+        )
+    };
     let contracts = link::prepare_contracts(snapshot, spec)?;
     lap("prepare contracts");
     let records = link::prepare_records(erp, spec)?;
