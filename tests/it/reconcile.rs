@@ -251,9 +251,19 @@ fn csv_rows(path: &std::path::Path, columns: &[&str]) -> Vec<Vec<String>> {
         .unwrap();
     let cols: Vec<Vec<String>> = columns
         .iter()
-        .map(|c| df.column(c).unwrap().str().unwrap().iter().map(|v| v.unwrap_or("").to_string()).collect())
+        .map(|c| {
+            df.column(c)
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap_or("").to_string())
+                .collect()
+        })
         .collect();
-    (0..df.height()).map(|i| cols.iter().map(|c| c[i].clone()).collect()).collect()
+    (0..df.height())
+        .map(|i| cols.iter().map(|c| c[i].clone()).collect())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,10 +277,19 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
     let mut opts = GenOptions::new(3_000, 42, dir.path());
     opts.snapshot = true;
     opts.documents = Some(false);
-    let summary = tokio::task::spawn_blocking(move || gen::generate(&opts)).await.unwrap().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-    let columns: BTreeMap<String, String> = ERP_EXTRACT_COLUMNS.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    let extract = load(store, files::ERP_EXTRACT_CSV, ExtractFormat::Csv, &columns).await.unwrap();
+    let summary = tokio::task::spawn_blocking(move || gen::generate(&opts))
+        .await
+        .unwrap()
+        .unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let columns: BTreeMap<String, String> = ERP_EXTRACT_COLUMNS
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let extract = load(store, files::ERP_EXTRACT_CSV, ExtractFormat::Csv, &columns)
+        .await
+        .unwrap();
     assert_eq!(extract.rows_read, summary.extract_rows);
 
     // Rejects: same rows, same kinds.
@@ -290,10 +309,11 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
         .zip(strings(&extract.rejects, "reason"))
         .map(|(row, reason)| (row, kind_of(&reason.unwrap()).to_string()))
         .collect();
-    let want_rejects: BTreeSet<(u64, String)> = csv_rows(&dir.path().join(EXPECTED_REJECTS), &["row", "reason_kind"])
-        .into_iter()
-        .map(|r| (r[0].parse().unwrap(), r[1].clone()))
-        .collect();
+    let want_rejects: BTreeSet<(u64, String)> =
+        csv_rows(&dir.path().join(EXPECTED_REJECTS), &["row", "reason_kind"])
+            .into_iter()
+            .map(|r| (r[0].parse().unwrap(), r[1].clone()))
+            .collect();
     assert!(!want_rejects.is_empty());
     assert_eq!(got_rejects, want_rejects);
 
@@ -302,7 +322,11 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
     let out = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(snapshot_path).unwrap();
         let snapshot = ParquetReader::new(file).finish().unwrap();
-        let ctx = RunContext { run_id: "r".into(), job: "demo".into(), detected_at: "2026-11-01T00:00:00Z".into() };
+        let ctx = RunContext {
+            run_id: "r".into(),
+            job: "demo".into(),
+            detected_at: "2026-11-01T00:00:00Z".into(),
+        };
         reconcile(snapshot, records, &demo_spec(), &ctx).unwrap()
     })
     .await
@@ -313,15 +337,36 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
         .map(|i| {
             fields
                 .iter()
-                .map(|f| out.drift.column(f).unwrap().str().unwrap().get(i).unwrap_or("").to_string())
+                .map(|f| {
+                    out.drift
+                        .column(f)
+                        .unwrap()
+                        .str()
+                        .unwrap()
+                        .get(i)
+                        .unwrap_or("")
+                        .to_string()
+                })
                 .collect()
         })
         .collect();
-    let want: BTreeSet<Vec<String>> = csv_rows(&dir.path().join(files::EXPECTED_DRIFT), &fields).into_iter().collect();
+    let want: BTreeSet<Vec<String>> = csv_rows(&dir.path().join(files::EXPECTED_DRIFT), &fields)
+        .into_iter()
+        .collect();
     let missing: Vec<_> = want.difference(&got).take(10).collect();
     let extra: Vec<_> = got.difference(&want).take(10).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}\nextra {extra:?}");
-    for kind in ["unlinked_contract", "missing_in_erp", "orphan_erp_record", "duplicate_link", "field_mismatch", "missing_document"] {
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}\nextra {extra:?}"
+    );
+    for kind in [
+        "unlinked_contract",
+        "missing_in_erp",
+        "orphan_erp_record",
+        "duplicate_link",
+        "field_mismatch",
+        "missing_document",
+    ] {
         assert!(want.iter().any(|r| r[0] == kind), "fixture has no {kind}");
     }
 }
