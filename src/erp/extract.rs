@@ -1,1 +1,295 @@
 //! ERP extract loading (CSV/Parquet through object_store) with a rejects list.
+//!
+//! The file is read whole through the object store and parsed by Polars from
+//! memory. CSV columns are all read as text (no type inference: `00123` keeps
+//! its zeros); Parquet columns are cast to text. Rows are validated in Polars:
+//! a row with an empty record id, an unparsable date or amount goes to
+//! [`Extract::rejects`] with its row number and never reaches reconciliation.
+//!
+//! Amounts: an optional sign, digits and an optional `.` fraction; `,`
+//! thousands separators are accepted only in groups of three before the point
+//! (`1,234.50`), the one form that cannot be read as a decimal comma.
+
+use crate::reconcile::normalize::{decimal_text, parse_date, trimmed};
+use crate::reconcile::spec::CANONICAL_ERP_FIELDS;
+use object_store::{ObjectStore, ObjectStoreExt};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+/// File format of an extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractFormat {
+    /// Comma-separated with a header row.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// Where an extract lives and how its columns map to canonical names.
+#[derive(Clone)]
+pub struct ExtractSource<'a> {
+    /// Store holding the file.
+    pub store: Arc<dyn ObjectStore>,
+    /// Path of the file inside the store.
+    pub path: object_store::path::Path,
+    /// The file's URL as the job names it, for messages.
+    pub display_url: &'a str,
+    /// File format.
+    pub format: ExtractFormat,
+    /// Canonical name -> the extract's own column name.
+    pub columns: &'a BTreeMap<String, String>,
+}
+
+/// A loaded extract: valid records and rejected rows.
+#[derive(Debug, Clone)]
+pub struct Extract {
+    /// Valid rows: the mapped canonical columns (String) plus `_row` (UInt64,
+    /// 1-based data row number in the source).
+    pub records: DataFrame,
+    /// Rejected rows: `row` (UInt64), `reason` (String), `erp_record_id` (String, raw).
+    pub rejects: DataFrame,
+    /// Data rows read from the file.
+    pub rows_read: u64,
+}
+
+/// Why an extract could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The object store could not return the file.
+    #[error("cannot read ERP extract {url}: {source}")]
+    Read {
+        /// The extract's URL.
+        url: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The bytes are not a readable CSV or Parquet file.
+    #[error("cannot parse ERP extract {url} as {format}: {source}")]
+    Parse {
+        /// The extract's URL.
+        url: String,
+        /// `CSV` or `Parquet`.
+        format: &'static str,
+        /// Polars' error.
+        #[source]
+        source: PolarsError,
+    },
+    /// A mapped column does not exist in the file.
+    #[error("ERP extract {url} has no column `{column}` (mapped to `{canonical}`); its columns are: {}", available.join(", "))]
+    MissingColumn {
+        /// The extract's URL.
+        url: String,
+        /// The extract's column name from the mapping.
+        column: String,
+        /// The canonical name it maps to.
+        canonical: String,
+        /// Columns the file has.
+        available: Vec<String>,
+    },
+    /// The column mapping names an unknown canonical field or lacks `erp_record_id`.
+    #[error("column mapping for ERP extract {url}: {problem}")]
+    Mapping {
+        /// The extract's URL.
+        url: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Validation failed inside Polars.
+    #[error("cannot validate ERP extract {url}: {source}")]
+    Validate {
+        /// The extract's URL.
+        url: String,
+        /// Polars' error.
+        #[source]
+        source: PolarsError,
+    },
+}
+
+/// Loads an extract: reads the file, maps its columns and splits valid rows from rejects.
+///
+/// Runs Polars on the blocking pool, so it is safe on any tokio runtime.
+pub async fn load_extract(src: ExtractSource<'_>) -> Result<Extract, ExtractError> {
+    let url = src.display_url.to_string();
+    check_mapping(&url, src.columns)?;
+    let read_err = |source| ExtractError::Read {
+        url: url.clone(),
+        source,
+    };
+    let bytes = src
+        .store
+        .get(&src.path)
+        .await
+        .map_err(read_err)?
+        .bytes()
+        .await
+        .map_err(read_err)?;
+    let columns = src.columns.clone();
+    let format = src.format;
+    let task_url = url.clone();
+    tokio::task::spawn_blocking(move || parse_and_validate(&task_url, bytes, format, &columns))
+        .await
+        .map_err(|e| ExtractError::Validate {
+            url,
+            source: PolarsError::ComputeError(format!("validation task failed: {e}").into()),
+        })?
+}
+
+fn check_mapping(url: &str, columns: &BTreeMap<String, String>) -> Result<(), ExtractError> {
+    let problem = |problem: String| {
+        Err(ExtractError::Mapping {
+            url: url.to_string(),
+            problem,
+        })
+    };
+    if let Some(name) = columns
+        .keys()
+        .find(|k| !CANONICAL_ERP_FIELDS.contains(&k.as_str()))
+    {
+        return problem(format!(
+            "`{name}` is not a canonical field (known: {})",
+            CANONICAL_ERP_FIELDS.join(", ")
+        ));
+    }
+    if !columns.contains_key("erp_record_id") {
+        return problem("`erp_record_id` must be mapped".to_string());
+    }
+    Ok(())
+}
+
+/// Parses `bytes` and validates the rows (synchronous Polars work).
+pub fn parse_and_validate(
+    url: &str,
+    bytes: bytes::Bytes,
+    format: ExtractFormat,
+    columns: &BTreeMap<String, String>,
+) -> Result<Extract, ExtractError> {
+    let raw = read_frame(url, bytes, format)?;
+    let available: Vec<String> = raw
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some((canonical, column)) = columns.iter().find(|(_, c)| !available.contains(c)) {
+        return Err(ExtractError::MissingColumn {
+            url: url.to_string(),
+            column: column.clone(),
+            canonical: canonical.clone(),
+            available,
+        });
+    }
+    let rows_read = raw.height() as u64;
+    validate(raw, columns)
+        .map(|(records, rejects)| Extract {
+            records,
+            rejects,
+            rows_read,
+        })
+        .map_err(|source| ExtractError::Validate {
+            url: url.to_string(),
+            source,
+        })
+}
+
+fn read_frame(
+    url: &str,
+    bytes: bytes::Bytes,
+    format: ExtractFormat,
+) -> Result<DataFrame, ExtractError> {
+    let (name, result) = match format {
+        ExtractFormat::Csv => (
+            "CSV",
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .into_reader_with_file_handle(Cursor::new(bytes))
+                .finish(),
+        ),
+        ExtractFormat::Parquet => ("Parquet", ParquetReader::new(Cursor::new(bytes)).finish()),
+    };
+    result.map_err(|source| ExtractError::Parse {
+        url: url.to_string(),
+        format: name,
+        source,
+    })
+}
+
+/// Maps columns to canonical names, blanks to null, and splits valid rows from rejects.
+fn validate(
+    raw: DataFrame,
+    columns: &BTreeMap<String, String>,
+) -> PolarsResult<(DataFrame, DataFrame)> {
+    let mapped: Vec<Expr> = columns
+        .iter()
+        .map(|(canonical, column)| {
+            let text = col(column.as_str()).cast(DataType::String);
+            when(trimmed(text.clone()).is_null())
+                .then(lit(NULL).cast(DataType::String))
+                .otherwise(text)
+                .alias(canonical.as_str())
+        })
+        .collect();
+    let row = (col("_idx").cast(DataType::UInt64) + lit(1u64)).alias("_row");
+    let mut exprs = vec![row];
+    exprs.extend(mapped);
+    let framed = raw.lazy().with_row_index("_idx", None).select(exprs);
+
+    // First failing check wins; each names the extract's own column and the value.
+    let mut reason: Expr = lit(NULL).cast(DataType::String);
+    let checks = [
+        ("amount", "amount"),
+        ("expiry_date", "date"),
+        ("effective_date", "date"),
+    ];
+    for (canonical, what) in checks {
+        let Some(column) = columns.get(canonical) else {
+            continue;
+        };
+        let value = col(canonical);
+        let bad = match what {
+            "date" => value
+                .clone()
+                .is_not_null()
+                .and(parse_date(value.clone()).is_null()),
+            _ => value
+                .clone()
+                .is_not_null()
+                .and(decimal_text(value.clone()).is_null()),
+        };
+        let message = concat_str(
+            [
+                lit(format!("{column}: unparsable {what} \"")),
+                value,
+                lit("\""),
+            ],
+            "",
+            false,
+        );
+        reason = when(bad).then(message).otherwise(reason);
+    }
+    let id_column = &columns["erp_record_id"];
+    let reason = when(col("erp_record_id").is_null())
+        .then(lit(format!("{id_column}: empty record id")))
+        .otherwise(reason)
+        .alias("_reason");
+    let checked = framed.with_column(reason).collect()?;
+
+    let rejects = checked
+        .clone()
+        .lazy()
+        .filter(col("_reason").is_not_null())
+        .select([
+            col("_row").alias("row"),
+            col("_reason").alias("reason"),
+            col("erp_record_id"),
+        ])
+        .collect()?;
+    let records = checked
+        .lazy()
+        .filter(col("_reason").is_null())
+        .drop(cols(["_reason"]))
+        .collect()?;
+    Ok((records, rejects))
+}

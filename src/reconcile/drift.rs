@@ -1,0 +1,326 @@
+//! Reconciliation: classifies drift from the materialized contracts, records and
+//! links, and assembles the sorted drift table.
+
+use super::compare::add_mismatch;
+use super::normalize::null_str;
+use super::spec::{kinds, ReconcileSpec, Severity};
+use super::{ReconcileError, RunContext};
+use polars::prelude::*;
+
+/// Columns of the drift table, in order.
+pub const DRIFT_COLUMNS: [&str; 14] = [
+    "run_id",
+    "job",
+    "detected_at",
+    "drift_kind",
+    "severity",
+    "contract_id",
+    "erp_record_id",
+    "legal_entity_id",
+    "vendor_id",
+    "po_number",
+    "field",
+    "spotdraft_value",
+    "erp_value",
+    "proposed_action",
+];
+
+/// The action a person takes for each non-field drift kind.
+pub mod actions {
+    /// `field_mismatch`.
+    pub const UPDATE_ERP_FIELD: &str = "update_erp_field";
+    /// `missing_document`.
+    pub const PUSH_EXECUTED_DOCUMENT: &str = "push_executed_document";
+    /// `missing_in_erp`.
+    pub const REVIEW_ERP_LINK: &str = "review_erp_link";
+    /// `orphan_erp_record`.
+    pub const REVIEW_ORPHAN_ERP_RECORD: &str = "review_orphan_erp_record";
+    /// `unlinked_contract` with exactly one linked record.
+    pub const SET_SPOTDRAFT_EXTERNAL_METADATA_ID: &str = "set_spotdraft_external_metadata_id";
+    /// `unlinked_contract` without a record.
+    pub const LINK_OR_CREATE_ERP_RECORD: &str = "link_or_create_erp_record";
+    /// `duplicate_link`.
+    pub const RESOLVE_DUPLICATE_LINK: &str = "resolve_duplicate_link";
+}
+
+fn kind_cols(kind: &str, spec: &ReconcileSpec) -> [Expr; 3] {
+    let ord = kinds::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(kinds::ALL.len()) as u32;
+    let severity = spec
+        .kind_severity
+        .get(kind)
+        .copied()
+        .unwrap_or(Severity::Medium);
+    [
+        lit(ord).alias("kind_ord"),
+        lit(kind).alias("drift_kind"),
+        lit(severity.as_str()).alias("severity"),
+    ]
+}
+
+fn with_kind(lf: LazyFrame, kind: &str, spec: &ReconcileSpec, action: Expr) -> LazyFrame {
+    let mut cols = kind_cols(kind, spec).to_vec();
+    cols.push(action.alias("proposed_action"));
+    lf.with_columns(cols)
+}
+
+/// The 1:1 linked pairs with what comparisons need and one mismatch flag
+/// `m_<i>` per compared field, materialized once.
+pub fn one_to_one_pairs(
+    contracts: &DataFrame,
+    records: &DataFrame,
+    links: &DataFrame,
+    spec: &ReconcileSpec,
+) -> Result<DataFrame, ReconcileError> {
+    let n = spec.compares.len();
+    let mut c_cols = vec![col("c_idx"), col("c_status"), col("c_doc")];
+    c_cols.extend((0..n).map(|i| col(format!("c_cmp_{i}"))));
+    let mut r_cols = vec![col("r_idx"), col("r_doc")];
+    r_cols.extend((0..n).map(|i| col(format!("r_cmp_{i}"))));
+    let inner = || JoinArgs::new(JoinType::Inner);
+    let mut pairs = links
+        .clone()
+        .lazy()
+        .filter(col("n_c").eq(lit(1)).and(col("n_r").eq(lit(1))))
+        .select([col("c_idx"), col("r_idx")])
+        .join(
+            contracts.clone().lazy().select(c_cols),
+            [col("c_idx")],
+            [col("c_idx")],
+            inner(),
+        )
+        .join(
+            records.clone().lazy().select(r_cols),
+            [col("r_idx")],
+            [col("r_idx")],
+            inner(),
+        );
+    for (i, cmp) in spec.compares.iter().enumerate() {
+        pairs = add_mismatch(
+            pairs,
+            &cmp.kind,
+            &format!("c_cmp_{i}"),
+            &format!("r_cmp_{i}"),
+            &format!("m_{i}"),
+        );
+    }
+    Ok(pairs.collect()?)
+}
+
+/// Drift rows of every kind, as lazy pieces over the materialized frames.
+fn pieces(
+    contracts: &DataFrame,
+    records: &DataFrame,
+    links: &DataFrame,
+    pairs: &DataFrame,
+    spec: &ReconcileSpec,
+) -> Vec<LazyFrame> {
+    let c = || contracts.clone().lazy();
+    let r = || records.clone().lazy();
+    let l = || links.clone().lazy();
+    let left = || JoinArgs::new(JoinType::Left);
+    let anti = || JoinArgs::new(JoinType::Anti);
+    let mut out = Vec::new();
+
+    let unlinked = c()
+        .filter(col("c_in_scope").and(col("c_erp_key").is_null()))
+        .select([col("c_idx")])
+        .join(
+            l().filter(col("n_c").eq(lit(1)))
+                .select([col("c_idx"), col("r_idx")]),
+            [col("c_idx")],
+            [col("c_idx")],
+            left(),
+        );
+    let action = when(col("r_idx").is_not_null())
+        .then(lit(actions::SET_SPOTDRAFT_EXTERNAL_METADATA_ID))
+        .otherwise(lit(actions::LINK_OR_CREATE_ERP_RECORD));
+    // This piece carries every optional column, so the diagonal concat always has them.
+    let unlinked = unlinked.with_columns(
+        [
+            "contract_override",
+            "erp_override",
+            "field",
+            "spotdraft_value",
+            "erp_value",
+        ]
+        .map(|n| null_str().alias(n)),
+    );
+    out.push(with_kind(unlinked, kinds::UNLINKED_CONTRACT, spec, action));
+
+    let missing = c()
+        .filter(col("c_in_scope").and(col("c_erp_key").is_not_null()))
+        .select([col("c_idx"), col("c_erp_key"), col("c_erp_raw")])
+        .join(
+            r().select([col("r_erp_key")])
+                .filter(col("r_erp_key").is_not_null()),
+            [col("c_erp_key")],
+            [col("r_erp_key")],
+            anti(),
+        )
+        .select([col("c_idx"), col("c_erp_raw").alias("erp_override")]);
+    out.push(with_kind(
+        missing,
+        kinds::MISSING_IN_ERP,
+        spec,
+        lit(actions::REVIEW_ERP_LINK),
+    ));
+
+    let alive = |key: &str| {
+        c().filter(col("c_deleted").not().and(col(key).is_not_null()))
+            .select([col(key).alias("k")])
+    };
+    let orphans = r()
+        .filter(col("r_back_key").is_not_null())
+        .select([col("r_idx"), col("r_back_key"), col("r_back_raw")])
+        .join(alive("c_id_key"), [col("r_back_key")], [col("k")], anti())
+        .join(alive("c_num_key"), [col("r_back_key")], [col("k")], anti())
+        .select([col("r_idx"), col("r_back_raw").alias("contract_override")]);
+    out.push(with_kind(
+        orphans,
+        kinds::ORPHAN_ERP_RECORD,
+        spec,
+        lit(actions::REVIEW_ORPHAN_ERP_RECORD),
+    ));
+
+    let duplicates = l()
+        .filter(col("n_c").gt(lit(1)).or(col("n_r").gt(lit(1))))
+        .select([col("c_idx"), col("r_idx")]);
+    out.push(with_kind(
+        duplicates,
+        kinds::DUPLICATE_LINK,
+        spec,
+        lit(actions::RESOLVE_DUPLICATE_LINK),
+    ));
+
+    for (i, cmp) in spec.compares.iter().enumerate() {
+        let (sd, erp) = (format!("c_cmp_{i}"), format!("r_cmp_{i}"));
+        let ord = kinds::ALL
+            .iter()
+            .position(|k| *k == kinds::FIELD_MISMATCH)
+            .unwrap_or(0) as u32;
+        let rows = pairs.clone().lazy().filter(col(format!("m_{i}"))).select([
+            col("c_idx"),
+            col("r_idx"),
+            lit(ord).alias("kind_ord"),
+            lit(kinds::FIELD_MISMATCH).alias("drift_kind"),
+            lit(cmp.severity.as_str()).alias("severity"),
+            lit(cmp.field.as_str()).alias("field"),
+            col(sd.as_str()).alias("spotdraft_value"),
+            col(erp.as_str()).alias("erp_value"),
+            lit(actions::UPDATE_ERP_FIELD).alias("proposed_action"),
+        ]);
+        out.push(rows);
+    }
+
+    if spec.check_documents {
+        let lacking = col("r_doc").is_null().or(col("c_doc")
+            .is_not_null()
+            .and(col("c_doc").neq(col("r_doc"))));
+        let docs = pairs
+            .clone()
+            .lazy()
+            .filter(col("c_status").eq(lit("EXECUTED")).and(lacking))
+            .select([col("c_idx"), col("r_idx")]);
+        out.push(with_kind(
+            docs,
+            kinds::MISSING_DOCUMENT,
+            spec,
+            lit(actions::PUSH_EXECUTED_DOCUMENT),
+        ));
+    }
+    out
+}
+
+/// The drift table: every kind, joined to contract and record details, with the
+/// run columns, sorted by kind (report order), contract id, record id, field.
+pub fn drift_table(
+    contracts: &DataFrame,
+    records: &DataFrame,
+    links: &DataFrame,
+    pairs: &DataFrame,
+    spec: &ReconcileSpec,
+    ctx: &RunContext,
+) -> Result<DataFrame, ReconcileError> {
+    let args = UnionArgs {
+        to_supertypes: true,
+        ..Default::default()
+    };
+    let all = concat_lf_diagonal(pieces(contracts, records, links, pairs, spec), args)?;
+    let left = || JoinArgs::new(JoinType::Left);
+    let c_cols = [
+        col("c_idx"),
+        col("c_id"),
+        col("c_vendor_id"),
+        col("c_po_number"),
+        col("c_legal_entity_id"),
+    ];
+    let r_cols = [
+        col("r_idx"),
+        col("r_erp_raw"),
+        col("r_vendor_id"),
+        col("r_po_number"),
+        col("r_legal_entity_id"),
+    ];
+    let text = |name: &str| col(name).cast(DataType::String);
+    let either = |a: &str, b: &str| when(text(a).is_not_null()).then(text(a)).otherwise(text(b));
+    let sort = SortMultipleOptions::default()
+        .with_nulls_last(false)
+        .with_maintain_order(true);
+    let df = all
+        .join(
+            contracts.clone().lazy().select(c_cols),
+            [col("c_idx")],
+            [col("c_idx")],
+            left(),
+        )
+        .join(
+            records.clone().lazy().select(r_cols),
+            [col("r_idx")],
+            [col("r_idx")],
+            left(),
+        )
+        .select([
+            col("kind_ord"),
+            lit(ctx.run_id.as_str()).alias("run_id"),
+            lit(ctx.job.as_str()).alias("job"),
+            lit(ctx.detected_at.as_str()).alias("detected_at"),
+            text("drift_kind"),
+            text("severity"),
+            either("contract_override", "c_id").alias("contract_id"),
+            either("erp_override", "r_erp_raw").alias("erp_record_id"),
+            either("c_legal_entity_id", "r_legal_entity_id").alias("legal_entity_id"),
+            either("c_vendor_id", "r_vendor_id").alias("vendor_id"),
+            either("c_po_number", "r_po_number").alias("po_number"),
+            text("field"),
+            text("spotdraft_value"),
+            text("erp_value"),
+            text("proposed_action"),
+        ])
+        .sort(["kind_ord", "contract_id", "erp_record_id", "field"], sort)
+        .select(DRIFT_COLUMNS.map(col))
+        .collect()?;
+    Ok(df)
+}
+
+/// `(value, count)` of one column of `df`, counted in Polars.
+pub fn count_by(df: &DataFrame, column: &str) -> Result<Vec<(String, u64)>, ReconcileError> {
+    let counts = df
+        .clone()
+        .lazy()
+        .group_by([col(column)
+            .cast(DataType::String)
+            .fill_null(lit(""))
+            .alias("v")])
+        .agg([len().cast(DataType::UInt64).alias("n")])
+        .collect()?;
+    let values = counts.column("v")?.str()?.clone();
+    let ns = counts.column("n")?.u64()?.clone();
+    Ok(values
+        .iter()
+        .zip(ns.iter())
+        .map(|(v, n)| (v.unwrap_or_default().to_string(), n.unwrap_or(0)))
+        .collect())
+}

@@ -1,0 +1,298 @@
+//! Reconciliation: prepares the contract and record frames (normalized keys)
+//! and links contracts to ERP records by id, back-reference and fallback key.
+//!
+//! Both prepared frames and the link table are materialized once; every drift
+//! kind is derived from them, so no join is computed twice.
+
+use super::normalize::{normalize_key, null_str, trimmed};
+use super::spec::{KeySource, ReconcileSpec};
+use super::ReconcileError;
+use polars::prelude::*;
+
+/// The three key columns that may sit on both sides, by canonical name.
+pub const KEY_NAMES: [&str; 3] = ["vendor_id", "po_number", "legal_entity_id"];
+
+/// Link rule numbers in the `rule` column of the link table.
+pub mod rule {
+    /// Contract's ERP record id equals the record's id.
+    pub const ID: i32 = 1;
+    /// Record's back-reference names the contract.
+    pub const BACK_REFERENCE: i32 = 2;
+    /// Fallback composite key.
+    pub const FALLBACK: i32 = 3;
+}
+
+fn key_source<'a>(spec: &'a ReconcileSpec, name: &str) -> Option<&'a KeySource> {
+    match name {
+        "vendor_id" => spec.keys.vendor_id.as_ref(),
+        "po_number" => spec.keys.po_number.as_ref(),
+        "legal_entity_id" => spec.keys.legal_entity_id.as_ref(),
+        _ => None,
+    }
+}
+
+/// Snapshot columns the engine reads, besides the spec's own.
+const SNAPSHOT_BASE: [&str; 4] = ["id", "contract_num", "contract_status", "deleted_at"];
+
+/// Checks that every snapshot column the spec names exists.
+pub fn check_snapshot_columns(
+    snapshot: &DataFrame,
+    spec: &ReconcileSpec,
+) -> Result<(), ReconcileError> {
+    let schema = snapshot.schema();
+    let mut needed: Vec<&str> = SNAPSHOT_BASE.to_vec();
+    needed.push(&spec.keys.erp_record_id.column);
+    needed.extend(
+        KEY_NAMES
+            .iter()
+            .filter_map(|k| key_source(spec, k))
+            .map(|s| s.column.as_str()),
+    );
+    needed.extend(spec.compares.iter().map(|c| c.spotdraft_column.as_str()));
+    match needed.into_iter().find(|c| !schema.contains(c)) {
+        None => Ok(()),
+        Some(column) => Err(ReconcileError::MissingSnapshotColumn {
+            column: column.to_string(),
+            available: schema.iter_names().map(|n| n.to_string()).collect(),
+        }),
+    }
+}
+
+/// Contract frame: `c_idx`, ids and keys, scope flags and raw compared values (`c_cmp_<i>`).
+pub fn prepare_contracts(
+    snapshot: DataFrame,
+    spec: &ReconcileSpec,
+) -> Result<DataFrame, ReconcileError> {
+    check_snapshot_columns(&snapshot, spec)?;
+    let has_doc = snapshot.schema().contains("document_sha256");
+    let back = &spec.keys.spotdraft_contract_id_normalize;
+    let status = trimmed(col("contract_status")).str().to_uppercase();
+    let in_status = spec
+        .statuses
+        .iter()
+        .map(|s| col("c_status").eq(lit(s.trim().to_uppercase())))
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false))
+        .fill_null(lit(false));
+    let id_key = normalize_key(col("id"), back);
+    let num_key = normalize_key(col("contract_num").cast(DataType::String), back);
+    let erp = &spec.keys.erp_record_id;
+    let mut exprs = vec![
+        col("c_idx"),
+        col("id").cast(DataType::String).alias("c_id"),
+        id_key.clone().alias("c_id_key"),
+        // The integer form, only when it differs from the composite id (`123` vs `123`).
+        when(num_key.clone().eq_missing(id_key))
+            .then(null_str())
+            .otherwise(num_key)
+            .alias("c_num_key"),
+        status.alias("c_status"),
+        trimmed(col("deleted_at").cast(DataType::String))
+            .is_not_null()
+            .alias("c_deleted"),
+        col(erp.column.as_str())
+            .cast(DataType::String)
+            .alias("c_erp_raw"),
+        normalize_key(col(erp.column.as_str()), &erp.normalize).alias("c_erp_key"),
+        if has_doc {
+            trimmed(col("document_sha256")).str().to_lowercase()
+        } else {
+            null_str()
+        }
+        .alias("c_doc"),
+    ];
+    for name in KEY_NAMES {
+        let (raw, key) = match key_source(spec, name) {
+            Some(src) => (
+                col(src.column.as_str()).cast(DataType::String),
+                normalize_key(col(src.column.as_str()), &src.normalize),
+            ),
+            None => (null_str(), null_str()),
+        };
+        exprs.push(raw.alias(format!("c_{name}")));
+        exprs.push(key.alias(format!("c_{name}_key")));
+    }
+    for (i, c) in spec.compares.iter().enumerate() {
+        exprs.push(
+            col(c.spotdraft_column.as_str())
+                .cast(DataType::String)
+                .alias(format!("c_cmp_{i}")),
+        );
+    }
+    let lf = snapshot
+        .lazy()
+        .with_row_index("c_idx", None)
+        .select(exprs)
+        .with_column(col("c_deleted").not().and(in_status).alias("c_in_scope"));
+    Ok(lf.collect()?)
+}
+
+/// Record frame: `r_idx`, ids, back-reference, keys and raw compared values (`r_cmp_<i>`).
+pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame, ReconcileError> {
+    let schema = erp.schema().clone();
+    let missing = |column: &str| ReconcileError::MissingErpColumn {
+        column: column.to_string(),
+        available: schema.iter_names().map(|n| n.to_string()).collect(),
+    };
+    if !schema.contains("erp_record_id") {
+        return Err(missing("erp_record_id"));
+    }
+    if let Some(c) = spec
+        .compares
+        .iter()
+        .find(|c| !schema.contains(&c.erp_column))
+    {
+        return Err(missing(&c.erp_column));
+    }
+    let optional = |name: &str| {
+        if schema.contains(name) {
+            col(name).cast(DataType::String)
+        } else {
+            null_str()
+        }
+    };
+    let mut exprs = vec![
+        col("r_idx"),
+        col("erp_record_id")
+            .cast(DataType::String)
+            .alias("r_erp_raw"),
+        normalize_key(col("erp_record_id"), &spec.keys.erp_record_id.normalize).alias("r_erp_key"),
+        optional("spotdraft_contract_id").alias("r_back_raw"),
+        normalize_key(
+            optional("spotdraft_contract_id"),
+            &spec.keys.spotdraft_contract_id_normalize,
+        )
+        .alias("r_back_key"),
+        trimmed(optional("document_sha256"))
+            .str()
+            .to_lowercase()
+            .alias("r_doc"),
+    ];
+    for name in KEY_NAMES {
+        let key = match key_source(spec, name) {
+            Some(src) => normalize_key(optional(name), &src.normalize),
+            None => null_str(),
+        };
+        exprs.push(optional(name).alias(format!("r_{name}")));
+        exprs.push(key.alias(format!("r_{name}_key")));
+    }
+    for (i, c) in spec.compares.iter().enumerate() {
+        exprs.push(
+            col(c.erp_column.as_str())
+                .cast(DataType::String)
+                .alias(format!("r_cmp_{i}")),
+        );
+    }
+    Ok(erp
+        .lazy()
+        .with_row_index("r_idx", None)
+        .select(exprs)
+        .collect()?)
+}
+
+/// All links `(c_idx, r_idx, rule)` with `n_c` (links of the contract) and `n_r`
+/// (links of the record), materialized once.
+pub fn link(
+    contracts: &DataFrame,
+    records: &DataFrame,
+    spec: &ReconcileSpec,
+) -> Result<DataFrame, ReconcileError> {
+    let in_scope = contracts.clone().lazy().filter(col("c_in_scope"));
+    let recs = records.clone().lazy();
+    let inner = || JoinArgs::new(JoinType::Inner);
+
+    let by_id = in_scope
+        .clone()
+        .select([col("c_idx"), col("c_erp_key")])
+        .filter(col("c_erp_key").is_not_null())
+        .join(
+            recs.clone()
+                .select([col("r_idx"), col("r_erp_key")])
+                .filter(col("r_erp_key").is_not_null()),
+            [col("c_erp_key")],
+            [col("r_erp_key")],
+            inner(),
+        )
+        .select([col("c_idx"), col("r_idx"), lit(rule::ID).alias("rule")]);
+    let back_keys = concat(
+        [
+            in_scope
+                .clone()
+                .select([col("c_idx"), col("c_id_key").alias("k")]),
+            in_scope
+                .clone()
+                .select([col("c_idx"), col("c_num_key").alias("k")]),
+        ],
+        UnionArgs::default(),
+    )?
+    .filter(col("k").is_not_null());
+    let by_back = back_keys
+        .join(
+            recs.clone()
+                .select([col("r_idx"), col("r_back_key")])
+                .filter(col("r_back_key").is_not_null()),
+            [col("k")],
+            [col("r_back_key")],
+            inner(),
+        )
+        .select([
+            col("c_idx"),
+            col("r_idx"),
+            lit(rule::BACK_REFERENCE).alias("rule"),
+        ]);
+    let strong = concat([by_id, by_back], UnionArgs::default())?
+        .group_by([col("c_idx"), col("r_idx")])
+        .agg([col("rule").min()])
+        .collect()?;
+
+    let mut all = vec![strong.clone().lazy()];
+    if !spec.fallback_key.is_empty() {
+        let mut c_keys = vec![col("c_idx")];
+        let mut r_keys = vec![col("r_idx")];
+        let (mut c_on, mut r_on) = (vec![], vec![]);
+        for name in &spec.fallback_key {
+            if !KEY_NAMES.contains(&name.as_str()) || key_source(spec, name).is_none() {
+                return Err(ReconcileError::FallbackKeyNotConfigured { key: name.clone() });
+            }
+            c_keys.push(col(format!("c_{name}_key")));
+            r_keys.push(col(format!("r_{name}_key")));
+            c_on.push(col(format!("c_{name}_key")));
+            r_on.push(col(format!("r_{name}_key")));
+        }
+        let all_set = |cols: &[Expr]| {
+            cols.iter()
+                .cloned()
+                .map(|c| c.is_not_null())
+                .reduce(|a, b| a.and(b))
+                .unwrap_or(lit(true))
+        };
+        let anti = || JoinArgs::new(JoinType::Anti);
+        let free_contracts = in_scope.select(c_keys).filter(all_set(&c_on)).join(
+            strong.clone().lazy().select([col("c_idx")]),
+            [col("c_idx")],
+            [col("c_idx")],
+            anti(),
+        );
+        let free_records = recs.select(r_keys).filter(all_set(&r_on)).join(
+            strong.lazy().select([col("r_idx")]),
+            [col("r_idx")],
+            [col("r_idx")],
+            anti(),
+        );
+        let fallback = free_contracts
+            .join(free_records, c_on, r_on, inner())
+            .select([
+                col("c_idx"),
+                col("r_idx"),
+                lit(rule::FALLBACK).alias("rule"),
+            ]);
+        all.push(fallback);
+    }
+    let links = concat(all, UnionArgs::default())?
+        .with_columns([
+            len().over([col("c_idx")])?.alias("n_c"),
+            len().over([col("r_idx")])?.alias("n_r"),
+        ])
+        .collect()?;
+    Ok(links)
+}
