@@ -18,7 +18,7 @@ pub mod job;
 pub mod reconcile;
 pub mod report;
 pub mod runner;
+pub mod storage;
 pub mod sandbox;
 pub mod secret;
 pub mod spotdraft;
-pub mod storage;

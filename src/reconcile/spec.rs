@@ -194,12 +194,6 @@ pub mod kinds {
     /// Executed contract whose ERP record lacks the executed document.
     pub const MISSING_DOCUMENT: &str = "missing_document";
     /// All kinds, in report order.
-    pub const ALL: [&str; 6] = [
-        UNLINKED_CONTRACT,
-        MISSING_IN_ERP,
-        ORPHAN_ERP_RECORD,
-        DUPLICATE_LINK,
-        FIELD_MISMATCH,
-        MISSING_DOCUMENT,
-    ];
+    pub const ALL: [&str; 6] =
+        [UNLINKED_CONTRACT, MISSING_IN_ERP, ORPHAN_ERP_RECORD, DUPLICATE_LINK, FIELD_MISMATCH, MISSING_DOCUMENT];
 }

@@ -9,14 +9,7 @@ use std::fmt;
 
 /// Contract statuses named in the API notes. Unknown statuses are kept verbatim
 /// as strings everywhere; this list is only used to generate fixtures.
-pub const KNOWN_STATUSES: [&str; 6] = [
-    "DRAFT",
-    "REDLINING",
-    "SIGN",
-    "EXECUTED",
-    "ON_HOLD",
-    "VOIDED",
-];
+pub const KNOWN_STATUSES: [&str; 6] = ["DRAFT", "REDLINING", "SIGN", "EXECUTED", "ON_HOLD", "VOIDED"];
 
 /// A contract id as the API returns it: composite (`T-123`, `H-123`) or a plain integer.
 ///
@@ -77,11 +70,7 @@ impl<'de> Deserialize<'de> for ContractId {
 pub struct ExternalMetadata {
     /// Upstream record id (the ERP contract record id). Strings and numbers are
     /// both accepted and kept as text.
-    #[serde(
-        default,
-        deserialize_with = "deserialize_opt_text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "deserialize_opt_text", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Name of the integration that wrote the metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,9 +207,7 @@ impl fmt::Debug for DownloadLink {
 }
 
 /// Reads `external_metadata` that may be missing, `null` or `{}`.
-pub fn deserialize_external_metadata<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<ExternalMetadata, D::Error> {
+pub fn deserialize_external_metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ExternalMetadata, D::Error> {
     Ok(Option::<ExternalMetadata>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -262,35 +249,26 @@ mod tests {
     #[test]
     fn external_metadata_missing_null_or_empty_reads_as_empty() {
         let base = r#"{"id":"T-1","created":"2026-01-01T00:00:00Z"}"#;
-        let with = |em: &str| {
-            format!(r#"{{"id":"T-1","created":"2026-01-01T00:00:00Z","external_metadata":{em}}}"#)
-        };
+        let with = |em: &str| format!(r#"{{"id":"T-1","created":"2026-01-01T00:00:00Z","external_metadata":{em}}}"#);
         for json in [base.to_string(), with("null"), with("{}")] {
             let c: Contract = serde_json::from_str(&json).unwrap();
             assert!(c.external_metadata.is_empty(), "{json}");
         }
-        let c: Contract =
-            serde_json::from_str(&with(r#"{"id":42,"record_data":{"po":"7"}}"#)).unwrap();
+        let c: Contract = serde_json::from_str(&with(r#"{"id":42,"record_data":{"po":"7"}}"#)).unwrap();
         assert_eq!(c.external_metadata.id.as_deref(), Some("42"));
         assert_eq!(c.external_metadata.record_data["po"], "7");
     }
 
     #[test]
     fn unknown_status_is_kept() {
-        let c: Contract = serde_json::from_str(
-            r#"{"id":"H-9","created":"2026-01-01T00:00:00Z","contract_status":"ARCHIVED_X"}"#,
-        )
-        .unwrap();
+        let c: Contract =
+            serde_json::from_str(r#"{"id":"H-9","created":"2026-01-01T00:00:00Z","contract_status":"ARCHIVED_X"}"#).unwrap();
         assert_eq!(c.contract_status, "ARCHIVED_X");
     }
 
     #[test]
     fn download_link_debug_hides_url() {
-        let l = DownloadLink {
-            url: "https://signed/secret".into(),
-            file_name: "a.pdf".into(),
-            current_version_id: None,
-        };
+        let l = DownloadLink { url: "https://signed/secret".into(), file_name: "a.pdf".into(), current_version_id: None };
         assert!(!format!("{l:?}").contains("secret"));
     }
 }
