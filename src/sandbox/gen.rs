@@ -14,6 +14,7 @@
 mod contract;
 mod inject;
 mod output;
+mod pdf;
 mod plan;
 
 use crate::reconcile::spec::kinds;

@@ -77,11 +77,24 @@ impl Drop for PendingFile {
     }
 }
 
-/// Writes `bytes` to `path` through a partial file.
+/// Writes `bytes` to `path` through a partial file, without waiting for the disk
+/// (documents are many and small).
 pub(crate) fn write_whole(path: PathBuf, bytes: &[u8]) -> Result<(), GenError> {
-    let mut f = PendingFile::create(path)?;
-    f.write(bytes)?;
-    f.commit()
+    let partial = partial_path(&path);
+    std::fs::write(&partial, bytes).map_err(|source| GenError::Write {
+        path: partial.clone(),
+        source,
+    })?;
+    std::fs::rename(&partial, &path).map_err(|source| GenError::Write { path, source })
+}
+
+/// `.<name>.partial` beside `path`.
+fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial"))
 }
 
 /// One CSV cell: quoted when it holds a separator, quote, line break or outer space.
