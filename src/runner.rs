@@ -1,1 +1,242 @@
-//! Runs a job end to end.
+//! Runs a job end to end, in pipeline order: start the sandbox (when the job
+//! uses it) -> ingest contracts -> load the ERP extract -> reconcile -> write reports.
+
+use crate::erp::extract::{load_extract, ExtractFormat, ExtractSource};
+use crate::ingest::{ingest, IngestMode, IngestSettings};
+use crate::job::{ExtractFileFormat, Job, SpotDraftTarget};
+use crate::reconcile::{reconcile, RunContext};
+use crate::report::{write_reports, InputCounts, ReportFormats, RunInfo, Summary};
+use crate::sandbox::{Dataset, Sandbox, SandboxConfig};
+use crate::secret::Secret;
+use crate::storage::{self, Location};
+use anyhow::Context;
+use object_store::ObjectStore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a run is done.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Full, incremental, or incremental when a watermark exists.
+    pub mode: IngestMode,
+    /// Write outputs to this store instead of the job's `output.url` (tests pass an in-memory store).
+    pub output_store: Option<Arc<dyn ObjectStore>>,
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The run's summary (also written as `summary.json`).
+    pub summary: Summary,
+    /// Where the reports are, as a person can open them.
+    pub report_dir: String,
+    /// The HTML report, when written.
+    pub report_html: Option<String>,
+}
+
+impl RunOutcome {
+    /// Number of drift rows.
+    pub fn drift_total(&self) -> u64 {
+        self.summary.drift_total
+    }
+
+    /// A short, human summary for the terminal.
+    pub fn render_summary(&self) -> String {
+        let s = &self.summary;
+        let mut out = format!(
+            "job {} run {}: {} contracts ({} in scope), {} ERP rows ({} rejected) -> {} drift rows\n",
+            s.job, s.run_id, s.inputs.contracts, s.inputs.contracts_in_scope, s.inputs.erp_rows_read, s.inputs.erp_rows_rejected, s.drift_total
+        );
+        for (kind, n) in &s.by_kind {
+            out.push_str(&format!("  {kind:<20} {n}\n"));
+        }
+        out.push_str(&format!("reports: {}\n", self.report_dir));
+        if let Some(html) = &self.report_html {
+            out.push_str(&format!("open:    {html}\n"));
+        }
+        out
+    }
+}
+
+/// Runs `job` once.
+pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> {
+    let started = chrono::Utc::now();
+    // `run-YYYYMMDD-HHMMSS-xxxxxxxx`: Hive readers keep it as text (an all-digit or
+    // date-like run id would be read back as a number or a datetime).
+    let run_id = format!(
+        "run-{}-{}",
+        started.format("%Y%m%d-%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut timings = BTreeMap::new();
+    let output = output_location(job, &opts)?;
+
+    let (sandbox, settings) = ingest_settings(job).await?;
+    let t = Instant::now();
+    let ingested = ingest(&settings, output.store.clone(), &output.path, opts.mode)
+        .await
+        .with_context(|| format!("ingesting contracts for job {:?}", job.name))?;
+    timings.insert("ingest".to_string(), t.elapsed().as_millis() as u64);
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+
+    let t = Instant::now();
+    let extract_at = storage::resolve(&job.extract.url)?;
+    let extract = load_extract(ExtractSource {
+        store: extract_at.store.clone(),
+        path: extract_at.path.clone(),
+        display_url: &extract_at.display,
+        format: match job.extract.format {
+            ExtractFileFormat::Csv => ExtractFormat::Csv,
+            ExtractFileFormat::Parquet => ExtractFormat::Parquet,
+        },
+        columns: &job.extract.columns,
+    })
+    .await?;
+    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
+
+    let t = Instant::now();
+    let ctx = RunContext {
+        run_id: run_id.clone(),
+        job: job.name.clone(),
+        detected_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let spec = job.reconcile.clone();
+    let records = extract.records.clone();
+    let snapshot = ingested.snapshot;
+    let reconciled = tokio::task::spawn_blocking(move || reconcile(snapshot, records, &spec, &ctx))
+        .await
+        .context("reconciliation stopped")??;
+    timings.insert("reconcile".to_string(), t.elapsed().as_millis() as u64);
+
+    let t = Instant::now();
+    let finished = chrono::Utc::now();
+    let run = RunInfo {
+        job: job.name.clone(),
+        run_id,
+        run_date: started.date_naive(),
+        started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        finished_at: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let stats = &reconciled.stats;
+    let inputs = InputCounts {
+        contracts: stats.contracts,
+        contracts_in_scope: stats.contracts_in_scope,
+        erp_rows_read: extract.rows_read,
+        erp_rows_valid: extract.records.height() as u64,
+        erp_rows_rejected: extract.rejects.height() as u64,
+    };
+    let mut summary = Summary::from_drift(&run, &reconciled.drift, inputs)?;
+    summary.ingestion = serde_json::to_value(&ingested.stats)?;
+    summary.reconcile = serde_json::to_value(stats)?;
+    summary.timings_ms = timings;
+    let formats = ReportFormats {
+        parquet: job.output.parquet,
+        csv: job.output.csv,
+        html: job.output.html,
+    };
+    let location = write_reports(
+        output.store.clone(),
+        &output.path,
+        &run,
+        &reconciled.drift,
+        &extract.rejects,
+        &summary,
+        &formats,
+    )
+    .await?;
+    summary
+        .timings_ms
+        .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);
+
+    let local = opts.output_store.is_none() && !job.output.url.contains("://");
+    let report_dir = if local {
+        format!("/{}", location.dir)
+    } else {
+        format!("{}/{}", output.display.trim_end_matches('/'), location.dir)
+    };
+    let report_html = job.output.html.then(|| format!("{report_dir}/report.html"));
+    Ok(RunOutcome {
+        summary,
+        report_dir,
+        report_html,
+    })
+}
+
+fn output_location(job: &Job, opts: &RunOptions) -> anyhow::Result<Location> {
+    if let Some(store) = &opts.output_store {
+        return Ok(Location::in_store(store.clone(), &job.name));
+    }
+    if !job.output.url.contains("://") {
+        std::fs::create_dir_all(&job.output.url)
+            .with_context(|| format!("output.url: cannot create {}", job.output.url))?;
+    }
+    Ok(storage::resolve(&job.output.url)?)
+}
+
+/// Ingestion settings from the job, starting the embedded sandbox when the job uses it.
+async fn ingest_settings(job: &Job) -> anyhow::Result<(Option<Sandbox>, IngestSettings)> {
+    let (sandbox, base_url, client_id, client_secret, user_email) = match &job.spotdraft {
+        SpotDraftTarget::Live {
+            base_url,
+            client_id,
+            client_secret,
+            user_email,
+        } => (
+            None,
+            base_url.clone(),
+            client_id.clone(),
+            client_secret.clone(),
+            user_email.clone(),
+        ),
+        SpotDraftTarget::Sandbox {
+            fixtures,
+            rate_limit_per_sec,
+        } => {
+            let dataset = Dataset::load(fixtures)
+                .with_context(|| format!("sandbox.fixtures: loading {}", fixtures.display()))?;
+            let config = SandboxConfig {
+                rate_limit_per_sec: *rate_limit_per_sec,
+                ..SandboxConfig::default()
+            };
+            let sandbox = Sandbox::start(config, dataset)
+                .await
+                .context("starting the embedded sandbox")?;
+            let base_url = url::Url::parse(&sandbox.spotdraft_base_url())?;
+            let creds = sandbox.credentials().clone();
+            (
+                Some(sandbox),
+                base_url,
+                Secret::new(creds.client_id),
+                Secret::new(creds.client_secret),
+                None,
+            )
+        }
+    };
+    let f = &job.fetch;
+    let settings = IngestSettings {
+        job: job.name.clone(),
+        base_url,
+        client_id,
+        client_secret,
+        user_email,
+        page_size: f.page_size,
+        requests_per_second: f.requests_per_second,
+        max_in_flight: f.max_in_flight,
+        request_timeout: f.request_timeout,
+        retry: crate::http::RetryPolicy {
+            max_attempts: f.max_attempts,
+            initial_backoff: f.initial_backoff,
+            max_backoff: f.max_backoff,
+            max_total: f.max_retry_total,
+        },
+        status_filter: f.status_filter.clone(),
+        overlap: f.overlap,
+        record_data_keys: f.record_data_keys.clone(),
+        key_pointer_fields: f.key_pointer_fields.clone(),
+        fetch_documents: f.fetch_documents,
+    };
+    Ok((sandbox, settings))
+}

@@ -66,9 +66,10 @@ pub struct IngestSettings {
 }
 
 /// Which walk to make.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IngestMode {
     /// Incremental if a watermark exists, else full; resumes any unfinished walk.
+    #[default]
     Auto,
     /// Every contract created before the run's start.
     Full,
