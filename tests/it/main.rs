@@ -1,7 +1,9 @@
 //! Integration tests: one binary, one module per area.
 
 mod cli;
+mod common;
 mod fixtures;
 mod ingest;
+mod pipeline;
 mod reconcile;
 mod sandbox_api;
