@@ -3,6 +3,7 @@
 
 use super::raw::{RawCompare, RawJobFile, RawMatch};
 use super::*;
+use crate::ingest::snapshot;
 use crate::reconcile::spec::{
     kinds, CompareKind, CompareSpec, KeySource, KeySpec, Normalize, ReconcileSpec, Severity,
     CANONICAL_ERP_FIELDS,
@@ -136,16 +137,6 @@ struct Validator {
     problems: Vec<JobProblem>,
 }
 
-const LIST_FIELDS: [&str; 8] = [
-    "id",
-    "contract_name",
-    "contract_status",
-    "counter_party_name",
-    "contract_type_name",
-    "contract_type_id",
-    "created",
-    "reference_id",
-];
 const KEY_NAMES: [&str; 5] = [
     "erp_record_id",
     "vendor_id",
@@ -238,9 +229,9 @@ impl Validator {
             .map(|c| c.spotdraft_column.as_str())
             .chain(key_columns(&reconcile.keys))
         {
-            if let Some(k) = source.strip_prefix("external_metadata.record_data.") {
+            if let Some(k) = source.strip_prefix(snapshot::RECORD_DATA_PREFIX) {
                 push_unique(&mut fetch.record_data_keys, k);
-            } else if let Some(k) = source.strip_prefix("key_pointers.") {
+            } else if let Some(k) = source.strip_prefix(snapshot::KEY_POINTERS_PREFIX) {
                 push_unique(&mut fetch.key_pointer_fields, k);
             }
         }
@@ -538,22 +529,19 @@ impl Validator {
 
     fn source(&mut self, key: &str, value: &str) -> Option<String> {
         let v = value.trim();
-        let ok = LIST_FIELDS.contains(&v)
+        // Exactly the snapshot's columns: the fixed ones, and the per-job ones that
+        // ingestion adds for each `record_data` key and metadata value a job names.
+        let ok = snapshot::BASE_COLUMNS.contains(&v)
             || v == "document_sha256"
-            || [
-                "external_metadata.id",
-                "external_metadata.integration_name",
-                "external_metadata.record_type",
-            ]
-            .contains(&v)
-            || v.strip_prefix("external_metadata.record_data.")
+            || v.strip_prefix(snapshot::RECORD_DATA_PREFIX)
                 .is_some_and(|k| !k.is_empty())
-            || v.strip_prefix("key_pointers.")
+            || v.strip_prefix(snapshot::KEY_POINTERS_PREFIX)
                 .is_some_and(|k| !k.is_empty());
         if ok {
             Some(v.to_string())
         } else {
-            self.bad(key, format!("{v:?} is not a contract field: use a list field ({}), external_metadata.id, external_metadata.record_data.<key> or key_pointers.<field_name>", LIST_FIELDS.join(", ")));
+            let fixed = snapshot::BASE_COLUMNS.join(", ");
+            self.bad(key, format!("{v:?} is not a contract field: use one of {fixed}, document_sha256, external_metadata.record_data.<key> or key_pointers.<field_name>"));
             None
         }
     }

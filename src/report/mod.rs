@@ -36,23 +36,8 @@ pub use write::{
     PARQUET_DROPPED_COLUMN, SUCCESS_FILE,
 };
 
-/// Columns of the drift frame, in order. All are String.
-pub const DRIFT_COLUMNS: [&str; 14] = [
-    "run_id",
-    "job",
-    "detected_at",
-    "drift_kind",
-    "severity",
-    "contract_id",
-    "erp_record_id",
-    "legal_entity_id",
-    "vendor_id",
-    "po_number",
-    "field",
-    "spotdraft_value",
-    "erp_value",
-    "proposed_action",
-];
+/// Columns of the drift frame, in order (all String): the reconciliation engine's output.
+pub use crate::reconcile::DRIFT_COLUMNS;
 
 /// Columns of the rejects frame, in order: `row` (u64), `reason`, `erp_record_id`.
 pub const REJECT_COLUMNS: [&str; 3] = ["row", "reason", "erp_record_id"];
