@@ -1,21 +1,26 @@
 //! Benchmark: generate (or reuse) a fixture dataset, load the snapshot and the
-//! CSV extract, reconcile with the demo spec; prints wall time per stage and
-//! peak RSS (`VmHWM`).
+//! CSV extract, reconcile with five compared fields (vendor id, PO number,
+//! status through the value map, amount in minor units, effective date), write
+//! the drift as Parquet; prints wall time per stage and peak RSS (`VmHWM`,
+//! reset after generating the dataset). Then runs the equivalent DuckDB SQL on
+//! the same files (`benches/duckdb_reconcile.py`, needs `pip install duckdb`)
+//! and prints both, with the ratio.
 //!
 //! Run optimized (never in debug):
-//! `cargo bench --bench reconcile -- [DIR] [CONTRACTS]`
+//! `cargo bench --profile production --bench reconcile -- [DIR] [CONTRACTS]`
 //! (defaults: `target/bench-data/recon-1000000`, 1,000,000 contracts). The
 //! dataset is generated once into DIR and reused while its manifest's contract
 //! count matches. `RUST_LOG=contract_recon=debug` adds the engine's own stage times.
 
 use anyhow::Context;
 use contract_recon::erp::extract::{load_extract, ExtractFormat, ExtractSource};
+use contract_recon::reconcile::spec::ReconcileSpec;
 use contract_recon::reconcile::{demo_spec, reconcile, RunContext};
 use contract_recon::sandbox::dataset::{files, ERP_EXTRACT_COLUMNS};
 use contract_recon::sandbox::gen::{self, GenOptions, SNAPSHOT};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use polars::prelude::{ParquetReader, SerReader};
+use polars::prelude::{ParquetReader, ParquetWriter, SerReader};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +42,45 @@ fn report(stage: &str, started: Instant) {
         "{stage:<22} {:>8.3} s   peak RSS so far {rss}",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Resets the peak RSS counter, so the figures cover only what follows.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The demo spec restricted to the five fields the peers' figures compare.
+fn bench_spec() -> ReconcileSpec {
+    let mut spec = demo_spec();
+    let five = [
+        "vendor_id",
+        "po_number",
+        "status",
+        "amount",
+        "effective_date",
+    ];
+    spec.compares.retain(|c| five.contains(&c.field.as_str()));
+    assert_eq!(
+        spec.compares.len(),
+        5,
+        "the demo spec lost a benchmark field"
+    );
+    spec
+}
+
+/// Runs the DuckDB baseline on DIR; its JSON line, or why it could not run.
+fn run_duckdb(dir: &Path) -> Result<serde_json::Value, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_reconcile.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).map_err(|e| format!("unexpected output {stdout:?}: {e}"))
 }
 
 /// True when DIR already holds a complete dataset of `contracts` contracts with a snapshot.
@@ -81,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         gen::generate(&opts).with_context(|| format!("generating into {}", dir.display()))?;
         report("generate", started);
     }
+    reset_peak_rss();
 
     let total = Instant::now();
     let started = Instant::now();
@@ -121,14 +166,47 @@ fn main() -> anyhow::Result<()> {
         extract.records.height(),
         extract.rejects.height(),
     );
-    let out = reconcile(snapshot, extract.records, &demo_spec(), &ctx)?;
+    let mut out = reconcile(snapshot, extract.records, &bench_spec(), &ctx)?;
     report("reconcile", started);
-    report("load + reconcile", total);
+
+    let started = Instant::now();
+    let drift_file = std::fs::File::create(dir.join("contract_recon_drift.parquet"))?;
+    ParquetWriter::new(drift_file)
+        .finish(&mut out.drift)
+        .map_err(|e| anyhow::anyhow!("writing drift: {e}"))?;
+    report("write drift Parquet", started);
+    report("total", total);
+    let ours_s = total.elapsed().as_secs_f64();
+    let ours_mib = peak_rss_mib().unwrap_or(f64::NAN);
 
     println!(
         "contracts {contracts_n}, ERP records {records_n} (+{rejects_n} rejected), drift rows {}",
         out.drift.height()
     );
     println!("{}", serde_json::to_string_pretty(&out.stats)?);
+
+    println!("\nbaseline: the equivalent DuckDB SQL on the same files (2 threads)");
+    match run_duckdb(&dir) {
+        Ok(duck) => {
+            let duck_s = duck["seconds"].as_f64().unwrap_or(f64::NAN);
+            println!("{duck}");
+            println!("| engine | wall time | peak RSS | drift rows |");
+            println!("|---|---|---|---|");
+            println!("| contract-recon (Polars, all drift rules) | {ours_s:.2} s | {ours_mib:.0} MiB | {} |", out.drift.height());
+            println!(
+                "| {} (join + 5 comparisons) | {duck_s:.2} s | {} MiB | {} |",
+                duck["engine"].as_str().unwrap_or("duckdb"),
+                duck["peak_rss_mib"],
+                duck["drift_rows"]
+            );
+            println!(
+                "ratio contract-recon / DuckDB: {:.2}x the time",
+                ours_s / duck_s
+            );
+        }
+        Err(why) => println!(
+            "DuckDB baseline not run: {why}\n(install it with `pip install duckdb==2.0.1`)"
+        ),
+    }
     Ok(())
 }

@@ -35,6 +35,9 @@ enum Command {
         /// The demo job file.
         #[arg(long, default_value = "jobs/demo.toml")]
         job: PathBuf,
+        /// Write the reports here instead of the job's `output.url` (`out/demo`).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Serve the local SpotDraft and ERP sandbox until Ctrl-C.
     Sandbox {
@@ -138,11 +141,20 @@ async fn dispatch(command: Command) -> ExitCode {
             )
             .await
         }
-        Command::Demo { job } => {
+        Command::Demo { job, output } => {
             let path = locate_demo_job(&job);
-            let Some(job) = load_or_report(&path) else {
+            let Some(mut job) = load_or_report(&path) else {
                 return ExitCode::from(2);
             };
+            if let Some(dir) = output {
+                match std::fs::create_dir_all(&dir).and_then(|_| dir.canonicalize()) {
+                    Ok(dir) => job.output.url = dir.display().to_string(),
+                    Err(e) => {
+                        eprintln!("error: --output {}: {e}", dir.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             run(&job, RunOptions::default(), false).await
         }
         Command::Sandbox {

@@ -48,6 +48,21 @@ impl RunOutcome {
             "job {} run {}: {} contracts ({} in scope), {} ERP rows ({} rejected) -> {} drift rows\n",
             s.job, s.run_id, s.inputs.contracts, s.inputs.contracts_in_scope, s.inputs.erp_rows_read, s.inputs.erp_rows_rejected, s.drift_total
         );
+        let api = &s.ingestion;
+        out.push_str(&format!(
+            "ingest ({}): {} contracts fetched, {} changed, {} deleted; {} requests (list {}, key_pointers {}, documents {}), {} x 429, {} retries, {:.1} requests/s\n",
+            api["mode"].as_str().unwrap_or("?"),
+            api["contracts_fetched"],
+            api["contracts_changed"],
+            api["contracts_deleted"],
+            api["http"]["requests"],
+            api["requests"]["list"],
+            api["requests"]["key_pointers"],
+            api["requests"]["documents"],
+            api["http"]["status_429"],
+            api["http"]["retries"],
+            api["achieved_requests_per_s"].as_f64().unwrap_or(0.0),
+        ));
         for (kind, n) in &s.by_kind {
             out.push_str(&format!("  {kind:<20} {n}\n"));
         }

@@ -503,9 +503,9 @@ impl Validator {
                 }
             }
             None => {
-                let p = self.base_dir.join(value);
-                let abs = std::path::absolute(&p).unwrap_or(p);
-                Some(abs.display().to_string())
+                let joined = self.base_dir.join(value);
+                let abs = std::path::absolute(&joined).unwrap_or(joined);
+                Some(lexically_normal(&abs).display().to_string())
             }
         }
     }
@@ -804,6 +804,23 @@ fn key_columns(keys: &KeySpec) -> impl Iterator<Item = &str> {
     .into_iter()
     .flatten()
     .map(|k| k.column.as_str())
+}
+
+/// `a/b/../c/./d` -> `a/c/d`, without touching the file system (the folder may not
+/// exist yet). Object stores refuse `..` segments.
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 fn push_unique(v: &mut Vec<String>, k: &str) {

@@ -92,3 +92,60 @@ fn run_with_fail_on_drift_exits_3_and_prints_the_report_path() {
 fn unknown_subcommand_is_usage_error() {
     assert_eq!(cli(&["frobnicate"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_missing_extract_column_fails_the_run_naming_file_column_and_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = demo_job_in(tmp.path(), &tmp.path().join("out"));
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace("po_number = \"PO_NUMBER\"", "po_number = \"PO_NO\"");
+    std::fs::write(&job, text).unwrap();
+    let out = cli(&["run", job.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("erp_extract.csv"), "{stderr}");
+    assert!(stderr.contains("PO_NO"), "{stderr}");
+    assert!(
+        stderr.contains("PO_NUMBER"),
+        "the columns that exist are listed: {stderr}"
+    );
+    assert!(
+        !tmp.path().join("out/drift/latest.json").exists(),
+        "no report for a failed run"
+    );
+}
+
+#[test]
+fn demo_runs_the_shipped_job_and_prints_the_report_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_contract-recon"))
+        .args(["demo", "--output", tmp.path().to_str().unwrap()])
+        .current_dir(repo())
+        .env("CONTRACT_RECON_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("job demo run run-"), "{stdout}");
+    assert!(
+        stdout.contains("ingest (full): 300 contracts fetched"),
+        "{stdout}"
+    );
+    let html = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("open:"))
+        .expect("report path printed")
+        .trim();
+    assert!(
+        html.starts_with(tmp.path().canonicalize().unwrap().to_str().unwrap()),
+        "{html}"
+    );
+    assert!(std::fs::read_to_string(html)
+        .unwrap()
+        .contains("Drift report: demo"));
+}

@@ -259,3 +259,18 @@ fn unreadable_file_is_one_problem() {
         "{err}"
     );
 }
+
+#[test]
+fn relative_paths_resolve_from_the_job_file_folder_without_dot_dot() {
+    let job = load_job_with_env(&jobs_dir().join("demo.toml"), &no_env).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    assert_eq!(job.output.url, format!("{root}/out/demo"));
+    assert_eq!(
+        job.extract.url,
+        format!("{root}/fixtures/demo/erp_extract.csv")
+    );
+    assert_eq!(
+        lexically_normal(Path::new("/a/b/../c/./d")),
+        PathBuf::from("/a/c/d")
+    );
+}
