@@ -11,7 +11,6 @@ Parquet. Prints one JSON line: seconds, peak RSS, drift rows.
 Usage: python3 benches/duckdb_reconcile.py DIR [THREADS]   (needs `pip install duckdb`)
 """
 import json
-import resource
 import sys
 import time
 
@@ -59,6 +58,15 @@ SELECT 'orphan_erp_record', NULL, erp_record_id, NULL FROM j WHERE contract_id I
 """
 
 
+def peak_rss_mib() -> float:
+    """VmHWM of this process (ru_maxrss would carry the parent's peak across fork)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     directory = sys.argv[1]
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
@@ -69,7 +77,7 @@ def main() -> None:
     con.execute(SQL.format(dir=directory, out=out))
     seconds = time.perf_counter() - started
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     print(json.dumps({"engine": f"duckdb {duckdb.__version__}", "threads": threads,
                       "seconds": round(seconds, 3), "peak_rss_mib": round(peak_mib),
                       "drift_rows": rows}))
