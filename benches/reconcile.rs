@@ -15,7 +15,7 @@
 use anyhow::Context;
 use contract_recon::erp::extract::{load_extract, ExtractFormat, ExtractSource};
 use contract_recon::reconcile::spec::ReconcileSpec;
-use contract_recon::reconcile::{demo_spec, reconcile, RunContext};
+use contract_recon::reconcile::{demo_spec, link, reconcile, RunContext};
 use contract_recon::sandbox::dataset::{files, ERP_EXTRACT_COLUMNS};
 use contract_recon::sandbox::gen::{self, GenOptions, SNAPSHOT};
 use object_store::local::LocalFileSystem;
@@ -130,7 +130,12 @@ fn main() -> anyhow::Result<()> {
     let total = Instant::now();
     let started = Instant::now();
     let file = std::fs::File::open(dir.join(SNAPSHOT)).context("opening snapshot")?;
+    let spec = bench_spec();
+    // Only the columns the engine reads, as a columnar engine would.
+    let mut columns = link::needed_snapshot_columns(&spec);
+    columns.push("document_sha256".into());
     let snapshot = ParquetReader::new(file)
+        .with_columns(Some(columns))
         .finish()
         .map_err(|e| anyhow::anyhow!("reading snapshot: {e}"))?;
     report("load snapshot", started);
@@ -166,7 +171,7 @@ fn main() -> anyhow::Result<()> {
         extract.records.height(),
         extract.rejects.height(),
     );
-    let mut out = reconcile(snapshot, extract.records, &bench_spec(), &ctx)?;
+    let mut out = reconcile(snapshot, extract.records, &spec, &ctx)?;
     report("reconcile", started);
 
     let started = Instant::now();

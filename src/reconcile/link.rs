@@ -34,25 +34,36 @@ fn key_source<'a>(spec: &'a ReconcileSpec, name: &str) -> Option<&'a KeySource> 
 /// Snapshot columns the engine reads, besides the spec's own.
 const SNAPSHOT_BASE: [&str; 4] = ["id", "contract_num", "contract_status", "deleted_at"];
 
+/// Snapshot columns the engine reads for `spec` (`document_sha256` is read when
+/// present, so callers that load the snapshot can project to these plus it).
+pub fn needed_snapshot_columns(spec: &ReconcileSpec) -> Vec<String> {
+    let mut needed: Vec<String> = SNAPSHOT_BASE.iter().map(|c| c.to_string()).collect();
+    let keys = KEY_NAMES.iter().filter_map(|k| key_source(spec, k));
+    let sources = std::iter::once(&spec.keys.erp_record_id)
+        .chain(keys)
+        .map(|s| s.column.clone())
+        .chain(spec.compares.iter().map(|c| c.spotdraft_column.clone()));
+    for column in sources {
+        if !needed.contains(&column) {
+            needed.push(column);
+        }
+    }
+    needed
+}
+
 /// Checks that every snapshot column the spec names exists.
 pub fn check_snapshot_columns(
     snapshot: &DataFrame,
     spec: &ReconcileSpec,
 ) -> Result<(), ReconcileError> {
     let schema = snapshot.schema();
-    let mut needed: Vec<&str> = SNAPSHOT_BASE.to_vec();
-    needed.push(&spec.keys.erp_record_id.column);
-    needed.extend(
-        KEY_NAMES
-            .iter()
-            .filter_map(|k| key_source(spec, k))
-            .map(|s| s.column.as_str()),
-    );
-    needed.extend(spec.compares.iter().map(|c| c.spotdraft_column.as_str()));
-    match needed.into_iter().find(|c| !schema.contains(c)) {
+    match needed_snapshot_columns(spec)
+        .into_iter()
+        .find(|c| !schema.contains(c))
+    {
         None => Ok(()),
         Some(column) => Err(ReconcileError::MissingSnapshotColumn {
-            column: column.to_string(),
+            column,
             available: schema.iter_names().map(|n| n.to_string()).collect(),
         }),
     }
@@ -75,7 +86,8 @@ pub fn prepare_contracts(
         .unwrap_or(lit(false))
         .fill_null(lit(false));
     let id_key = normalize_key(col("id"), back);
-    let num_key = normalize_key(col("contract_num").cast(DataType::String), back);
+    // An integer's text has no spaces, case or leading zeros: nothing to normalize.
+    let num_key = col("contract_num").cast(DataType::String);
     let erp = &spec.keys.erp_record_id;
     let mut exprs = vec![
         col("c_idx"),

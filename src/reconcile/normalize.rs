@@ -43,8 +43,21 @@ pub fn normalize_key(text: Expr, steps: &[Normalize]) -> Expr {
             Normalize::Trim => x.str().strip_chars(lit(NULL)),
             Normalize::Upper => x.str().to_uppercase(),
             Normalize::Lower => x.str().to_lowercase(),
-            // `^0+(.)` keeps the character after the zeros: `000` -> `0`, `007` -> `7`.
-            Normalize::StripLeadingZeros => x.str().replace(lit("^0+(.)"), lit("${1}"), false),
+            // `007` -> `7`; a value of zeros only keeps one (`000` -> `0`). A plain
+            // strip, not a regex: this runs on every key of every row.
+            Normalize::StripLeadingZeros => {
+                let stripped = x.clone().str().strip_chars_start(lit("0"));
+                when(
+                    stripped
+                        .clone()
+                        .str()
+                        .len_bytes()
+                        .eq(lit(0u32))
+                        .and(x.str().len_bytes().gt(lit(0u32))),
+                )
+                .then(lit("0"))
+                .otherwise(stripped)
+            }
         };
     }
     empty_to_null(x)
