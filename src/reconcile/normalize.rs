@@ -23,11 +23,10 @@ pub fn null_str() -> Expr {
     lit(NULL).cast(DataType::String)
 }
 
-/// Empty text -> null; other values unchanged.
+/// Empty text -> null; other values unchanged. `text` is referenced once, so an
+/// expensive expression is evaluated once (a `when/then` on it would run it twice).
 pub fn empty_to_null(text: Expr) -> Expr {
-    when(text.clone().str().len_bytes().eq(lit(0u32)))
-        .then(null_str())
-        .otherwise(text)
+    text.replace(lit(""), null_str())
 }
 
 /// Trimmed text, null when empty or white space only.
@@ -43,21 +42,9 @@ pub fn normalize_key(text: Expr, steps: &[Normalize]) -> Expr {
             Normalize::Trim => x.str().strip_chars(lit(NULL)),
             Normalize::Upper => x.str().to_uppercase(),
             Normalize::Lower => x.str().to_lowercase(),
-            // `007` -> `7`; a value of zeros only keeps one (`000` -> `0`). A plain
-            // strip, not a regex: this runs on every key of every row.
-            Normalize::StripLeadingZeros => {
-                let stripped = x.clone().str().strip_chars_start(lit("0"));
-                when(
-                    stripped
-                        .clone()
-                        .str()
-                        .len_bytes()
-                        .eq(lit(0u32))
-                        .and(x.str().len_bytes().gt(lit(0u32))),
-                )
-                .then(lit("0"))
-                .otherwise(stripped)
-            }
+            // `^0+(.)` keeps the character after the zeros: `000` -> `0`, `007` -> `7`.
+            // One regex pass that references `x` once.
+            Normalize::StripLeadingZeros => x.str().replace(lit("^0+(.)"), lit("${1}"), false),
         };
     }
     empty_to_null(x)
@@ -117,40 +104,34 @@ pub fn minor_units(text: Expr, scale: u32) -> Expr {
     minor_units_of(decimal_text(text.clone()), text, scale)
 }
 
-/// [`minor_units`] from an already computed [`decimal_text`] `d` of `text`.
+/// [`minor_units`] from an already computed [`decimal_text`] `d` of `text`
+/// (cheap column references: `d` is read three times).
+///
+/// Exact on the decimal digits, with plain string kernels and integer
+/// arithmetic: the unsigned digits are padded to `scale + 1` fraction digits and
+/// cut there (`12500.5` -> `12500500` at scale 2), then rounded half away from
+/// zero as `(v + 5) div 10` and signed. Only the digit after `scale` decides a
+/// half-away rounding, so the digits beyond it never matter. Values beyond
+/// 10^(17 - scale) and non-decimal numbers (`1.25e4`) go through `f64`.
 pub fn minor_units_of(d: Expr, text: Expr, scale: u32) -> Expr {
-    let negative = d.clone().str().starts_with(lit("-"));
-    let body = d.clone().str().strip_chars_start(lit("+-"));
-    let int_digits = body.clone().str().extract(lit(r"^(\d*)"), 1);
-    let frac_digits = body.str().extract(lit(r"\.(\d*)$"), 1).fill_null(lit(""));
-    // Fraction padded with zeros to scale + 1 digits: the kept digits and the rounding digit.
-    let padded = concat_str(
-        [frac_digits, lit("0".repeat(scale as usize + 1))],
-        "",
-        false,
-    )
-    .str()
-    .head(lit(scale as i64 + 1));
-    let kept = concat_str(
-        [lit("0"), padded.clone().str().head(lit(scale as i64))],
-        "",
+    let digits = scale as usize + 1;
+    let padded = d.clone().str().replace(
+        lit(r"^[+-]?(\d*)\.?(\d*)$"),
+        lit(format!("0${{1}}.${{2}}{}", "0".repeat(digits))),
         false,
     );
-    let round_up = padded
-        .str()
-        .tail(lit(1))
-        .cast(DataType::Int64)
-        .gt_eq(lit(5i64))
-        .cast(DataType::Int64);
-    let integer = concat_str([lit("0"), int_digits], "", false).cast(DataType::Int64);
-    let magnitude = integer * lit(10i64.pow(scale)) + kept.cast(DataType::Int64) + round_up;
-    let exact = when(negative)
-        .then(lit(0i64) - magnitude.clone())
-        .otherwise(magnitude);
-    let via_float = (parse_number_of(d.clone(), text) * lit(10f64.powi(scale as i32)))
+    let cut = padded.str().replace(
+        lit(format!(r"^(\d+)\.(\d{{{digits}}})\d*$")),
+        lit("${1}${2}"),
+        false,
+    );
+    let magnitude = (cut.cast(DataType::Int64) + lit(5i64)).floor_div(lit(10i64));
+    // +1 or -1 from the sign, as arithmetic so `magnitude` is evaluated once.
+    let sign = lit(1i64) - d.clone().str().starts_with(lit("-")).cast(DataType::Int64) * lit(2i64);
+    let via_float = (parse_number_of(d, text) * lit(10f64.powi(scale as i32)))
         .round(0, RoundMode::HalfAwayFromZero)
         .cast(DataType::Int64);
-    when(d.is_not_null()).then(exact).otherwise(via_float)
+    (magnitude * sign).fill_null(via_float)
 }
 
 #[cfg(test)]
@@ -288,6 +269,19 @@ mod tests {
                 Some(12500),
                 None
             ]
+        );
+        // Forms without integer or fraction digits, a negative that rounds to
+        // zero, and a value past f64's exact range (float would say ...999.99).
+        let v = [
+            Some(".5"),
+            Some("5."),
+            Some("-0.004"),
+            Some("99999999999999.995"),
+        ];
+        let s = eval(&v, minor_units(col("v"), 2));
+        assert_eq!(
+            s.i64().unwrap().iter().collect::<Vec<_>>(),
+            [Some(50), Some(500), Some(0), Some(10_000_000_000_000_000)]
         );
         let s = eval(&[Some("2.5"), Some("2.49")], minor_units(col("v"), 0));
         assert_eq!(
