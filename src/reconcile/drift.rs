@@ -2,8 +2,9 @@
 //! links, and assembles the sorted drift table.
 
 use super::compare::add_mismatch;
+use super::link::{key_source, KEY_NAMES};
 use super::normalize::null_str;
-use super::spec::{kinds, ReconcileSpec, Severity};
+use super::spec::{kinds, CompareKind, CompareSpec, ReconcileSpec, Severity};
 use super::{ReconcileError, RunContext};
 use polars::prelude::*;
 
@@ -79,6 +80,15 @@ pub fn one_to_one_pairs(
     c_cols.extend((0..n).map(|i| col(format!("c_cmp_{i}"))));
     let mut r_cols = vec![col("r_idx"), col("r_doc")];
     r_cols.extend((0..n).map(|i| col(format!("r_cmp_{i}"))));
+    let reused: Vec<Option<&str>> = spec
+        .compares
+        .iter()
+        .map(|c| key_of_compare(c, spec))
+        .collect();
+    for key in reused.iter().flatten() {
+        c_cols.push(col(format!("c_{key}_key")));
+        r_cols.push(col(format!("r_{key}_key")));
+    }
     let inner = || JoinArgs::new(JoinType::Inner);
     let mut pairs = links
         .clone()
@@ -98,15 +108,39 @@ pub fn one_to_one_pairs(
             inner(),
         );
     for (i, cmp) in spec.compares.iter().enumerate() {
-        pairs = add_mismatch(
-            pairs,
-            &cmp.kind,
-            &format!("c_cmp_{i}"),
-            &format!("r_cmp_{i}"),
-            &format!("m_{i}"),
-        );
+        pairs = match reused[i] {
+            // Already normalized the same way as a linking key: compare the keys.
+            Some(key) => pairs.with_column(
+                col(format!("c_{key}_key"))
+                    .eq_missing(col(format!("r_{key}_key")))
+                    .not()
+                    .alias(format!("m_{i}")),
+            ),
+            None => add_mismatch(
+                pairs,
+                &cmp.kind,
+                &format!("c_cmp_{i}"),
+                &format!("r_cmp_{i}"),
+                &format!("m_{i}"),
+            ),
+        };
     }
     Ok(pairs.collect()?)
+}
+
+/// The linking key a string comparison duplicates (same contract column, same ERP
+/// column, same normalization), if any: its prepared key columns hold the very
+/// values the comparison would compute.
+fn key_of_compare(cmp: &CompareSpec, spec: &ReconcileSpec) -> Option<&'static str> {
+    let CompareKind::String { normalize } = &cmp.kind else {
+        return None;
+    };
+    KEY_NAMES.into_iter().find(|&key| {
+        cmp.erp_column == key
+            && key_source(spec, key).is_some_and(|src| {
+                src.column == cmp.spotdraft_column && &src.normalize == normalize
+            })
+    })
 }
 
 /// Drift rows of every kind, as lazy pieces over the materialized frames.

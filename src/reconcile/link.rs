@@ -22,7 +22,8 @@ pub mod rule {
     pub const FALLBACK: i32 = 3;
 }
 
-fn key_source<'a>(spec: &'a ReconcileSpec, name: &str) -> Option<&'a KeySource> {
+/// The contract-side source of a key (`vendor_id`, `po_number`, `legal_entity_id`).
+pub(crate) fn key_source<'a>(spec: &'a ReconcileSpec, name: &str) -> Option<&'a KeySource> {
     match name {
         "vendor_id" => spec.keys.vendor_id.as_ref(),
         "po_number" => spec.keys.po_number.as_ref(),
