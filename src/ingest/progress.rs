@@ -62,7 +62,7 @@ impl Feedback {
     pub fn enrich(&self, done: usize, of: usize) {
         match &self.bar {
             Some(bar) => bar.set_message(format!("metadata/documents {done}/{of}")),
-            None if done % 100 == 0 || done == of => {
+            None if done.is_multiple_of(100) || done == of => {
                 tracing::info!(done, of, "metadata values and documents fetched")
             }
             None => {}

@@ -1,7 +1,7 @@
 //! Reconciliation: typed field comparison, one Polars expression per compared field.
 
 use super::normalize::{
-    decimal_text, minor_units_of, normalize_key, null_str, parse_date, parse_number_of, trimmed,
+    decimal_text, normalize_key, null_str, parse_date, parse_number_of, trimmed, with_minor_units,
 };
 use super::spec::CompareKind;
 use polars::prelude::*;
@@ -63,10 +63,8 @@ pub fn add_mismatch(
         }
         CompareKind::Decimal { scale } => {
             let lf = staged(lf, &|t| decimal_text(t));
-            let lf = lf.with_columns([
-                minor_units_of(col(ps.as_str()), col(ts.as_str()), *scale).alias(ps.as_str()),
-                minor_units_of(col(pe.as_str()), col(te.as_str()), *scale).alias(pe.as_str()),
-            ]);
+            let lf = with_minor_units(lf, &ps, &ts, *scale, &ps);
+            let lf = with_minor_units(lf, &pe, &te, *scale, &pe);
             let equal = col(ps.as_str()).eq(col(pe.as_str()));
             lf.with_columns([typed_mismatch(&ts, &te, &ps, &pe, equal).alias(out)])
         }
