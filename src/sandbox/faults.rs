@@ -194,7 +194,10 @@ impl FaultsHandle {
             return None;
         }
         inner.shift_seen += 1;
-        if inner.shift_seen % u64::from(shift.every_n_list_requests) != 0 {
+        if !inner
+            .shift_seen
+            .is_multiple_of(u64::from(shift.every_n_list_requests))
+        {
             return None;
         }
         let kind = SHIFT_CYCLE[inner.shift_done as usize % SHIFT_CYCLE.len()];

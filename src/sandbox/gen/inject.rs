@@ -198,7 +198,7 @@ fn apply_noise(base: &Base, noise: Noise, contract: &mut FixtureContract, record
         Noise::RecordIdSpaces => record.erp_record_id = format!("  {} ", record.erp_record_id),
         Noise::PoPadded => {
             let po = &base.po_number;
-            record.po_number = Some(if base.number % 2 == 0 {
+            record.po_number = Some(if base.number.is_multiple_of(2) {
                 format!("00{po}")
             } else {
                 format!(" {po} ")
