@@ -236,60 +236,80 @@ fn validate(
     exprs.extend(mapped);
     let framed = raw.lazy().with_row_index("_idx", None).select(exprs);
 
-    // First failing check wins; each names the extract's own column and the value.
-    let mut reason: Expr = lit(NULL).cast(DataType::String);
-    let checks = [
-        ("amount", "amount"),
-        ("expiry_date", "date"),
+    // One boolean per check over every row; the messages are built afterwards
+    // for the rejected rows only (a handful), not for every row.
+    let mut checks: Vec<(String, Expr, Expr)> = Vec::new(); // (flag column, bad, message)
+    let id_column = &columns["erp_record_id"];
+    checks.push((
+        "_bad_id".into(),
+        col("erp_record_id").is_null(),
+        lit(format!("{id_column}: empty record id")),
+    ));
+    for (canonical, what) in [
         ("effective_date", "date"),
-    ];
-    for (canonical, what) in checks {
+        ("expiry_date", "date"),
+        ("amount", "amount"),
+    ] {
         let Some(column) = columns.get(canonical) else {
             continue;
         };
         let value = col(canonical);
-        let bad = match what {
-            "date" => value
-                .clone()
-                .is_not_null()
-                .and(parse_date(value.clone()).is_null()),
-            _ => value
-                .clone()
-                .is_not_null()
-                .and(decimal_text(value.clone()).is_null()),
+        let unusable = match what {
+            "date" => parse_date(value.clone()).is_null(),
+            _ => decimal_text(value.clone()).is_null(),
         };
         let message = concat_str(
             [
                 lit(format!("{column}: unparsable {what} \"")),
-                value,
+                value.clone(),
                 lit("\""),
             ],
             "",
             false,
         );
-        reason = when(bad).then(message).otherwise(reason);
+        checks.push((
+            format!("_bad_{canonical}"),
+            value.is_not_null().and(unusable),
+            message,
+        ));
     }
-    let id_column = &columns["erp_record_id"];
-    let reason = when(col("erp_record_id").is_null())
-        .then(lit(format!("{id_column}: empty record id")))
-        .otherwise(reason)
-        .alias("_reason");
-    let checked = framed.with_column(reason).collect()?;
+    let flags: Vec<String> = checks.iter().map(|(name, _, _)| name.clone()).collect();
+    let any_bad = flags
+        .iter()
+        .map(|f| col(f.as_str()))
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false));
+    let checked = framed
+        .with_columns(
+            checks
+                .iter()
+                .map(|(name, bad, _)| bad.clone().alias(name.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .with_column(any_bad.alias("_bad"))
+        .collect()?;
 
+    // First failing check wins, in the order above.
+    let mut reason: Expr = lit(NULL).cast(DataType::String);
+    for (name, _, message) in checks.into_iter().rev() {
+        reason = when(col(name.as_str())).then(message).otherwise(reason);
+    }
     let rejects = checked
         .clone()
         .lazy()
-        .filter(col("_reason").is_not_null())
+        .filter(col("_bad"))
         .select([
             col("_row").alias("row"),
-            col("_reason").alias("reason"),
+            reason.alias("reason"),
             col("erp_record_id"),
         ])
         .collect()?;
+    let mut drop = flags;
+    drop.push("_bad".into());
     let records = checked
         .lazy()
-        .filter(col("_reason").is_null())
-        .drop(cols(["_reason"]))
+        .filter(col("_bad").not())
+        .drop(cols(drop))
         .collect()?;
     Ok((records, rejects))
 }
