@@ -3,7 +3,7 @@
 
 use super::compare::add_mismatch;
 use super::link::{key_source, KEY_NAMES};
-use super::normalize::null_str;
+use super::normalize::{null_str, trimmed};
 use super::spec::{kinds, CompareKind, CompareSpec, ReconcileSpec, Severity};
 use super::{ReconcileError, RunContext};
 use polars::prelude::*;
@@ -250,13 +250,18 @@ fn pieces(
     }
 
     if spec.check_documents {
+        // Checksums are compared trimmed and case-insensitively, normalized here on
+        // the executed pairs only rather than for every contract and record.
+        let hex = |c: &str| trimmed(col(c)).str().to_lowercase();
         let lacking = col("r_doc").is_null().or(col("c_doc")
             .is_not_null()
             .and(col("c_doc").neq(col("r_doc"))));
         let docs = pairs
             .clone()
             .lazy()
-            .filter(col("c_status").eq(lit("EXECUTED")).and(lacking))
+            .filter(col("c_status").eq(lit("EXECUTED")))
+            .with_columns([hex("c_doc").alias("c_doc"), hex("r_doc").alias("r_doc")])
+            .filter(lacking)
             .select([col("c_idx"), col("r_idx")]);
         out.push(with_kind(
             docs,

@@ -107,8 +107,10 @@ pub fn prepare_contracts(
             .cast(DataType::String)
             .alias("c_erp_raw"),
         normalize_key(col(erp.column.as_str()), &erp.normalize).alias("c_erp_key"),
+        // Raw (shared with the snapshot, no copy): normalized only for the
+        // executed pairs the document check reads.
         if has_doc {
-            trimmed(col("document_sha256")).str().to_lowercase()
+            col("document_sha256").cast(DataType::String)
         } else {
             null_str()
         }
@@ -176,10 +178,7 @@ pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame
             &spec.keys.spotdraft_contract_id_normalize,
         )
         .alias("r_back_key"),
-        trimmed(optional("document_sha256"))
-            .str()
-            .to_lowercase()
-            .alias("r_doc"),
+        optional("document_sha256").alias("r_doc"),
     ];
     for name in KEY_NAMES {
         let key = match key_source(spec, name) {
