@@ -67,33 +67,36 @@ fn with_kind(lf: LazyFrame, kind: &str, spec: &ReconcileSpec, action: Expr) -> L
     lf.with_columns(cols)
 }
 
-/// The 1:1 linked pairs with what comparisons need and one mismatch flag
-/// `m_<i>` per compared field, materialized once.
+/// The 1:1 linked pairs that have something to report: one mismatch flag
+/// `m_<i>` per compared field and `m_doc` for the document check, keeping only
+/// rows where a flag is set (`c_idx`, `r_idx` and the flags). The raw values
+/// shown in reports are looked up afterwards for these few rows, so the 1:1
+/// pairs themselves are never kept with every compared column.
 pub fn one_to_one_pairs(
     contracts: &DataFrame,
     records: &DataFrame,
     links: &DataFrame,
     spec: &ReconcileSpec,
 ) -> Result<DataFrame, ReconcileError> {
-    let n = spec.compares.len();
-    let mut c_cols = vec![col("c_idx"), col("c_status"), col("c_doc")];
-    c_cols.extend((0..n).map(|i| col(format!("c_cmp_{i}"))));
-    let mut r_cols = vec![col("r_idx"), col("r_doc")];
-    r_cols.extend((0..n).map(|i| col(format!("r_cmp_{i}"))));
     let reused: Vec<Option<&str>> = spec
         .compares
         .iter()
         .map(|c| key_of_compare(c, spec))
         .collect();
-    for key in reused.iter().flatten() {
-        c_cols.push(col(format!("c_{key}_key")));
-        r_cols.push(col(format!("r_{key}_key")));
+    let mut c_cols = vec![col("c_idx"), col("c_status"), col("c_doc")];
+    let mut r_cols = vec![col("r_idx"), col("r_doc")];
+    for (i, key) in reused.iter().enumerate() {
+        let (c, r) = match key {
+            Some(key) => (format!("c_{key}_key"), format!("r_{key}_key")),
+            None => (format!("c_cmp_{i}"), format!("r_cmp_{i}")),
+        };
+        if !c_cols.contains(&col(c.as_str())) {
+            c_cols.push(col(c.as_str()));
+            r_cols.push(col(r.as_str()));
+        }
     }
     let inner = || JoinArgs::new(JoinType::Inner);
-    let mut pairs = links
-        .clone()
-        .lazy()
-        .filter(col("n_c").eq(lit(1)).and(col("n_r").eq(lit(1))))
+    let mut pairs = one_to_one(links)
         .select([col("c_idx"), col("r_idx")])
         .join(
             contracts.clone().lazy().select(c_cols),
@@ -107,25 +110,61 @@ pub fn one_to_one_pairs(
             [col("r_idx")],
             inner(),
         );
+    let mut flags = Vec::new();
     for (i, cmp) in spec.compares.iter().enumerate() {
+        let flag = format!("m_{i}");
         pairs = match reused[i] {
             // Already normalized the same way as a linking key: compare the keys.
             Some(key) => pairs.with_column(
                 col(format!("c_{key}_key"))
                     .eq_missing(col(format!("r_{key}_key")))
                     .not()
-                    .alias(format!("m_{i}")),
+                    .alias(flag.as_str()),
             ),
             None => add_mismatch(
                 pairs,
                 &cmp.kind,
                 &format!("c_cmp_{i}"),
                 &format!("r_cmp_{i}"),
-                &format!("m_{i}"),
+                &flag,
             ),
         };
+        flags.push(flag);
     }
-    Ok(pairs.collect()?)
+    // Checksums are compared trimmed and case-insensitively: an executed contract
+    // whose record has none, or (when the snapshot has one) a different one.
+    let hex = |c: &str| trimmed(col(c)).str().to_lowercase();
+    let lacking = hex("r_doc").is_null().or(hex("c_doc")
+        .is_not_null()
+        .and(hex("c_doc").neq(hex("r_doc"))));
+    let m_doc = if spec.check_documents {
+        col("c_status").eq(lit("EXECUTED")).and(lacking)
+    } else {
+        lit(false)
+    };
+    pairs = pairs.with_column(m_doc.alias("m_doc"));
+    flags.push("m_doc".into());
+    let any = flags
+        .iter()
+        .map(|f| col(f.as_str()).fill_null(lit(false)))
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false));
+    let mut keep = vec![col("c_idx"), col("r_idx")];
+    keep.extend(flags.iter().map(|f| col(f.as_str())));
+    Ok(pairs.filter(any).select(keep).collect()?)
+}
+
+/// Links that are the only link of their contract and of their record.
+fn one_to_one(links: &DataFrame) -> LazyFrame {
+    links
+        .clone()
+        .lazy()
+        .filter(col("n_c").eq(lit(1)).and(col("n_r").eq(lit(1))))
+}
+
+/// Number of 1:1 linked pairs (the pairs whose fields are compared).
+pub fn one_to_one_count(links: &DataFrame) -> Result<u64, ReconcileError> {
+    Ok(one_to_one(links).collect()?.height() as u64)
 }
 
 /// The linking key a string comparison duplicates (same contract column, same ERP
@@ -229,39 +268,49 @@ fn pieces(
         lit(actions::RESOLVE_DUPLICATE_LINK),
     ));
 
+    let ord = kinds::ALL
+        .iter()
+        .position(|k| *k == kinds::FIELD_MISMATCH)
+        .unwrap_or(0) as u32;
     for (i, cmp) in spec.compares.iter().enumerate() {
         let (sd, erp) = (format!("c_cmp_{i}"), format!("r_cmp_{i}"));
-        let ord = kinds::ALL
-            .iter()
-            .position(|k| *k == kinds::FIELD_MISMATCH)
-            .unwrap_or(0) as u32;
-        let rows = pairs.clone().lazy().filter(col(format!("m_{i}"))).select([
-            col("c_idx"),
-            col("r_idx"),
-            lit(ord).alias("kind_ord"),
-            lit(kinds::FIELD_MISMATCH).alias("drift_kind"),
-            lit(cmp.severity.as_str()).alias("severity"),
-            lit(cmp.field.as_str()).alias("field"),
-            col(sd.as_str()).alias("spotdraft_value"),
-            col(erp.as_str()).alias("erp_value"),
-            lit(actions::UPDATE_ERP_FIELD).alias("proposed_action"),
-        ]);
+        // Raw values, looked up for the flagged rows only.
+        let rows = pairs
+            .clone()
+            .lazy()
+            .filter(col(format!("m_{i}")))
+            .select([col("c_idx"), col("r_idx")])
+            .join(
+                c().select([col("c_idx"), col(sd.as_str())]),
+                [col("c_idx")],
+                [col("c_idx")],
+                left(),
+            )
+            .join(
+                r().select([col("r_idx"), col(erp.as_str())]),
+                [col("r_idx")],
+                [col("r_idx")],
+                left(),
+            )
+            .select([
+                col("c_idx"),
+                col("r_idx"),
+                lit(ord).alias("kind_ord"),
+                lit(kinds::FIELD_MISMATCH).alias("drift_kind"),
+                lit(cmp.severity.as_str()).alias("severity"),
+                lit(cmp.field.as_str()).alias("field"),
+                col(sd.as_str()).alias("spotdraft_value"),
+                col(erp.as_str()).alias("erp_value"),
+                lit(actions::UPDATE_ERP_FIELD).alias("proposed_action"),
+            ]);
         out.push(rows);
     }
 
     if spec.check_documents {
-        // Checksums are compared trimmed and case-insensitively, normalized here on
-        // the executed pairs only rather than for every contract and record.
-        let hex = |c: &str| trimmed(col(c)).str().to_lowercase();
-        let lacking = col("r_doc").is_null().or(col("c_doc")
-            .is_not_null()
-            .and(col("c_doc").neq(col("r_doc"))));
         let docs = pairs
             .clone()
             .lazy()
-            .filter(col("c_status").eq(lit("EXECUTED")))
-            .with_columns([hex("c_doc").alias("c_doc"), hex("r_doc").alias("r_doc")])
-            .filter(lacking)
+            .filter(col("m_doc"))
             .select([col("c_idx"), col("r_idx")]);
         out.push(with_kind(
             docs,

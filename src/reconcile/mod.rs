@@ -181,7 +181,7 @@ pub fn reconcile(
         contracts_in_scope: flag("in_scope")?,
         contracts_deleted_skipped: flag("deleted")?,
         erp_records,
-        linked_pairs: pairs.height() as u64,
+        linked_pairs: drift::one_to_one_count(&links)?,
         links_by_rule,
         drift_by_kind,
         drift_by_severity,
