@@ -274,35 +274,17 @@ fn pieces(
         .unwrap_or(0) as u32;
     for (i, cmp) in spec.compares.iter().enumerate() {
         let (sd, erp) = (format!("c_cmp_{i}"), format!("r_cmp_{i}"));
-        // Raw values, looked up for the flagged rows only.
-        let rows = pairs
-            .clone()
-            .lazy()
-            .filter(col(format!("m_{i}")))
-            .select([col("c_idx"), col("r_idx")])
-            .join(
-                c().select([col("c_idx"), col(sd.as_str())]),
-                [col("c_idx")],
-                [col("c_idx")],
-                left(),
-            )
-            .join(
-                r().select([col("r_idx"), col(erp.as_str())]),
-                [col("r_idx")],
-                [col("r_idx")],
-                left(),
-            )
-            .select([
-                col("c_idx"),
-                col("r_idx"),
-                lit(ord).alias("kind_ord"),
-                lit(kinds::FIELD_MISMATCH).alias("drift_kind"),
-                lit(cmp.severity.as_str()).alias("severity"),
-                lit(cmp.field.as_str()).alias("field"),
-                col(sd.as_str()).alias("spotdraft_value"),
-                col(erp.as_str()).alias("erp_value"),
-                lit(actions::UPDATE_ERP_FIELD).alias("proposed_action"),
-            ]);
+        let rows = pairs.clone().lazy().filter(col(format!("m_{i}"))).select([
+            col("c_idx"),
+            col("r_idx"),
+            lit(ord).alias("kind_ord"),
+            lit(kinds::FIELD_MISMATCH).alias("drift_kind"),
+            lit(cmp.severity.as_str()).alias("severity"),
+            lit(cmp.field.as_str()).alias("field"),
+            col(sd.as_str()).alias("spotdraft_value"),
+            col(erp.as_str()).alias("erp_value"),
+            lit(actions::UPDATE_ERP_FIELD).alias("proposed_action"),
+        ]);
         out.push(rows);
     }
 
@@ -322,6 +304,38 @@ fn pieces(
     out
 }
 
+/// The flagged pairs with the raw compared values (`c_cmp_<i>`, `r_cmp_<i>`) that
+/// field rows show: two joins for all fields, on the few flagged rows only.
+fn with_raw_values(
+    pairs: &DataFrame,
+    contracts: &DataFrame,
+    records: &DataFrame,
+    spec: &ReconcileSpec,
+) -> Result<DataFrame, ReconcileError> {
+    let n = spec.compares.len();
+    let mut c_cols = vec![col("c_idx")];
+    c_cols.extend((0..n).map(|i| col(format!("c_cmp_{i}"))));
+    let mut r_cols = vec![col("r_idx")];
+    r_cols.extend((0..n).map(|i| col(format!("r_cmp_{i}"))));
+    let left = || JoinArgs::new(JoinType::Left);
+    Ok(pairs
+        .clone()
+        .lazy()
+        .join(
+            contracts.clone().lazy().select(c_cols),
+            [col("c_idx")],
+            [col("c_idx")],
+            left(),
+        )
+        .join(
+            records.clone().lazy().select(r_cols),
+            [col("r_idx")],
+            [col("r_idx")],
+            left(),
+        )
+        .collect()?)
+}
+
 /// The drift table: every kind, joined to contract and record details, with the
 /// run columns, sorted by kind (report order), contract id, record id, field.
 pub fn drift_table(
@@ -336,7 +350,8 @@ pub fn drift_table(
         to_supertypes: true,
         ..Default::default()
     };
-    let all = concat_lf_diagonal(pieces(contracts, records, links, pairs, spec), args)?;
+    let flagged = with_raw_values(pairs, contracts, records, spec)?;
+    let all = concat_lf_diagonal(pieces(contracts, records, links, &flagged, spec), args)?;
     let left = || JoinArgs::new(JoinType::Left);
     let c_cols = [
         col("c_idx"),
