@@ -133,11 +133,13 @@ pub fn one_to_one_pairs(
     }
     // Checksums are compared trimmed and case-insensitively: an executed contract
     // whose record has none, or (when the snapshot has one) a different one.
-    let hex = |c: &str| trimmed(col(c)).str().to_lowercase();
-    let lacking = hex("r_doc").is_null().or(hex("c_doc")
-        .is_not_null()
-        .and(hex("c_doc").neq(hex("r_doc"))));
+    // Each normalized once into a column, then compared by reference.
     let m_doc = if spec.check_documents {
+        let hex = |c: &str| trimmed(col(c)).str().to_lowercase().alias(c);
+        pairs = pairs.with_columns([hex("c_doc"), hex("r_doc")]);
+        let lacking = col("r_doc").is_null().or(col("c_doc")
+            .is_not_null()
+            .and(col("c_doc").neq(col("r_doc"))));
         col("c_status").eq(lit("EXECUTED")).and(lacking)
     } else {
         lit(false)
