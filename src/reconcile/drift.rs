@@ -319,23 +319,31 @@ fn with_raw_values(
     c_cols.extend((0..n).map(|i| col(format!("c_cmp_{i}"))));
     let mut r_cols = vec![col("r_idx")];
     r_cols.extend((0..n).map(|i| col(format!("r_cmp_{i}"))));
+    Ok(with_details(pairs.clone().lazy(), contracts, records, c_cols, r_cols).collect()?)
+}
+
+/// `lf` with columns of the contract (by `c_idx`) and of the record (by `r_idx`)
+/// each row names; either may be absent (left joins).
+fn with_details(
+    lf: LazyFrame,
+    contracts: &DataFrame,
+    records: &DataFrame,
+    c_cols: Vec<Expr>,
+    r_cols: Vec<Expr>,
+) -> LazyFrame {
     let left = || JoinArgs::new(JoinType::Left);
-    Ok(pairs
-        .clone()
-        .lazy()
-        .join(
-            contracts.clone().lazy().select(c_cols),
-            [col("c_idx")],
-            [col("c_idx")],
-            left(),
-        )
-        .join(
-            records.clone().lazy().select(r_cols),
-            [col("r_idx")],
-            [col("r_idx")],
-            left(),
-        )
-        .collect()?)
+    lf.join(
+        contracts.clone().lazy().select(c_cols),
+        [col("c_idx")],
+        [col("c_idx")],
+        left(),
+    )
+    .join(
+        records.clone().lazy().select(r_cols),
+        [col("r_idx")],
+        [col("r_idx")],
+        left(),
+    )
 }
 
 /// The drift table: every kind, joined to contract and record details, with the
@@ -354,7 +362,6 @@ pub fn drift_table(
     };
     let flagged = with_raw_values(pairs, contracts, records, spec)?;
     let all = concat_lf_diagonal(pieces(contracts, records, links, &flagged, spec), args)?;
-    let left = || JoinArgs::new(JoinType::Left);
     let c_cols = [
         col("c_idx"),
         col("c_id"),
@@ -374,19 +381,7 @@ pub fn drift_table(
     let sort = SortMultipleOptions::default()
         .with_nulls_last(false)
         .with_maintain_order(true);
-    let df = all
-        .join(
-            contracts.clone().lazy().select(c_cols),
-            [col("c_idx")],
-            [col("c_idx")],
-            left(),
-        )
-        .join(
-            records.clone().lazy().select(r_cols),
-            [col("r_idx")],
-            [col("r_idx")],
-            left(),
-        )
+    let df = with_details(all, contracts, records, c_cols.to_vec(), r_cols.to_vec())
         .select([
             col("kind_ord"),
             lit(ctx.run_id.as_str()).alias("run_id"),
