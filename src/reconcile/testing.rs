@@ -115,6 +115,16 @@ pub fn demo_spec() -> ReconcileSpec {
             ),
         ],
         check_documents: true,
-        kind_severity: BTreeMap::new(),
+        // As `[severity]` in jobs/demo.toml (a job test checks they agree).
+        kind_severity: [
+            ("unlinked_contract", Severity::Medium),
+            ("missing_in_erp", Severity::High),
+            ("orphan_erp_record", Severity::Medium),
+            ("duplicate_link", Severity::High),
+            ("missing_document", Severity::High),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
     }
 }

@@ -274,3 +274,11 @@ fn relative_paths_resolve_from_the_job_file_folder_without_dot_dot() {
         PathBuf::from("/a/c/d")
     );
 }
+
+#[test]
+fn demo_job_spec_is_the_engine_and_benchmark_demo_spec() {
+    // The engine's tests and the reconcile benchmark use `demo_spec()`; it must
+    // be exactly what `jobs/demo.toml` asks for.
+    let job = check(&demo_text(), &no_env).unwrap();
+    assert_eq!(job.reconcile, crate::reconcile::demo_spec());
+}
