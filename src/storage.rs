@@ -94,12 +94,6 @@ impl Location {
             display: format!("memory://{path}"),
         }
     }
-
-    /// A child path, for folders.
-    pub fn child(&self, name: &str) -> Path {
-        name.split('/')
-            .fold(self.path.clone(), |p, part| p.clone().join(part))
-    }
 }
 
 #[cfg(test)]

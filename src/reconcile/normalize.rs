@@ -79,13 +79,9 @@ pub fn decimal_text(text: Expr) -> Expr {
         .otherwise(null_str())
 }
 
-/// Parses a number as `Float64`: decimal text (with thousands separators), or
-/// anything Polars casts to a float (`1e5`). Null when neither.
-pub fn parse_number(text: Expr) -> Expr {
-    parse_number_of(decimal_text(text.clone()), text)
-}
-
-/// [`parse_number`] from an already computed [`decimal_text`] `decimal` of `text`.
+/// A number as `Float64`: the decimal text `decimal` (thousands separators already
+/// removed by [`decimal_text`]) when there is one, else anything Polars casts to a
+/// float from `text` (`1e5`). Null when neither.
 pub fn parse_number_of(decimal: Expr, text: Expr) -> Expr {
     when(decimal.clone().is_not_null())
         .then(decimal.cast(DataType::Float64))

@@ -263,11 +263,6 @@ impl StateHandle {
         self.lock().erp.get(id).cloned()
     }
 
-    /// Inserts or replaces an ERP record.
-    pub fn upsert_erp_record(&self, record: ErpRecord) {
-        self.lock().erp.insert(record.erp_record_id.clone(), record);
-    }
-
     /// Attachments stored on an ERP record, oldest first.
     pub fn attachments(&self, erp_record_id: &str) -> Vec<Attachment> {
         self.lock()
