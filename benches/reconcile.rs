@@ -17,7 +17,7 @@ use contract_recon::erp::extract::{load_extract, ExtractFormat, ExtractSource};
 use contract_recon::reconcile::spec::ReconcileSpec;
 use contract_recon::reconcile::{demo_spec, link, reconcile, RunContext};
 use contract_recon::sandbox::dataset::{files, ERP_EXTRACT_COLUMNS};
-use contract_recon::sandbox::gen::{self, GenOptions, SNAPSHOT};
+use contract_recon::sandbox::gen::{self, GenOptions};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use polars::prelude::{ParquetReader, ParquetWriter, SerReader};
@@ -90,7 +90,7 @@ fn reusable(dir: &Path, contracts: u64) -> bool {
         .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
         .and_then(|v| v.get("contracts").and_then(|c| c.as_u64()));
     count == Some(contracts)
-        && dir.join(SNAPSHOT).exists()
+        && dir.join(files::SNAPSHOT).exists()
         && dir.join(files::ERP_EXTRACT_CSV).exists()
 }
 
@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
 
     let total = Instant::now();
     let started = Instant::now();
-    let file = std::fs::File::open(dir.join(SNAPSHOT)).context("opening snapshot")?;
+    let file = std::fs::File::open(dir.join(files::SNAPSHOT)).context("opening snapshot")?;
     let spec = bench_spec();
     // Only the columns the engine reads, as a columnar engine would.
     let mut columns = link::needed_snapshot_columns(&spec);

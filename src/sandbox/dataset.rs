@@ -25,6 +25,10 @@ pub mod files {
     pub const ERP_EXTRACT_PARQUET: &str = "erp_extract.parquet";
     /// Expected drift (the truth).
     pub const EXPECTED_DRIFT: &str = "expected_drift.csv";
+    /// Expected extract rejects: `row,reason_kind` (row = 1-based data row of the extract).
+    pub const EXPECTED_REJECTS: &str = "expected_rejects.csv";
+    /// Optional contract snapshot, as the ingestion stage writes it (benchmarks).
+    pub const SNAPSHOT: &str = "snapshot.parquet";
     /// Generation parameters and counts.
     pub const MANIFEST: &str = "manifest.json";
     /// Folder of executed documents.

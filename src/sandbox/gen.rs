@@ -28,10 +28,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// Expected extract rejects: `row,reason_kind` (row = 1-based data row of the extract).
-pub const EXPECTED_REJECTS: &str = "expected_rejects.csv";
-/// Optional contract snapshot, as the ingestion stage writes it.
-pub const SNAPSHOT: &str = "snapshot.parquet";
 /// Contract counts up to which documents are written unless told otherwise.
 pub const DOCUMENTS_DEFAULT_LIMIT: u64 = 10_000;
 /// Largest supported contract count (PO numbers stay unique below it).
@@ -193,7 +189,7 @@ impl Sinks {
             contracts: PendingFile::create(opts.out.join(files::CONTRACTS))?,
             erp_jsonl: PendingFile::create(opts.out.join(files::ERP_RECORDS))?,
             extract_csv: PendingFile::create(opts.out.join(files::ERP_EXTRACT_CSV))?,
-            rejects: PendingFile::create(opts.out.join(EXPECTED_REJECTS))?,
+            rejects: PendingFile::create(opts.out.join(files::EXPECTED_REJECTS))?,
             extract: output::extract_columns(),
             snapshot: opts.snapshot.then(SnapshotColumns::new),
             extract_rows: 0,
@@ -361,13 +357,13 @@ pub fn generate(opts: &GenOptions) -> Result<GenSummary, GenError> {
         })?;
     output::write_parquet(parquet_path, frame)?;
     if let Some(s) = snapshot {
-        let path = opts.out.join(SNAPSHOT);
+        let path = opts.out.join(files::SNAPSHOT);
         let frame = s.finish().map_err(|source| GenError::Parquet {
             path: path.clone(),
             source,
         })?;
         output::write_parquet(path, frame)?;
-        summary.files.push(SNAPSHOT.into());
+        summary.files.push(files::SNAPSHOT.into());
     }
     for f in [contracts, erp_jsonl, extract_csv, rejects] {
         f.commit()?;
@@ -382,7 +378,7 @@ pub fn generate(opts: &GenOptions) -> Result<GenSummary, GenError> {
             files::ERP_RECORDS,
             files::ERP_EXTRACT_CSV,
             files::ERP_EXTRACT_PARQUET,
-            EXPECTED_REJECTS,
+            files::EXPECTED_REJECTS,
         ]
         .map(String::from),
     );

@@ -2,10 +2,11 @@
 //! their `expected_drift.csv` agrees with an independent reading of the drift rules.
 
 use chrono::NaiveDate;
+use contract_recon::sandbox::dataset::files::{EXPECTED_REJECTS, SNAPSHOT};
 use contract_recon::sandbox::dataset::{
     files, ErpRecord, ExpectedDrift, FixtureContract, ERP_EXTRACT_COLUMNS,
 };
-use contract_recon::sandbox::gen::{generate, GenOptions, GenSummary, EXPECTED_REJECTS, SNAPSHOT};
+use contract_recon::sandbox::gen::{generate, GenOptions, GenSummary};
 use contract_recon::spotdraft::model::value_text;
 use polars::prelude::*;
 use sha2::{Digest, Sha256};

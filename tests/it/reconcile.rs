@@ -270,7 +270,7 @@ fn csv_rows(path: &std::path::Path, columns: &[&str]) -> Vec<Vec<String>> {
 async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
     use contract_recon::reconcile::{demo_spec, reconcile, RunContext};
     use contract_recon::sandbox::dataset::{files, ERP_EXTRACT_COLUMNS};
-    use contract_recon::sandbox::gen::{self, GenOptions, EXPECTED_REJECTS, SNAPSHOT};
+    use contract_recon::sandbox::gen::{self, GenOptions};
     use std::collections::BTreeSet;
 
     let dir = tempfile::tempdir().unwrap();
@@ -309,15 +309,17 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
         .zip(strings(&extract.rejects, "reason"))
         .map(|(row, reason)| (row, kind_of(&reason.unwrap()).to_string()))
         .collect();
-    let want_rejects: BTreeSet<(u64, String)> =
-        csv_rows(&dir.path().join(EXPECTED_REJECTS), &["row", "reason_kind"])
-            .into_iter()
-            .map(|r| (r[0].parse().unwrap(), r[1].clone()))
-            .collect();
+    let want_rejects: BTreeSet<(u64, String)> = csv_rows(
+        &dir.path().join(files::EXPECTED_REJECTS),
+        &["row", "reason_kind"],
+    )
+    .into_iter()
+    .map(|r| (r[0].parse().unwrap(), r[1].clone()))
+    .collect();
     assert!(!want_rejects.is_empty());
     assert_eq!(got_rejects, want_rejects);
 
-    let snapshot_path = dir.path().join(SNAPSHOT);
+    let snapshot_path = dir.path().join(files::SNAPSHOT);
     let records = extract.records;
     let out = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(snapshot_path).unwrap();
