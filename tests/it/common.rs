@@ -24,7 +24,8 @@ pub fn demo_job_in(dir: &Path, out: &Path) -> PathBuf {
     path
 }
 
-fn text(df: &DataFrame, col: &str) -> Vec<String> {
+/// A column of `df` as text, nulls as "".
+pub fn text(df: &DataFrame, col: &str) -> Vec<String> {
     let c = df
         .column(col)
         .unwrap_or_else(|e| panic!("column {col}: {e}"));
@@ -36,7 +37,8 @@ fn text(df: &DataFrame, col: &str) -> Vec<String> {
         .collect()
 }
 
-fn keys_of(df: &DataFrame) -> BTreeSet<DriftKey> {
+/// The (kind, contract_id, erp_record_id, field) of every row of a drift frame.
+pub fn drift_keys(df: &DataFrame) -> BTreeSet<DriftKey> {
     let (k, c, e, f) = (
         text(df, "drift_kind"),
         text(df, "contract_id"),
@@ -61,13 +63,13 @@ pub fn read_csv_text(path: &Path) -> DataFrame {
 
 /// The truth of a generated dataset: `expected_drift.csv`.
 pub fn expected_drift(dataset: &Path) -> BTreeSet<DriftKey> {
-    keys_of(&read_csv_text(&dataset.join("expected_drift.csv")))
+    drift_keys(&read_csv_text(&dataset.join("expected_drift.csv")))
 }
 
 /// The drift rows of a report folder's `drift.parquet`.
 pub fn reported_drift(report_dir: &Path) -> BTreeSet<DriftKey> {
     let file = std::fs::File::open(report_dir.join("drift.parquet")).unwrap();
-    keys_of(&ParquetReader::new(file).finish().unwrap())
+    drift_keys(&ParquetReader::new(file).finish().unwrap())
 }
 
 /// Runs the built `contract-recon` binary.

@@ -1,5 +1,6 @@
 //! Integration tests: reconcile (ERP extract loading through real object stores).
 
+use crate::common::{drift_keys, expected_drift, read_csv_text, text};
 use contract_recon::erp::extract::{
     load_extract, Extract, ExtractError, ExtractFormat, ExtractSource,
 };
@@ -240,32 +241,6 @@ async fn missing_column_error_names_file_column_and_available_columns() {
     );
 }
 
-/// Rows of a small CSV, all text, nulls as "".
-fn csv_rows(path: &std::path::Path, columns: &[&str]) -> Vec<Vec<String>> {
-    let df = CsvReadOptions::default()
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .unwrap()
-        .finish()
-        .unwrap();
-    let cols: Vec<Vec<String>> = columns
-        .iter()
-        .map(|c| {
-            df.column(c)
-                .unwrap()
-                .str()
-                .unwrap()
-                .iter()
-                .map(|v| v.unwrap_or("").to_string())
-                .collect()
-        })
-        .collect();
-    (0..df.height())
-        .map(|i| cols.iter().map(|c| c[i].clone()).collect())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
     use contract_recon::reconcile::{demo_spec, reconcile, RunContext};
@@ -309,13 +284,12 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
         .zip(strings(&extract.rejects, "reason"))
         .map(|(row, reason)| (row, kind_of(&reason.unwrap()).to_string()))
         .collect();
-    let want_rejects: BTreeSet<(u64, String)> = csv_rows(
-        &dir.path().join(files::EXPECTED_REJECTS),
-        &["row", "reason_kind"],
-    )
-    .into_iter()
-    .map(|r| (r[0].parse().unwrap(), r[1].clone()))
-    .collect();
+    let expected = read_csv_text(&dir.path().join(files::EXPECTED_REJECTS));
+    let want_rejects: BTreeSet<(u64, String)> = text(&expected, "row")
+        .into_iter()
+        .zip(text(&expected, "reason_kind"))
+        .map(|(row, kind)| (row.parse().unwrap(), kind))
+        .collect();
     assert!(!want_rejects.is_empty());
     assert_eq!(got_rejects, want_rejects);
 
@@ -334,27 +308,8 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
     .await
     .unwrap();
 
-    let fields = ["drift_kind", "contract_id", "erp_record_id", "field"];
-    let got: BTreeSet<Vec<String>> = (0..out.drift.height())
-        .map(|i| {
-            fields
-                .iter()
-                .map(|f| {
-                    out.drift
-                        .column(f)
-                        .unwrap()
-                        .str()
-                        .unwrap()
-                        .get(i)
-                        .unwrap_or("")
-                        .to_string()
-                })
-                .collect()
-        })
-        .collect();
-    let want: BTreeSet<Vec<String>> = csv_rows(&dir.path().join(files::EXPECTED_DRIFT), &fields)
-        .into_iter()
-        .collect();
+    let got = drift_keys(&out.drift);
+    let want = expected_drift(dir.path());
     let missing: Vec<_> = want.difference(&got).take(10).collect();
     let extra: Vec<_> = got.difference(&want).take(10).collect();
     assert!(
@@ -369,6 +324,6 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
         "field_mismatch",
         "missing_document",
     ] {
-        assert!(want.iter().any(|r| r[0] == kind), "fixture has no {kind}");
+        assert!(want.iter().any(|r| r.0 == kind), "fixture has no {kind}");
     }
 }
