@@ -113,13 +113,14 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
     timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
 
     let t = Instant::now();
+    let started_at = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let ctx = RunContext {
         run_id: run_id.clone(),
         job: job.name.clone(),
-        detected_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        detected_at: started_at.clone(),
     };
     let spec = job.reconcile.clone();
-    let records = extract.records.clone();
+    let records = extract.records;
     let snapshot = ingested.snapshot;
     let reconciled = tokio::task::spawn_blocking(move || reconcile(snapshot, records, &spec, &ctx))
         .await
@@ -132,7 +133,7 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
         job: job.name.clone(),
         run_id,
         run_date: started.date_naive(),
-        started_at: started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        started_at,
         finished_at: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     let stats = &reconciled.stats;
@@ -140,7 +141,7 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
         contracts: stats.contracts,
         contracts_in_scope: stats.contracts_in_scope,
         erp_rows_read: extract.rows_read,
-        erp_rows_valid: extract.records.height() as u64,
+        erp_rows_valid: stats.erp_records,
         erp_rows_rejected: extract.rejects.height() as u64,
     };
     let mut summary = Summary::from_drift(&run, &reconciled.drift, inputs)?;
