@@ -3,8 +3,9 @@
 //! The pipeline, one module per stage:
 //! - [`job`]: job files (TOML) parsed and validated into a typed [`job::Job`];
 //! - [`http`]: the retry and throttle policy shared by every HTTP client;
-//! - [`spotdraft`]: the SpotDraft API client, its models and the complete page walk;
-//! - [`ingest`]: the contract snapshot (Parquet) and the resumable run state;
+//! - [`spotdraft`]: the SpotDraft API client and its models;
+//! - [`ingest`]: the complete page walk over time windows, enrichment, the
+//!   contract snapshot (Parquet) and the resumable run state (checkpoints);
 //! - [`erp`]: ERP extract loading (CSV/Parquet through object_store);
 //! - [`reconcile`]: normalization, linking and drift classification, in Polars only;
 //! - [`report`]: drift reports (Parquet, CSV, summary JSON, HTML);

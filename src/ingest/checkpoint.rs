@@ -6,8 +6,8 @@
 //! A page is spilled before the state that names it, so a state never points
 //! at a missing page. The watermark only moves once the snapshot is written.
 
+use super::walk::WalkState;
 use crate::spotdraft::model::Contract;
-use crate::spotdraft::walk::WalkState;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;

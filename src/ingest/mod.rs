@@ -1,10 +1,11 @@
-//! Contract snapshot and run state: the ingest stage.
+//! The ingest stage: the complete page walk, its time windows, enrichment,
+//! the contract snapshot and the resumable run state.
 //!
-//! [`ingest`] walks SpotDraft (full or incremental, see [`crate::spotdraft::walk`]),
-//! fetches metadata values and document hashes for new or changed contracts
-//! only, merges into the previous snapshot, writes the snapshot (one put) and
-//! only then advances the watermark. A stopped or failed run keeps its pages
-//! and resumes where it stopped.
+//! [`ingest`] walks SpotDraft (full or incremental, see [`walk`] and
+//! [`window`]), fetches metadata values and document hashes for new or changed
+//! contracts only, merges into the previous snapshot, writes the snapshot (one
+//! put) and only then advances the watermark. A stopped or failed run keeps
+//! its pages and resumes where it stopped.
 //!
 //! Deletions on incremental runs: after the walk, one `limit=1` request over
 //! the whole created range gives the server's count; when it differs from the
@@ -17,14 +18,17 @@ pub mod merge;
 pub mod progress;
 mod run;
 pub mod snapshot;
+pub mod walk;
+pub mod window;
 
 pub use checkpoint::{Checkpoint, Progress, StateError, StateStore, WalkMode};
 pub use run::{ingest, ingest_with_control, snapshot_path};
+pub use walk::{PageEvent, WalkControl, WalkError, WalkOptions, WalkOutcome, WalkState};
+pub use window::{Window, WindowField};
 
 use crate::http::{HttpStatsSnapshot, RetryPolicy};
 use crate::secret::Secret;
 use crate::spotdraft::client::{FetchError, RequestCounts};
-use crate::spotdraft::walk::WalkError;
 use chrono::{DateTime, Utc};
 use polars::prelude::DataFrame;
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! Run feedback: a progress bar on a terminal, `tracing` events otherwise.
 
-use crate::spotdraft::walk::PageEvent;
+use super::walk::PageEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Instant;

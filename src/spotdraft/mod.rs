@@ -1,10 +1,9 @@
-//! SpotDraft API: models, client, complete page walk.
+//! SpotDraft API: the client and its models. The complete page walk over
+//! them is part of the ingest stage ([`crate::ingest::walk`]).
 
 pub mod client;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod model;
-pub mod walk;
-pub mod window;
 
 pub use client::{ClientConfig, FetchError, ListQuery, RequestCounts, SpotDraftClient};

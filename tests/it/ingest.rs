@@ -3,11 +3,12 @@
 use crate::sandbox_api::start;
 use chrono::{DateTime, Utc};
 use contract_recon::http::RetryPolicy;
-use contract_recon::ingest::{ingest, ingest_with_control, IngestMode, IngestSettings, StateStore};
+use contract_recon::ingest::{
+    ingest, ingest_with_control, IngestMode, IngestSettings, StateStore, WalkControl,
+};
 use contract_recon::sandbox::faults::PageShift;
 use contract_recon::sandbox::Sandbox;
 use contract_recon::secret::Secret;
-use contract_recon::spotdraft::walk::WalkControl;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};

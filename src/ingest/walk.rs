@@ -21,16 +21,16 @@
 //! After every page the page is spilled and the [`WalkState`] saved in the
 //! run state, so a stopped or failed walk resumes at the next page.
 
-use crate::ingest::checkpoint::{Checkpoint, StateError, StateStore};
+use super::checkpoint::{Checkpoint, StateError, StateStore};
+use super::window::Window;
 use crate::spotdraft::client::{FetchError, SpotDraftClient};
 use crate::spotdraft::model::{Contract, ContractId};
-use crate::spotdraft::window::Window;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use crate::spotdraft::window::walk_is_complete;
+pub use super::window::walk_is_complete;
 
 /// A window waiting to be walked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
