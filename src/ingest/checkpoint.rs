@@ -6,7 +6,8 @@
 //! A page is spilled before the state that names it, so a state never points
 //! at a missing page. The watermark only moves once the snapshot is written.
 
-use super::walk::WalkState;
+use super::state_error::StateError;
+use super::walk::{WalkState, WalkStore};
 use crate::spotdraft::model::Contract;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -15,29 +16,6 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-
-/// Why the run state could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// The object store failed.
-    #[error("run state {path}: {source}")]
-    Store {
-        /// The object.
-        path: String,
-        /// The store's error.
-        #[source]
-        source: object_store::Error,
-    },
-    /// The object is not the JSON this version writes.
-    #[error("run state {path} is not valid: {source} (delete it to start over with a full walk)")]
-    Corrupt {
-        /// The object.
-        path: String,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
-    },
-}
 
 /// Which walk a run makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +158,55 @@ impl StateStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(err(e)),
         }
+    }
+}
+
+/// The run state as a walk's [`WalkStore`]: pages are spilled through the
+/// [`StateStore`], and progress is saved as the whole [`Checkpoint`] (this
+/// watermark, mode and run start, with the walk's latest state) in one put.
+#[derive(Debug, Clone)]
+pub struct CheckpointWalkStore<'a> {
+    states: &'a StateStore,
+    watermark: Option<DateTime<Utc>>,
+    mode: WalkMode,
+    run_start: DateTime<Utc>,
+}
+
+impl<'a> CheckpointWalkStore<'a> {
+    /// Saves the walk of `progress` through `states`, keeping `watermark`.
+    pub fn new(
+        states: &'a StateStore,
+        watermark: Option<DateTime<Utc>>,
+        progress: &Progress,
+    ) -> Self {
+        CheckpointWalkStore {
+            states,
+            watermark,
+            mode: progress.mode,
+            run_start: progress.run_start,
+        }
+    }
+}
+
+impl WalkStore for CheckpointWalkStore<'_> {
+    async fn put_page(&self, key: &str, contracts: &[Contract]) -> Result<(), StateError> {
+        self.states.put_page(key, contracts).await
+    }
+
+    async fn get_page(&self, key: &str) -> Result<Vec<Contract>, StateError> {
+        self.states.get_page(key).await
+    }
+
+    async fn save_progress(&self, walk: &WalkState) -> Result<(), StateError> {
+        let checkpoint = Checkpoint {
+            watermark: self.watermark,
+            progress: Some(Progress {
+                mode: self.mode,
+                run_start: self.run_start,
+                walk: walk.clone(),
+            }),
+        };
+        self.states.save(&checkpoint).await
     }
 }
 

@@ -5,7 +5,8 @@
 //! [`window`]), fetches metadata values and document hashes for new or changed
 //! contracts only, merges into the previous snapshot, writes the snapshot (one
 //! put) and only then advances the watermark. A stopped or failed run keeps
-//! its pages and resumes where it stopped.
+//! its pages and resumes where it stopped: the walk saves its progress through
+//! a [`WalkStore`], which the run state ([`checkpoint`]) implements.
 //!
 //! Deletions on incremental runs: after the walk, one `limit=1` request over
 //! the whole created range gives the server's count; when it differs from the
@@ -18,12 +19,14 @@ pub mod merge;
 pub mod progress;
 mod run;
 pub mod snapshot;
+mod state_error;
 pub mod walk;
 pub mod window;
 
-pub use checkpoint::{Checkpoint, Progress, StateError, StateStore, WalkMode};
+pub use checkpoint::{Checkpoint, CheckpointWalkStore, Progress, StateStore, WalkMode};
 pub use run::{ingest, ingest_with_control, snapshot_path};
-pub use walk::{PageEvent, WalkControl, WalkError, WalkOptions, WalkOutcome, WalkState};
+pub use state_error::StateError;
+pub use walk::{PageEvent, WalkControl, WalkError, WalkOptions, WalkOutcome, WalkState, WalkStore};
 pub use window::{Window, WindowField};
 
 use crate::http::{HttpStatsSnapshot, RetryPolicy};

@@ -1,6 +1,6 @@
 //! One ingest run, top to bottom: state -> walk -> merge -> enrich -> snapshot -> watermark.
 
-use super::checkpoint::{Checkpoint, Progress, StateStore, WalkMode};
+use super::checkpoint::{Checkpoint, CheckpointWalkStore, Progress, StateStore, WalkMode};
 use super::merge::{merge, Merged};
 use super::progress::Feedback;
 use super::snapshot::{self, Snapshot, SnapshotRow};
@@ -88,7 +88,7 @@ pub async fn ingest_with_control(
         cp.progress = Some(new_progress(settings, &cp, mode, &states)?);
         states.save(&cp).await.map_err(state_err)?;
     }
-    let progress = cp.progress.clone().expect("set above");
+    let mut progress = cp.progress.clone().expect("set above");
     let run_start_text = filter_time(&progress.run_start);
     (stats.mode, stats.run_start) = (Some(progress.mode), Some(progress.run_start));
 
@@ -109,17 +109,22 @@ pub async fn ingest_with_control(
     // 3. Walk.
     let mut feedback = Feedback::new(&job);
     let opts = WalkOptions::new(settings.page_size, settings.status_filter.clone());
-    let walked = walk(&client, &states, &mut cp, &opts, control, &mut |e| {
-        feedback.page(e)
-    })
+    let walk_store = CheckpointWalkStore::new(&states, cp.watermark, &progress);
+    let walked = walk(
+        &client,
+        &walk_store,
+        &mut progress.walk,
+        &opts,
+        control,
+        &mut |e| feedback.page(e),
+    )
     .await;
     let walked = walked.map_err(|source| IngestError::Walk {
         job: job.clone(),
         source,
     })?;
-    let walk_state = &cp.progress.as_ref().expect("kept").walk;
     (stats.windows_rewalked, stats.windows_split) =
-        (walk_state.windows_rewalked, walk_state.windows_split);
+        (progress.walk.windows_rewalked, progress.walk.windows_split);
     stats.contracts_fetched = walked.contracts.len();
 
     // 4. Merge, then fetch metadata values and documents for what changed.

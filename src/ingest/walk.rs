@@ -18,19 +18,43 @@
 //! most one page is always consistent. Without faults a walk costs exactly
 //! `ceil(N / page_size)` list requests and nothing else.
 //!
-//! After every page the page is spilled and the [`WalkState`] saved in the
-//! run state, so a stopped or failed walk resumes at the next page.
+//! After every page the page is spilled and the [`WalkState`] saved through
+//! the [`WalkStore`] (the run state, see [`super::checkpoint`]), so a stopped
+//! or failed walk resumes at the next page.
 
-use super::checkpoint::{Checkpoint, StateError, StateStore};
+use super::state_error::StateError;
 use super::window::Window;
 use crate::spotdraft::client::{FetchError, SpotDraftClient};
 use crate::spotdraft::model::{Contract, ContractId};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub use super::window::walk_is_complete;
+
+/// Where a walk keeps its pages and its progress, so a stopped walk resumes.
+///
+/// A page is put before the progress that names it is saved.
+pub trait WalkStore {
+    /// Keeps one fetched page under `key`.
+    fn put_page(
+        &self,
+        key: &str,
+        contracts: &[Contract],
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+
+    /// Reads back the page kept under `key`.
+    fn get_page(&self, key: &str)
+        -> impl Future<Output = Result<Vec<Contract>, StateError>> + Send;
+
+    /// Saves the walk's state (replacing the previous one).
+    fn save_progress(
+        &self,
+        walk: &WalkState,
+    ) -> impl Future<Output = Result<(), StateError>> + Send;
+}
 
 /// A window waiting to be walked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -188,29 +212,23 @@ pub struct WalkOutcome {
     pub list_requests: u64,
 }
 
-/// Walks the windows in `checkpoint.progress` (which must be set) to the end,
-/// saving the state after every page.
-pub async fn walk(
+/// Walks the windows of `st` to the end, updating it and saving it through
+/// `store` after every page.
+pub async fn walk<S: WalkStore>(
     client: &SpotDraftClient,
-    states: &StateStore,
-    checkpoint: &mut Checkpoint,
+    store: &S,
+    st: &mut WalkState,
     opts: &WalkOptions,
     control: &WalkControl,
     on_page: &mut (dyn FnMut(&PageEvent) + Send),
 ) -> Result<WalkOutcome, WalkError> {
-    let mut st = checkpoint
-        .progress
-        .as_ref()
-        .expect("walk() needs progress in the checkpoint")
-        .walk
-        .clone();
-    let mut accepted = load_pages(states, &st.accepted_pages).await?;
+    let mut accepted = load_pages(store, &st.accepted_pages).await?;
     let mut current = match &st.current {
-        Some(cur) => load_pages(states, &cur.pages).await?,
+        Some(cur) => load_pages(store, &cur.pages).await?,
         None => vec![],
     };
     let mut requests = 0u64;
-    save(states, checkpoint, &st).await?;
+    store.save_progress(st).await?;
     loop {
         if st.current.is_none() {
             let Some(next) = st.pending.pop() else { break };
@@ -227,7 +245,7 @@ pub async fn walk(
             .as_ref()
             .is_some_and(|s| s.load(Ordering::SeqCst));
         if stop || control.page_budget.is_some_and(|b| requests >= b) {
-            save(states, checkpoint, &st).await?;
+            store.save_progress(st).await?;
             return Err(WalkError::Stopped { pages: requests });
         }
         let cur = st.current.as_mut().expect("set above");
@@ -253,13 +271,13 @@ pub async fn walk(
                 .collect();
             observed.sort_unstable();
             current.clear();
-            abandon(&mut st, opts, &observed)?;
-            save(states, checkpoint, &st).await?;
+            abandon(st, opts, &observed)?;
+            store.save_progress(st).await?;
             continue;
         }
         let key = format!("{}-{:06}", st.key_prefix, st.next_key);
         st.next_key += 1;
-        states.put_page(&key, &resp.results).await?;
+        store.put_page(&key, &resp.results).await?;
         let short_page = resp.results.len() < opts.page_size as usize;
         current.extend(resp.results);
         let cur = st.current.as_mut().expect("set above");
@@ -279,10 +297,10 @@ pub async fn walk(
             } else {
                 let observed: Vec<_> = current.iter().filter_map(|c| window.time_of(c)).collect();
                 current.clear();
-                abandon(&mut st, opts, &observed)?;
+                abandon(st, opts, &observed)?;
             }
         }
-        save(states, checkpoint, &st).await?;
+        store.save_progress(st).await?;
     }
     Ok(WalkOutcome {
         contracts: newest_per_id(accepted),
@@ -335,21 +353,10 @@ fn abandon(
     Ok(())
 }
 
-async fn save(
-    states: &StateStore,
-    checkpoint: &mut Checkpoint,
-    st: &WalkState,
-) -> Result<(), StateError> {
-    if let Some(p) = checkpoint.progress.as_mut() {
-        p.walk = st.clone();
-    }
-    states.save(checkpoint).await
-}
-
-async fn load_pages(states: &StateStore, keys: &[String]) -> Result<Vec<Contract>, StateError> {
+async fn load_pages<S: WalkStore>(store: &S, keys: &[String]) -> Result<Vec<Contract>, StateError> {
     let mut out = vec![];
     for key in keys {
-        out.extend(states.get_page(key).await?);
+        out.extend(store.get_page(key).await?);
     }
     Ok(out)
 }
@@ -374,7 +381,9 @@ fn newest_per_id(contracts: Vec<Contract>) -> Vec<Contract> {
 mod tests {
     use super::*;
     use crate::http::{RetryPolicy, Throttle};
-    use crate::ingest::checkpoint::{Progress, WalkMode};
+    use crate::ingest::checkpoint::{
+        Checkpoint, CheckpointWalkStore, Progress, StateStore, WalkMode,
+    };
     use crate::secret::Secret;
     use crate::spotdraft::client::ClientConfig;
     use crate::spotdraft::fake::{self, FakeState};
@@ -415,6 +424,20 @@ mod tests {
         (client, shared, states, cp)
     }
 
+    /// [`walk`] over the run state, as the ingest makes it.
+    async fn walk_checkpoint(
+        client: &SpotDraftClient,
+        states: &StateStore,
+        cp: &mut Checkpoint,
+        opts: &WalkOptions,
+        control: &WalkControl,
+        on_page: &mut (dyn FnMut(&PageEvent) + Send),
+    ) -> Result<WalkOutcome, WalkError> {
+        let progress = cp.progress.as_mut().expect("a walk under way");
+        let store = CheckpointWalkStore::new(states, cp.watermark, progress);
+        walk(client, &store, &mut progress.walk, opts, control, on_page).await
+    }
+
     fn ids(o: &WalkOutcome) -> HashSet<String> {
         o.contracts
             .iter()
@@ -433,7 +456,7 @@ mod tests {
             ..Default::default()
         })
         .await;
-        let out = walk(
+        let out = walk_checkpoint(
             &client,
             &states,
             &mut cp,
@@ -461,7 +484,7 @@ mod tests {
         };
         let (client, _shared, states, mut cp) = setup(state).await;
         let mut pages = 0;
-        let out = walk(
+        let out = walk_checkpoint(
             &client,
             &states,
             &mut cp,
@@ -489,7 +512,7 @@ mod tests {
             page_budget: Some(2),
             stop: None,
         };
-        let err = walk(&client, &states, &mut cp, &opts, &stop, &mut |_| {})
+        let err = walk_checkpoint(&client, &states, &mut cp, &opts, &stop, &mut |_| {})
             .await
             .unwrap_err();
         assert!(matches!(err, WalkError::Stopped { pages: 2 }), "{err}");
@@ -507,7 +530,7 @@ mod tests {
                 .next_page,
             3
         );
-        let out = walk(
+        let out = walk_checkpoint(
             &client,
             &states,
             &mut saved,
@@ -538,7 +561,7 @@ mod tests {
         ]);
         let (client, shared, states, mut cp) = setup(state).await;
         let opts = WalkOptions::new(100, vec![]);
-        let err = walk(
+        let err = walk_checkpoint(
             &client,
             &states,
             &mut cp,
@@ -553,7 +576,7 @@ mod tests {
             "{err}"
         );
         let mut saved = states.load().await.unwrap();
-        let out = walk(
+        let out = walk_checkpoint(
             &client,
             &states,
             &mut saved,
