@@ -46,6 +46,8 @@ mod conditional;
 mod generations;
 mod guard;
 
+#[cfg(test)]
+mod tests;
 
 pub use clock::{Clock, ManualClock};
 pub use guard::LeaseGuard;
