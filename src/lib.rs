@@ -10,12 +10,14 @@
 //! - [`reconcile`]: normalization, linking and drift classification, in Polars only;
 //! - [`report`]: drift reports (Parquet, CSV, summary JSON, HTML);
 //! - [`sandbox`]: local SpotDraft and ERP servers with faults, and the fixture generator;
-//! - [`runner`]: runs a job end to end, reading top to bottom like the pipeline.
+//! - [`runner`]: runs a job end to end, reading top to bottom like the pipeline;
+//! - [`lease`]: one run per job at a time, through a lease object in the output store.
 
 pub mod erp;
 pub mod http;
 pub mod ingest;
 pub mod job;
+pub mod lease;
 pub mod reconcile;
 pub mod report;
 pub mod runner;
