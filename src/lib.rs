@@ -11,8 +11,12 @@
 //! - [`report`]: drift reports (Parquet, CSV, summary JSON, HTML);
 //! - [`sandbox`]: local SpotDraft and ERP servers with faults, and the fixture generator;
 //! - [`runner`]: runs a job end to end, reading top to bottom like the pipeline;
-//! - [`lease`]: one run per job at a time, through a lease object in the output store.
+//! - [`lease`]: one run per job at a time, through a lease object in the output store;
+//! - [`commands`]: what each command of the CLI prints and its exit code;
+//! - [`crashpoint`]: named points where crash tests make a run die.
 
+pub mod commands;
+pub mod crashpoint;
 pub mod erp;
 pub mod http;
 pub mod ingest;

@@ -1,15 +1,15 @@
-//! The `contract-recon` command line: parses arguments, loads jobs, calls the library.
+//! The `contract-recon` command line: parses arguments and dispatches to
+//! [`contract_recon::commands`].
 //!
 //! Exit codes: 0 success, 1 run failed, 2 invalid usage or job file, 3 drift found
-//! with `--fail-on-drift`.
+//! with `--fail-on-drift`, 4 another run of the job holds its lease.
 
 use clap::{Args, Parser, Subcommand};
+use contract_recon::commands::{self, RunRequest};
 use contract_recon::ingest::IngestMode;
-use contract_recon::job::{load_job, Job};
-use contract_recon::runner::{self, RunOptions};
-use contract_recon::sandbox::{self, Dataset, Sandbox, SandboxConfig};
+use contract_recon::sandbox;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Keeps SpotDraft contracts and an ERP in agreement: ingest, reconcile, report.
@@ -71,6 +71,11 @@ struct RunArgs {
     /// Only fetch contracts changed since the last watermark (fails without one).
     #[arg(long)]
     incremental: bool,
+    /// Take the job's lease even though another run holds it. Only for a holder
+    /// known to be gone (its host or process no longer exists): two live runs of
+    /// one job would overwrite each other's state.
+    #[arg(long)]
+    break_lease: bool,
 }
 
 #[derive(Subcommand)]
@@ -119,11 +124,8 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Validate { jobs } => validate(&jobs),
+        Command::Validate { jobs } => commands::validate(&jobs),
         Command::Run(args) => {
-            let Some(job) = load_or_report(&args.job) else {
-                return ExitCode::from(2);
-            };
             let mode = if args.full {
                 IngestMode::Full
             } else if args.incremental {
@@ -131,37 +133,20 @@ async fn dispatch(command: Command) -> ExitCode {
             } else {
                 IngestMode::Auto
             };
-            run(
-                &job,
-                RunOptions {
-                    mode,
-                    ..RunOptions::default()
-                },
-                args.fail_on_drift,
-            )
+            commands::run(RunRequest {
+                job: args.job,
+                fail_on_drift: args.fail_on_drift,
+                mode,
+                break_lease: args.break_lease,
+            })
             .await
         }
-        Command::Demo { job, output } => {
-            let path = locate_demo_job(&job);
-            let Some(mut job) = load_or_report(&path) else {
-                return ExitCode::from(2);
-            };
-            if let Some(dir) = output {
-                match std::fs::create_dir_all(&dir).and_then(|_| dir.canonicalize()) {
-                    Ok(dir) => job.output.url = dir.display().to_string(),
-                    Err(e) => {
-                        eprintln!("error: --output {}: {e}", dir.display());
-                        return ExitCode::from(2);
-                    }
-                }
-            }
-            run(&job, RunOptions::default(), false).await
-        }
+        Command::Demo { job, output } => commands::demo(&job, output).await,
         Command::Sandbox {
             listen,
             fixtures,
             rate_limit,
-        } => serve_sandbox(listen, &fixtures, rate_limit).await,
+        } => commands::serve_sandbox(listen, &fixtures, rate_limit).await,
         Command::Fixtures {
             command:
                 FixturesCommand::Gen {
@@ -172,127 +157,14 @@ async fn dispatch(command: Command) -> ExitCode {
                     documents,
                 },
         } => {
-            let opts = sandbox::gen::GenOptions {
+            commands::generate_fixtures(sandbox::gen::GenOptions {
                 contracts,
                 seed,
-                out: out.clone(),
+                out,
                 documents,
                 snapshot,
-            };
-            match tokio::task::spawn_blocking(move || sandbox::gen::generate(&opts)).await {
-                Ok(Ok(summary)) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&summary).unwrap_or_default()
-                    );
-                    println!("wrote {}", out.display());
-                    ExitCode::SUCCESS
-                }
-                Ok(Err(e)) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(1)
-                }
-                Err(e) => {
-                    eprintln!("error: fixture generation stopped: {e}");
-                    ExitCode::from(1)
-                }
-            }
+            })
+            .await
         }
     }
-}
-
-fn validate(paths: &[PathBuf]) -> ExitCode {
-    let mut invalid = false;
-    for path in paths {
-        match load_job(path) {
-            Ok(job) => println!("{}: ok (job {:?})", path.display(), job.name),
-            Err(problems) => {
-                invalid = true;
-                for p in &problems.0 {
-                    println!("{p}");
-                }
-            }
-        }
-    }
-    if invalid {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn load_or_report(path: &Path) -> Option<Job> {
-    match load_job(path) {
-        Ok(job) => Some(job),
-        Err(problems) => {
-            eprintln!("{problems}");
-            None
-        }
-    }
-}
-
-/// `jobs/demo.toml` from the working directory, else from the source tree it was built from.
-fn locate_demo_job(path: &Path) -> PathBuf {
-    if path.exists() || path.is_absolute() {
-        return path.to_path_buf();
-    }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
-    if built_from.exists() {
-        built_from
-    } else {
-        path.to_path_buf()
-    }
-}
-
-async fn run(job: &Job, opts: RunOptions, fail_on_drift: bool) -> ExitCode {
-    match runner::run_job(job, opts).await {
-        Ok(outcome) => {
-            println!("{}", outcome.render_summary());
-            if fail_on_drift && outcome.drift_total() > 0 {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("error: job {:?} failed: {e:#}", job.name);
-            ExitCode::from(1)
-        }
-    }
-}
-
-async fn serve_sandbox(listen: SocketAddr, fixtures: &Path, rate_limit: u32) -> ExitCode {
-    let dataset = match Dataset::load(fixtures) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = SandboxConfig {
-        listen,
-        rate_limit_per_sec: rate_limit,
-        ..SandboxConfig::default()
-    };
-    let sandbox = match Sandbox::start(config, dataset).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot start the sandbox on {listen}: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let creds = sandbox.credentials();
-    println!("SpotDraft API: {}", sandbox.spotdraft_base_url());
-    println!("  client-id:     {}", creds.client_id);
-    println!("  client-secret: {}", creds.client_secret);
-    println!("ERP API:       {}", sandbox.erp_base_url());
-    println!("  bearer token:  {}", creds.erp_token);
-    println!(
-        "Faults:        GET/PUT {}_sandbox/faults",
-        sandbox.erp_base_url().trim_end_matches("erp/")
-    );
-    println!("(sandbox credentials are public test values; Ctrl-C stops)");
-    let _ = tokio::signal::ctrl_c().await;
-    sandbox.shutdown().await;
-    ExitCode::SUCCESS
 }

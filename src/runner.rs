@@ -1,11 +1,17 @@
-//! Runs a job end to end, in pipeline order: start the sandbox (when the job
-//! uses it) -> ingest contracts -> load the ERP extract -> reconcile -> write reports.
+//! Runs a job end to end, in pipeline order: take the job's lease -> finish
+//! what an interrupted run left -> load the ERP extract (cheap checks first) ->
+//! ingest contracts from SpotDraft -> reconcile -> publish reports -> advance
+//! the watermark -> release the lease.
 
-use crate::erp::extract::{load_extract, ExtractFormat, ExtractSource};
-use crate::ingest::{ingest, IngestMode, IngestSettings};
+use crate::erp::extract::{load_extract, Extract, ExtractFormat, ExtractSource};
+use crate::ingest::{
+    commit_watermark, ingest_with_control, IngestMode, IngestSettings, WalkControl, WalkMode,
+};
 use crate::job::{ExtractFileFormat, Job, SpotDraftTarget};
+use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
 use crate::reconcile::{reconcile, RunContext};
-use crate::report::{write_reports, InputCounts, ReportFormats, RunInfo, Summary};
+use crate::report::migrate::migrate_legacy_reports;
+use crate::report::{recover_staged, write_reports, InputCounts, ReportFormats, RunInfo, Summary};
 use crate::sandbox::{Dataset, Sandbox, SandboxConfig};
 use crate::secret::Secret;
 use crate::storage::{self, Location};
@@ -22,6 +28,11 @@ pub struct RunOptions {
     pub mode: IngestMode,
     /// Write outputs to this store instead of the job's `output.url` (tests pass an in-memory store).
     pub output_store: Option<Arc<dyn ObjectStore>>,
+    /// Take the job's lease even when another run holds it (an operator's
+    /// `--break-lease`, for a holder known to be gone).
+    pub break_lease: bool,
+    /// Lease expiry and renewal (tests shorten it).
+    pub lease: LeaseConfig,
 }
 
 /// What a finished run produced.
@@ -29,8 +40,10 @@ pub struct RunOptions {
 pub struct RunOutcome {
     /// The run's summary (also written as `summary.json`).
     pub summary: Summary,
-    /// Where the reports are, as a person can open them.
+    /// The run's folder with `summary.json` and `report.html`, as a person can open it.
     pub report_dir: String,
+    /// The run's folder in each table (`drift`, `rejects`, `runs`), as a person can open it.
+    pub tables: BTreeMap<String, String>,
     /// The HTML report, when written.
     pub report_html: Option<String>,
 }
@@ -51,22 +64,29 @@ impl RunOutcome {
         let api = &s.ingestion;
         out.push_str(&format!(
             "ingest ({}): {} contracts fetched, {} changed, {} deleted; {} requests (list {}, key_pointers {}, documents {}), {} x 429, {} retries, {:.1} requests/s\n",
-            api["mode"].as_str().unwrap_or("?"),
-            api["contracts_fetched"],
-            api["contracts_changed"],
-            api["contracts_deleted"],
-            api["http"]["requests"],
-            api["requests"]["list"],
-            api["requests"]["key_pointers"],
-            api["requests"]["documents"],
-            api["http"]["status_429"],
-            api["http"]["retries"],
-            api["achieved_requests_per_s"].as_f64().unwrap_or(0.0),
+            match api.mode {
+                Some(WalkMode::Full) => "full",
+                Some(WalkMode::Incremental) => "incremental",
+                None => "?",
+            },
+            api.contracts_fetched,
+            api.contracts_changed,
+            api.contracts_deleted,
+            api.http.requests,
+            api.requests.list,
+            api.requests.key_pointers,
+            api.requests.documents,
+            api.http.status_429,
+            api.http.retries,
+            api.achieved_requests_per_s,
         ));
         for (kind, n) in &s.by_kind {
             out.push_str(&format!("  {kind:<20} {n}\n"));
         }
         out.push_str(&format!("reports: {}\n", self.report_dir));
+        if let Some(drift) = self.tables.get(crate::report::layout::DRIFT_TABLE) {
+            out.push_str(&format!("drift:   {drift}\n"));
+        }
         if let Some(html) = &self.report_html {
             out.push_str(&format!("open:    {html}\n"));
         }
@@ -74,7 +94,7 @@ impl RunOutcome {
     }
 }
 
-/// Runs `job` once.
+/// Runs `job` once, under the job's lease.
 pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> {
     let started = chrono::Utc::now();
     // `run-YYYYMMDD-HHMMSS-xxxxxxxx`: Hive readers keep it as text (an all-digit or
@@ -84,34 +104,69 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
         started.format("%Y%m%d-%H%M%S"),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let mut timings = BTreeMap::new();
     let output = output_location(job, &opts)?;
 
+    let lease = lease::acquire(
+        output.store.clone(),
+        &output.path,
+        &job.name,
+        Holder::current(&run_id),
+        &opts.lease,
+        opts.break_lease,
+    )
+    .await?
+    .keep_alive();
+    let outcome = run_under_lease(job, &opts, &output, &lease, run_id, started).await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
+    }
+    outcome
+}
+
+/// One run, top to bottom, while `lease` is held.
+async fn run_under_lease(
+    job: &Job,
+    opts: &RunOptions,
+    output: &Location,
+    lease: &LeaseGuard,
+    run_id: String,
+    started: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<RunOutcome> {
+    let mut timings = BTreeMap::new();
+    let (store, prefix) = (&output.store, &output.path);
+
+    // 1. Finish what an interrupted run left: publish a committed report,
+    //    delete an uncommitted one, move reports of the old layout.
+    let recovery = recover_staged(store, prefix, &job.name).await?;
+    if !recovery.rolled_forward.is_empty() {
+        tracing::info!(job = %job.name, runs = ?recovery.rolled_forward, "published the reports of interrupted runs");
+    }
+    migrate_legacy_reports(store, prefix, &job.name).await?;
+
+    // 2. The ERP extract first: a wrong mapping or a broken file fails the run
+    //    before any SpotDraft request is spent.
+    let t = Instant::now();
+    let extract = load_job_extract(job).await?;
+    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
+
+    // 3. SpotDraft. The walk stops at its next page if the lease is lost
+    //    (another run may then own the job's run state).
     let (sandbox, settings) = ingest_settings(job).await?;
     let t = Instant::now();
-    let ingested = ingest(&settings, output.store.clone(), &output.path, opts.mode)
-        .await
-        .with_context(|| format!("ingesting contracts for job {:?}", job.name))?;
+    let control = WalkControl {
+        stop: Some(lease.lost_flag()),
+        ..WalkControl::default()
+    };
+    let ingested = ingest_with_control(&settings, store.clone(), prefix, opts.mode, &control).await;
+    lease.check()?;
+    let ingested =
+        ingested.with_context(|| format!("ingesting contracts for job {:?}", job.name))?;
     timings.insert("ingest".to_string(), t.elapsed().as_millis() as u64);
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
     }
 
-    let t = Instant::now();
-    let extract_at = storage::resolve(&job.extract.url)?;
-    let extract = load_extract(ExtractSource {
-        store: extract_at.store.clone(),
-        path: extract_at.path.clone(),
-        display_url: &extract_at.display,
-        format: match job.extract.format {
-            ExtractFileFormat::Csv => ExtractFormat::Csv,
-            ExtractFileFormat::Parquet => ExtractFormat::Parquet,
-        },
-        columns: &job.extract.columns,
-    })
-    .await?;
-    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
-
+    // 4. Reconcile.
     let t = Instant::now();
     let started_at = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let ctx = RunContext {
@@ -127,14 +182,14 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
         .context("reconciliation stopped")??;
     timings.insert("reconcile".to_string(), t.elapsed().as_millis() as u64);
 
+    // 5. Reports, published only while the lease is still ours.
     let t = Instant::now();
-    let finished = chrono::Utc::now();
     let run = RunInfo {
         job: job.name.clone(),
         run_id,
         run_date: started.date_naive(),
         started_at,
-        finished_at: finished.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     let stats = &reconciled.stats;
     let inputs = InputCounts {
@@ -145,17 +200,18 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
         erp_rows_rejected: extract.rejects.height() as u64,
     };
     let mut summary = Summary::from_drift(&run, &reconciled.drift, inputs)?;
-    summary.ingestion = serde_json::to_value(&ingested.stats)?;
-    summary.reconcile = serde_json::to_value(stats)?;
+    summary.ingestion = ingested.stats;
+    summary.reconcile = reconciled.stats.clone();
     summary.timings_ms = timings;
     let formats = ReportFormats {
         parquet: job.output.parquet,
         csv: job.output.csv,
         html: job.output.html,
     };
+    lease.check()?;
     let location = write_reports(
-        output.store.clone(),
-        &output.path,
+        store.clone(),
+        prefix,
         &run,
         &reconciled.drift,
         &extract.rejects,
@@ -167,18 +223,41 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
         .timings_ms
         .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);
 
-    let local = opts.output_store.is_none() && !job.output.url.contains("://");
-    let report_dir = if local {
-        format!("/{}", location.dir)
-    } else {
-        format!("{}/{}", output.display.trim_end_matches('/'), location.dir)
-    };
+    // 6. The watermark moves once ingestion, reconciliation and reports are done.
+    lease.check()?;
+    commit_watermark(store.clone(), prefix, &job.name, &ingested.pending)
+        .await
+        .with_context(|| format!("advancing the watermark of job {:?}", job.name))?;
+
+    let report_dir = output.display_object(&location.dir);
+    let tables = location
+        .tables
+        .iter()
+        .map(|(t, dir)| (t.clone(), output.display_object(dir)))
+        .collect();
     let report_html = job.output.html.then(|| format!("{report_dir}/report.html"));
     Ok(RunOutcome {
         summary,
         report_dir,
+        tables,
         report_html,
     })
+}
+
+/// Loads and validates the job's ERP extract.
+async fn load_job_extract(job: &Job) -> anyhow::Result<Extract> {
+    let extract_at = storage::resolve(&job.extract.url)?;
+    Ok(load_extract(ExtractSource {
+        store: extract_at.store.clone(),
+        path: extract_at.path.clone(),
+        display_url: &extract_at.display,
+        format: match job.extract.format {
+            ExtractFileFormat::Csv => ExtractFormat::Csv,
+            ExtractFileFormat::Parquet => ExtractFormat::Parquet,
+        },
+        columns: &job.extract.columns,
+    })
+    .await?)
 }
 
 fn output_location(job: &Job, opts: &RunOptions) -> anyhow::Result<Location> {

@@ -39,6 +39,9 @@ pub struct Location {
     pub path: Path,
     /// The location as the user wrote it, for messages.
     pub display: String,
+    /// What an object path is printed after: `s3://bucket`, `memory:/`, or
+    /// nothing for the local file system (whose paths print as `/...`).
+    pub root: String,
 }
 
 /// Resolves a location. Local paths must be absolute (job validation makes them so).
@@ -61,7 +64,12 @@ pub fn resolve(url: &str) -> Result<Location, StorageError> {
                 return Err(unsupported("a local path must be absolute here"));
             }
             let path = Path::from_absolute_path(local).map_err(|e| unsupported(&e.to_string()))?;
-            Ok(Location { store: Arc::new(LocalFileSystem::new()), path, display: url.to_string() })
+            Ok(Location {
+                store: Arc::new(LocalFileSystem::new()),
+                path,
+                display: url.to_string(),
+                root: String::new(),
+            })
         }
         "s3" | "s3a" => {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
@@ -72,11 +80,21 @@ pub fn resolve(url: &str) -> Result<Location, StorageError> {
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(|source| StorageError::Store { url: url.to_string(), source })?;
-            Ok(Location { store: Arc::new(store), path: Path::from(key), display: url.to_string() })
+            Ok(Location {
+                store: Arc::new(store),
+                path: Path::from(key),
+                display: url.to_string(),
+                root: format!("{scheme}://{bucket}"),
+            })
         }
         "memory" => {
             let key = rest.split_once('/').map(|(_, k)| k).unwrap_or("");
-            Ok(Location { store: Arc::new(InMemory::new()), path: Path::from(key), display: url.to_string() })
+            Ok(Location {
+                store: Arc::new(InMemory::new()),
+                path: Path::from(key),
+                display: url.to_string(),
+                root: "memory:/".to_string(),
+            })
         }
         "gs" | "az" | "abfs" | "abfss" | "azure" => Err(unsupported(
             "this build reads local files, file:// and s3:// (S3-compatible stores, incl. GCS's and MinIO's S3 endpoints via AWS_ENDPOINT)",
@@ -92,7 +110,14 @@ impl Location {
             store,
             path: Path::from(path),
             display: format!("memory://{path}"),
+            root: "memory:/".to_string(),
         }
+    }
+
+    /// An object path of this store as a person can find it: `/abs/path` on
+    /// the local file system, `s3://bucket/key` on S3.
+    pub fn display_object(&self, path: &Path) -> String {
+        format!("{}/{}", self.root, path)
     }
 }
 
@@ -119,6 +144,18 @@ mod tests {
             resolve("s3:///key"),
             Err(StorageError::Unsupported { .. })
         ));
+    }
+
+    #[test]
+    fn object_paths_print_once_under_their_root() {
+        let s3 = resolve("s3://erp/recon").unwrap();
+        let run = s3.path.clone().join("drift").join("x");
+        assert_eq!(s3.display_object(&run), "s3://erp/recon/drift/x");
+        let local = resolve("/tmp/out").unwrap();
+        assert_eq!(
+            local.display_object(&local.path.clone().join("a")),
+            "/tmp/out/a"
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub struct HttpStats {
 }
 
 /// A copy of [`HttpStats`] at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct HttpStatsSnapshot {
     /// Requests sent (every attempt counts).
     pub requests: u64,

@@ -24,7 +24,7 @@ pub mod walk;
 pub mod window;
 
 pub use checkpoint::{Checkpoint, CheckpointWalkStore, Progress, StateStore, WalkMode};
-pub use run::{ingest, ingest_with_control, snapshot_path};
+pub use run::{commit_watermark, ingest, ingest_with_control, snapshot_path};
 pub use state_error::StateError;
 pub use walk::{PageEvent, WalkControl, WalkError, WalkOptions, WalkOutcome, WalkState, WalkStore};
 pub use window::{Window, WindowField};
@@ -85,7 +85,8 @@ pub enum IngestMode {
 }
 
 /// Figures of one run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct IngestStats {
     /// Job name.
     pub job: String,
@@ -97,7 +98,7 @@ pub struct IngestStats {
     pub run_start: Option<DateTime<Utc>>,
     /// Watermark before the run.
     pub watermark_before: Option<DateTime<Utc>>,
-    /// Watermark after the run.
+    /// Watermark after the run, once the runner commits it.
     pub watermark_after: Option<DateTime<Utc>>,
     /// Requests per endpoint (attempts).
     pub requests: RequestCounts,
@@ -136,6 +137,16 @@ pub struct IngestOutcome {
     pub snapshot: DataFrame,
     /// Figures.
     pub stats: IngestStats,
+    /// The watermark this ingest earns, moved by [`commit_watermark`] once the
+    /// run's later stages are done.
+    pub pending: PendingWatermark,
+}
+
+/// A watermark not yet committed: the start of the run whose snapshot is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingWatermark {
+    /// The run's start.
+    pub run_start: DateTime<Utc>,
 }
 
 /// Why a run failed. Pages fetched are kept and the watermark is unchanged.

@@ -6,7 +6,9 @@ use super::progress::Feedback;
 use super::snapshot::{self, Snapshot, SnapshotRow};
 use super::walk::{walk, WalkControl, WalkOptions, WalkState};
 use super::window::{Window, WindowField};
-use super::{IngestError, IngestMode, IngestOutcome, IngestSettings, IngestStats};
+use super::{
+    IngestError, IngestMode, IngestOutcome, IngestSettings, IngestStats, PendingWatermark,
+};
 use crate::http::Throttle;
 use crate::spotdraft::client::{filter_time, ClientConfig, SpotDraftClient};
 use crate::spotdraft::model::ContractId;
@@ -165,15 +167,19 @@ pub async fn ingest_with_control(
         stats.live_count_mismatch = Some(resp.total_results as i64 - live);
     }
 
-    // 6. Snapshot (one put), then the watermark, then clean the spilled pages.
+    crate::crashpoint::hit("ingest.before_snapshot");
+    // 6. Snapshot (one put), then close the walk and clean the spilled pages.
+    //    The watermark stays where it was: the runner moves it with
+    //    [`commit_watermark`] once the run's reports are published, so a run that
+    //    fails after this point walks the same changes again.
     let snapshot = write_snapshot(settings, &store, &snap_path, merged.rows).await?;
     stats.snapshot_rows = snapshot.height();
     let done = Checkpoint {
-        watermark: Some(progress.run_start),
+        watermark: cp.watermark,
         progress: None,
     };
     states.save(&done).await.map_err(state_err)?;
-    stats.watermark_after = done.watermark;
+    stats.watermark_after = Some(progress.run_start);
     if let Err(e) = states.clear_pages().await {
         tracing::warn!(job = %job, error = %e, "spilled pages not cleaned up");
     }
@@ -184,7 +190,34 @@ pub async fn ingest_with_control(
     stats.achieved_requests_per_s =
         stats.http.requests as f64 / started.elapsed().as_secs_f64().max(1e-3);
     tracing::info!(job = %job, stats = %serde_json::to_string(&stats).unwrap_or_default(), "ingest finished");
-    Ok(IngestOutcome { snapshot, stats })
+    Ok(IngestOutcome {
+        snapshot,
+        stats,
+        pending: PendingWatermark {
+            run_start: progress.run_start,
+        },
+    })
+}
+
+/// Advances `job`'s watermark to the start of the run that produced `pending`,
+/// once everything that run had to do is done. Never moves it backwards.
+pub async fn commit_watermark(
+    store: Arc<dyn ObjectStore>,
+    prefix: &Path,
+    job: &str,
+    pending: &PendingWatermark,
+) -> Result<(), IngestError> {
+    let state_err = |source| IngestError::State {
+        job: job.to_string(),
+        source,
+    };
+    let states = StateStore::new(store, prefix, job);
+    let mut cp = states.load().await.map_err(state_err)?;
+    if cp.watermark.is_some_and(|w| w >= pending.run_start) {
+        return Ok(());
+    }
+    cp.watermark = Some(pending.run_start);
+    states.save(&cp).await.map_err(state_err)
 }
 
 fn client_config(s: &IngestSettings) -> ClientConfig {

@@ -3,6 +3,7 @@
 use super::{error_chain, Clock, Holder, Lease, LeaseError};
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -15,6 +16,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub struct LeaseGuard {
     lease: Arc<tokio::sync::Mutex<Lease>>,
     status: Arc<Mutex<Status>>,
+    lost_flag: Arc<AtomicBool>,
     task: JoinHandle<()>,
     job: String,
     holder: Holder,
@@ -48,10 +50,17 @@ impl LeaseGuard {
         let period = (lease.ctx.ttl / 3).max(Duration::from_millis(1));
         let lease = Arc::new(tokio::sync::Mutex::new(lease));
         let status = Arc::new(Mutex::new(status));
-        let task = tokio::spawn(renew_every(period, Arc::clone(&lease), Arc::clone(&status)));
+        let lost_flag = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(renew_every(
+            period,
+            Arc::clone(&lease),
+            Arc::clone(&status),
+            Arc::clone(&lost_flag),
+        ));
         LeaseGuard {
             lease,
             status,
+            lost_flag,
             task,
             job,
             holder,
@@ -76,6 +85,13 @@ impl LeaseGuard {
                 by: by.clone(),
             }),
         }
+    }
+
+    /// A flag the renewal task sets once it finds the lease lost (taken, or not
+    /// renewed for a whole TTL): long loops (the page walk) stop on it between
+    /// steps. [`LeaseGuard::check`] says why.
+    pub fn lost_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.lost_flag)
     }
 
     /// Stops the renewals, then releases the lease.
@@ -114,6 +130,7 @@ async fn renew_every(
     period: Duration,
     lease: Arc<tokio::sync::Mutex<Lease>>,
     status: Arc<Mutex<Status>>,
+    lost_flag: Arc<AtomicBool>,
 ) {
     let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -130,6 +147,7 @@ async fn renew_every(
                 status.lost = Some(None);
             }
             if status.lost.is_some() {
+                lost_flag.store(true, Ordering::SeqCst);
                 return;
             }
         }
@@ -151,6 +169,7 @@ async fn renew_every(
                     ),
                 }
                 status.lost = Some(by);
+                lost_flag.store(true, Ordering::SeqCst);
                 return;
             }
             Err(e) => tracing::warn!(

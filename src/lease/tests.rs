@@ -567,6 +567,10 @@ async fn guard_check_reports_a_broken_lease(backend: Backend) {
         }
     };
     assert_lost(&err, Some(&holder(2)));
+    assert!(
+        guard.lost_flag().load(std::sync::atomic::Ordering::SeqCst),
+        "the flag that stops the page walk is up"
+    );
     assert_lost(&guard.release().await.unwrap_err(), Some(&holder(2)));
 }
 

@@ -38,7 +38,8 @@ pub struct RunContext {
 }
 
 /// Links counted by the first rule that made them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LinksByRule {
     /// Contract's ERP record id equals the record's id.
     pub id: u64,
@@ -49,7 +50,8 @@ pub struct LinksByRule {
 }
 
 /// Counts for the run summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ReconcileStats {
     /// Contracts in the snapshot, deleted ones included.
     pub contracts: u64,

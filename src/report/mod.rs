@@ -1,28 +1,30 @@
-//! Drift reports: Parquet, CSV, summary JSON and an HTML page.
+//! Drift reports: Parquet, CSV, summary JSON and an HTML page, published so
+//! that a reader sees a run complete or not at all.
 //!
-//! One run's reports live under
-//! `{output_prefix}/drift/run_date=YYYY-MM-DD/run_id=<id>/`:
-//! `drift.parquet`, `drift.csv`, `summary.json`, `report.html`, `rejects.csv`
-//! and, written last, `_SUCCESS`. Then `{output_prefix}/drift/latest.json`
-//! points at the newest complete run. A reader that sees `_SUCCESS` (or follows
-//! `latest.json`) never sees half a report.
+//! Every table is its own Hive dataset, kept apart per job (see [`layout`]):
+//! `{output}/drift/job=<job>/run_date=YYYY-MM-DD/run_id=<id>/drift.parquet`
+//! (and `drift.csv`), `{output}/rejects/...` (`rejects.parquet`, `rejects.csv`),
+//! and `{output}/runs/...` (`summary.json`, `report.html`). Each run folder gets
+//! `_SUCCESS` once its files are in place, the run's folder in `runs` last,
+//! then `{output}/runs/job=<job>/latest.json` points at the job's newest
+//! complete run. How a run is staged, committed and published, and how an
+//! interrupted one is finished, is in [`publish`].
 //!
-//! `drift.parquet` holds every drift column but `run_id`, which readers take
-//! from the path: read `{output_prefix}/drift/**/*.parquet` with Hive
+//! `drift.parquet` holds every drift column but `job` and `run_id`, which
+//! readers take from the path: read `{output}/drift/**/*.parquet` with Hive
 //! partitioning (Polars `hive_partitioning`, DuckDB `hive_partitioning=true`,
-//! pyarrow/pandas `partitioning="hive"`) to get `run_date` (a date) and `run_id`.
-//! pyarrow refuses a column that is both in the file and in the path, hence the drop.
-//! Recipes checked against the written files (the folder also holds JSON, CSV and
-//! HTML, which the globs and options below skip):
-//! - DuckDB: `read_parquet('out/drift/**/*.parquet', hive_partitioning=true)`;
-//! - Polars: `pl.scan_parquet('out/drift/**/*.parquet', hive_partitioning=True)`;
-//! - pandas: `pyarrow.dataset.dataset('out/drift', format='parquet', partitioning='hive',
-//!   exclude_invalid_files=True).to_table().to_pandas()`.
+//! pyarrow/pandas `partitioning="hive"`) to get `job`, `run_date` (a date) and
+//! `run_id`. pyarrow refuses a column that is both in the file and in the path,
+//! hence the drop.
 //!
 //! The drift frame has the String columns of [`DRIFT_COLUMNS`], in that order;
 //! the rejects frame has `row` (u64), `reason` and `erp_record_id`.
 
 mod html;
+mod latest;
+pub mod layout;
+pub mod migrate;
+pub mod publish;
 mod summary;
 mod write;
 
@@ -30,11 +32,10 @@ mod write;
 mod tests;
 
 pub use html::{render_html, HTML_DRIFT_ROWS, HTML_REJECT_ROWS};
+pub use latest::{read_latest, rebuild_latest, LatestPointer};
+pub use publish::{publish, recover_staged, Recovery, ReportLocation, RunManifest};
 pub use summary::{empty_drift_frame, InputCounts, RunInfo, Summary, NO_LEGAL_ENTITY};
-pub use write::{
-    read_latest, run_dir, write_reports, LatestPointer, ReportFormats, ReportLocation, LATEST_FILE,
-    PARQUET_DROPPED_COLUMN, SUCCESS_FILE,
-};
+pub use write::{write_reports, ReportFormats, LATEST_FILE, PARQUET_DROPPED_COLUMNS, SUCCESS_FILE};
 
 /// Columns of the drift frame, in order (all String): the reconciliation engine's output.
 pub use crate::reconcile::DRIFT_COLUMNS;
@@ -103,6 +104,20 @@ pub enum ReportError {
         latest: String,
         /// The run directory it names.
         dir: String,
+    },
+    /// A staged manifest is not what this version writes.
+    #[error("staged run manifest: {message}")]
+    Manifest {
+        /// What is wrong.
+        message: String,
+    },
+    /// `latest.json` kept changing under this run's conditional puts.
+    #[error("{path}: another writer kept updating it; gave up after {attempts} attempts")]
+    Contended {
+        /// The `latest.json` path.
+        path: String,
+        /// Conditional puts tried.
+        attempts: usize,
     },
     /// The blocking task that ran the Polars work panicked or was cancelled.
     #[error("report task for {dir} failed: {source}")]

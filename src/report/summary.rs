@@ -68,10 +68,10 @@ pub struct Summary {
     pub by_field: BTreeMap<String, u64>,
     /// Stage timings in milliseconds, by stage name; set by the runner.
     pub timings_ms: BTreeMap<String, u64>,
-    /// API figures from ingestion (requests, retries, pages...); opaque here.
-    pub ingestion: serde_json::Value,
-    /// Reconciliation engine statistics; opaque here.
-    pub reconcile: serde_json::Value,
+    /// API figures from ingestion (requests, retries, pages...); set by the runner.
+    pub ingestion: crate::ingest::IngestStats,
+    /// Reconciliation engine statistics; set by the runner.
+    pub reconcile: crate::reconcile::ReconcileStats,
 }
 
 impl Summary {
@@ -109,8 +109,8 @@ impl Summary {
             by_legal_entity: count_by(&drift, "legal_entity_id", Some(NO_LEGAL_ENTITY))?,
             by_field: count_by(&drift, "field", None)?,
             timings_ms: BTreeMap::new(),
-            ingestion: serde_json::Value::Null,
-            reconcile: serde_json::Value::Null,
+            ingestion: Default::default(),
+            reconcile: Default::default(),
         })
     }
 }

@@ -9,6 +9,7 @@ use polars::prelude::*;
 use recording_store::RecordingStore;
 use std::sync::Arc;
 
+mod publishing;
 mod recording_store;
 mod sample;
 
@@ -129,169 +130,47 @@ async fn get_bytes(store: &dyn ObjectStore, path: &str) -> Vec<u8> {
     store
         .get(&Path::parse(path).unwrap())
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
         .bytes()
         .await
         .unwrap()
         .to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_every_file_then_success_then_latest() {
-    let store = RecordingStore::new();
-    let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
-    let loc = write(store.clone(), &info, &drift_frame("r1"))
-        .await
-        .unwrap();
-    let dir = "out/drift/run_date=2025-03-01/run_id=r1";
-    assert_eq!(loc.dir.to_string(), dir);
-    assert_eq!(loc.files.last().map(String::as_str), Some(SUCCESS_FILE));
-
-    let puts = store.puts();
-    let mut data: Vec<&str> = puts[..puts.len() - 2]
-        .iter()
-        .map(|p| p.rsplit('/').next().unwrap())
-        .collect();
-    data.sort();
-    assert_eq!(
-        data,
-        [
-            "drift.csv",
-            "drift.parquet",
-            "rejects.csv",
-            "report.html",
-            "summary.json"
-        ]
-    );
-    assert_eq!(puts[puts.len() - 2], format!("{dir}/_SUCCESS"));
-    assert_eq!(puts[puts.len() - 1], "out/drift/latest.json");
-
-    let listed: Vec<ObjectMeta> = store
-        .list(Some(&Path::from(dir)))
+async fn list(store: &dyn ObjectStore, prefix: &str) -> Vec<String> {
+    let metas: Vec<ObjectMeta> = store
+        .list(Some(&Path::from(prefix)))
         .try_collect()
         .await
         .unwrap();
-    assert_eq!(listed.len(), 6);
+    let mut names: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+    names.sort();
+    names
+}
 
-    let latest = read_latest(store.clone(), &Path::from("out"))
+async fn latest_run_id(store: &Arc<dyn ObjectStore>) -> Option<String> {
+    read_latest(store.clone(), &Path::from("out"), "acme-vendors")
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(latest.run_id, "r1");
-    assert_eq!(latest.dir, dir);
-    assert_eq!(latest.drift_total, 5);
-    let summary: Summary =
-        serde_json::from_slice(&get_bytes(store.as_ref(), &latest.summary).await).unwrap();
-    assert_eq!(summary.by_severity.get("high"), Some(&2));
+        .map(|l| l.run_id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_write_leaves_no_success_and_latest_unmoved() {
-    let store = RecordingStore::new();
-    let first = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
-    write(store.clone(), &first, &drift_frame("r1"))
-        .await
-        .unwrap();
-
-    store.fail_on(Some("report.html"));
-    let second = run("r2", "2025-03-02", "2025-03-02T06:05:00Z");
-    let err = write(store.clone(), &second, &drift_frame("r2"))
-        .await
-        .unwrap_err();
-    let message = err.to_string();
-    assert!(
-        message.contains("out/drift/run_date=2025-03-02/run_id=r2/report.html"),
-        "{message}"
-    );
-    let success = Path::from("out/drift/run_date=2025-03-02/run_id=r2/_SUCCESS");
-    assert!(matches!(
-        store.head(&success).await,
-        Err(object_store::Error::NotFound { .. })
-    ));
-    let latest = read_latest(store.clone(), &Path::from("out"))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(latest.run_id, "r1");
-
-    // The same run id, retried once the store works, completes and moves latest.
-    store.fail_on(None);
-    write(store.clone(), &second, &drift_frame("r2"))
-        .await
-        .unwrap();
-    assert_eq!(
-        read_latest(store.clone(), &Path::from("out"))
-            .await
-            .unwrap()
-            .unwrap()
-            .run_id,
-        "r2"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn complete_run_is_not_written_twice_and_older_run_keeps_latest() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let newer = run("r2", "2025-03-02", "2025-03-02T06:05:00Z");
-    write(store.clone(), &newer, &drift_frame("r2"))
-        .await
-        .unwrap();
-    let err = write(store.clone(), &newer, &drift_frame("r2"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ReportError::AlreadyComplete { .. }), "{err}");
-
-    let backfill = run("r0", "2025-02-27", "2025-03-03T09:00:00Z");
-    write(store.clone(), &backfill, &drift_frame("r0"))
-        .await
-        .unwrap();
-    assert_eq!(
-        read_latest(store.clone(), &Path::from("out"))
-            .await
-            .unwrap()
-            .unwrap()
-            .run_id,
-        "r2"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn latest_pointing_at_incomplete_run_is_an_error() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    assert_eq!(
-        read_latest(store.clone(), &Path::from("out"))
-            .await
-            .unwrap(),
-        None
-    );
-    let body = r#"{"run_id":"x","run_date":"2025-03-01","dir":"out/drift/run_date=2025-03-01/run_id=x",
-        "summary":"out/drift/run_date=2025-03-01/run_id=x/summary.json","finished_at":"t","drift_total":0}"#;
-    store
-        .put(
-            &Path::from("out/drift/latest.json"),
-            PutPayload::from(body.as_bytes().to_vec()),
-        )
-        .await
-        .unwrap();
-    let err = read_latest(store.clone(), &Path::from("out"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ReportError::IncompleteRun { .. }), "{err}");
-}
+const JOB: &str = "acme-vendors";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parquet_and_csv_read_back_equal_to_input() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
     let drift = drift_frame("r1");
-    write(store.clone(), &info, &drift).await.unwrap();
-    let dir = "out/drift/run_date=2025-03-01/run_id=r1";
+    let loc = write(store.clone(), &info, &drift).await.unwrap();
+    let dir = "out/drift/job=acme-vendors/run_date=2025-03-01/run_id=r1";
+    assert_eq!(loc.tables["drift"].as_ref(), dir);
 
     let parquet = get_bytes(store.as_ref(), &format!("{dir}/drift.parquet")).await;
     let back = ParquetReader::new(std::io::Cursor::new(parquet))
         .finish()
         .unwrap();
-    let drift_in_file = drift.drop(PARQUET_DROPPED_COLUMN).unwrap();
+    let drift_in_file = drift.drop_many(PARQUET_DROPPED_COLUMNS);
     assert!(
         back.equals_missing(&drift_in_file),
         "parquet:\n{back}\ninput:\n{drift_in_file}"
@@ -301,10 +180,16 @@ async fn parquet_and_csv_read_back_equal_to_input() {
     let back = read_csv_as_strings(csv);
     assert!(back.equals_missing(&drift), "csv:\n{back}\ninput:\n{drift}");
 
-    let rejects = get_bytes(store.as_ref(), &format!("{dir}/rejects.csv")).await;
+    let rejects_dir = "out/rejects/job=acme-vendors/run_date=2025-03-01/run_id=r1";
+    let rejects = get_bytes(store.as_ref(), &format!("{rejects_dir}/rejects.csv")).await;
     let text = String::from_utf8(rejects).unwrap();
     assert!(text.starts_with("row,reason,erp_record_id\n3,"), "{text}");
     assert!(text.contains("\"amount: not a number `12,3.4`\""), "{text}");
+    let parquet = get_bytes(store.as_ref(), &format!("{rejects_dir}/rejects.parquet")).await;
+    let back = ParquetReader::new(std::io::Cursor::new(parquet))
+        .finish()
+        .unwrap();
+    assert!(back.equals_missing(&rejects_frame()), "{back}");
 }
 
 fn read_csv_as_strings(bytes: Vec<u8>) -> DataFrame {
@@ -375,10 +260,10 @@ async fn parquet_reads_as_hive_dataset_with_run_id_and_date() {
 async fn html_escapes_values_and_colors_by_severity() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let info = run("r<1>", "2025-03-01", "2025-03-01T06:05:00Z");
-    write(store.clone(), &info, &drift_frame("r1"))
+    let loc = write(store.clone(), &info, &drift_frame("r1"))
         .await
         .unwrap();
-    let dir = run_dir(&Path::from("out"), &info);
+    let dir = loc.dir.to_string();
     let html =
         String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/report.html")).await).unwrap();
     assert!(!html.contains("<script"), "unescaped script tag");
@@ -414,12 +299,14 @@ async fn empty_drift_writes_headers_and_says_clean() {
     )
     .await
     .unwrap();
-    let dir = loc.dir.to_string();
+    let dir = loc.tables["drift"].to_string();
     let csv =
         String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/drift.csv")).await).unwrap();
     assert_eq!(csv.trim_end(), DRIFT_COLUMNS.join(","));
+    let rejects_dir = loc.tables["rejects"].to_string();
     let rejects =
-        String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/rejects.csv")).await).unwrap();
+        String::from_utf8(get_bytes(store.as_ref(), &format!("{rejects_dir}/rejects.csv")).await)
+            .unwrap();
     assert_eq!(rejects.trim_end(), "row,reason,erp_record_id");
     let parquet = get_bytes(store.as_ref(), &format!("{dir}/drift.parquet")).await;
     let back = ParquetReader::new(std::io::Cursor::new(parquet))
@@ -431,9 +318,10 @@ async fn empty_drift_writes_headers_and_says_clean() {
         .iter()
         .map(|n| n.to_string())
         .collect();
-    assert_eq!(names, DRIFT_COLUMNS[1..]);
+    assert_eq!(names, DRIFT_COLUMNS[2..]);
     let html =
-        String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/report.html")).await).unwrap();
+        String::from_utf8(get_bytes(store.as_ref(), &format!("{}/report.html", loc.dir)).await)
+            .unwrap();
     assert!(html.contains("No drift."));
     assert!(html.contains("No ERP rows were rejected"));
 }

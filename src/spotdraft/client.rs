@@ -136,7 +136,8 @@ impl ListQuery {
 }
 
 /// Requests made per endpoint (first attempts and retries alike).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RequestCounts {
     /// Contract list calls.
     pub list: u64,

@@ -111,8 +111,12 @@ fn a_missing_extract_column_fails_the_run_naming_file_column_and_columns() {
         "the columns that exist are listed: {stderr}"
     );
     assert!(
-        !tmp.path().join("out/drift/latest.json").exists(),
+        !tmp.path().join("out/runs").exists() && !tmp.path().join("out/drift").exists(),
         "no report for a failed run"
+    );
+    assert!(
+        !tmp.path().join("out/state").exists(),
+        "the extract is checked before SpotDraft is asked anything"
     );
 }
 

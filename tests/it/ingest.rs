@@ -4,7 +4,8 @@ use crate::sandbox_api::start;
 use chrono::{DateTime, Utc};
 use contract_recon::http::RetryPolicy;
 use contract_recon::ingest::{
-    ingest, ingest_with_control, IngestMode, IngestSettings, StateStore, WalkControl,
+    commit_watermark, ingest, ingest_with_control, IngestError, IngestMode, IngestOutcome,
+    IngestSettings, StateStore, WalkControl,
 };
 use contract_recon::sandbox::faults::PageShift;
 use contract_recon::sandbox::Sandbox;
@@ -16,6 +17,19 @@ use polars::prelude::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// An ingest whose watermark is committed, as the runner does once the run's
+/// reports are published.
+async fn ingest_committed(
+    s: &IngestSettings,
+    store: Arc<dyn ObjectStore>,
+    prefix: &Path,
+    mode: IngestMode,
+) -> Result<IngestOutcome, IngestError> {
+    let out = ingest(s, store.clone(), prefix, mode).await?;
+    commit_watermark(store, prefix, &s.job, &out.pending).await?;
+    Ok(out)
+}
 
 fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
     IngestSettings {
@@ -212,12 +226,17 @@ async fn stop_then_bad_json_then_resume_fetches_only_missing_pages() {
         "pages 4..=7 again, 1..=3 from the spill"
     );
     assert_eq!(live_ids(&out.snapshot).len(), 650);
-    let state = StateStore::new(store, &prefix, "nightly")
-        .load()
+    let states = StateStore::new(store.clone(), &prefix, "nightly");
+    let state = states.load().await.unwrap();
+    assert_eq!(
+        state.watermark, None,
+        "the watermark waits for the runner's commit"
+    );
+    assert!(state.progress.is_none());
+    commit_watermark(store, &prefix, "nightly", &out.pending)
         .await
         .unwrap();
-    assert_eq!(state.watermark, out.stats.run_start);
-    assert!(state.progress.is_none());
+    assert_eq!(states.load().await.unwrap().watermark, out.stats.run_start);
     sb.shutdown().await;
 }
 
@@ -227,7 +246,7 @@ async fn incremental_run_merges_one_percent_of_changes() {
     let (store, prefix) = store();
     let mut s = settings(&sb, 500);
     s.key_pointer_fields = vec!["contract_value".into()];
-    let full = ingest(&s, store.clone(), &prefix, IngestMode::Full)
+    let full = ingest_committed(&s, store.clone(), &prefix, IngestMode::Full)
         .await
         .unwrap();
     assert_eq!(
@@ -276,7 +295,7 @@ async fn deleted_contracts_are_marked_not_dropped() {
     let sb = start(120, 1000).await;
     let (store, prefix) = store();
     let s = settings(&sb, 500);
-    ingest(&s, store.clone(), &prefix, IngestMode::Full)
+    ingest_committed(&s, store.clone(), &prefix, IngestMode::Full)
         .await
         .unwrap();
     for id in ["T-5", "T-50"] {

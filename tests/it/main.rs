@@ -6,4 +6,5 @@ mod fixtures;
 mod ingest;
 mod pipeline;
 mod reconcile;
+mod runs;
 mod sandbox_api;

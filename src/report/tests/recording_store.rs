@@ -1,4 +1,5 @@
-//! Test store: InMemory that records put order and can fail puts to one file name.
+//! Test store: InMemory that records the order of puts and copies and can fail
+//! writes to one file name.
 
 use futures::stream::BoxStream;
 use object_store::memory::InMemory;
@@ -121,6 +122,17 @@ impl ObjectStore for RecordingStore {
         'd: 'c,
         Self: 'c,
     {
-        self.inner.copy_opts(from, to, options)
+        Box::pin(async move {
+            let failing = self.fail_on.lock().unwrap().clone();
+            if failing.as_deref() == to.filename() {
+                return Err(object_store::Error::Generic {
+                    store: "RecordingStore",
+                    source: "injected failure".into(),
+                });
+            }
+            self.inner.copy_opts(from, to, options).await?;
+            self.puts.lock().unwrap().push(format!("copy {to}"));
+            Ok(())
+        })
     }
 }

@@ -1,0 +1,189 @@
+//! The command line's commands, behind `main.rs`'s argument parsing: each
+//! prints what a person needs and returns the process exit code.
+//!
+//! Exit codes: 0 success, 1 the run failed, 2 invalid usage or job file, 3 drift
+//! found with `--fail-on-drift`, 4 another run of the job holds its lease.
+
+use crate::ingest::IngestMode;
+use crate::job::{load_job, Job};
+use crate::lease::LeaseError;
+use crate::runner::{self, RunOptions};
+use crate::sandbox::{self, Dataset, Sandbox, SandboxConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit code of a run that found drift with `--fail-on-drift`.
+pub const EXIT_DRIFT: u8 = 3;
+/// Exit code of a run refused because another run of the job holds its lease.
+pub const EXIT_LEASE_HELD: u8 = 4;
+
+/// `validate`: checks job files, printing every problem as `file: key: reason`.
+pub fn validate(paths: &[PathBuf]) -> ExitCode {
+    let mut invalid = false;
+    for path in paths {
+        match load_job(path) {
+            Ok(job) => println!("{}: ok (job {:?})", path.display(), job.name),
+            Err(problems) => {
+                invalid = true;
+                for p in &problems.0 {
+                    println!("{p}");
+                }
+            }
+        }
+    }
+    if invalid {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// What `run` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The job file.
+    pub job: PathBuf,
+    /// Exit with 3 when drift is found.
+    pub fail_on_drift: bool,
+    /// Full, incremental or automatic walk.
+    pub mode: IngestMode,
+    /// Take the job's lease from a holder known to be gone.
+    pub break_lease: bool,
+}
+
+/// `run`: one run of a job file.
+pub async fn run(request: RunRequest) -> ExitCode {
+    let Some(job) = load_or_report(&request.job) else {
+        return ExitCode::from(2);
+    };
+    let opts = RunOptions {
+        mode: request.mode,
+        break_lease: request.break_lease,
+        ..RunOptions::default()
+    };
+    run_loaded(&job, opts, request.fail_on_drift).await
+}
+
+/// `demo`: runs the demo job (by default `jobs/demo.toml`) against the embedded
+/// sandbox, optionally writing to `output` instead of the job's folder.
+pub async fn demo(job: &Path, output: Option<PathBuf>) -> ExitCode {
+    let path = locate_demo_job(job);
+    let Some(mut job) = load_or_report(&path) else {
+        return ExitCode::from(2);
+    };
+    if let Some(dir) = output {
+        match std::fs::create_dir_all(&dir).and_then(|_| dir.canonicalize()) {
+            Ok(dir) => job.output.url = dir.display().to_string(),
+            Err(e) => {
+                eprintln!("error: --output {}: {e}", dir.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    run_loaded(&job, RunOptions::default(), false).await
+}
+
+/// `fixtures gen`: writes a deterministic dataset.
+pub async fn generate_fixtures(opts: sandbox::gen::GenOptions) -> ExitCode {
+    let out = opts.out.clone();
+    match tokio::task::spawn_blocking(move || sandbox::gen::generate(&opts)).await {
+        Ok(Ok(summary)) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            );
+            println!("wrote {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: fixture generation stopped: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `sandbox`: serves the SpotDraft and ERP sandbox until Ctrl-C.
+pub async fn serve_sandbox(listen: SocketAddr, fixtures: &Path, rate_limit: u32) -> ExitCode {
+    let dataset = match Dataset::load(fixtures) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = SandboxConfig {
+        listen,
+        rate_limit_per_sec: rate_limit,
+        ..SandboxConfig::default()
+    };
+    let sandbox = match Sandbox::start(config, dataset).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot start the sandbox on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let creds = sandbox.credentials();
+    println!("SpotDraft API: {}", sandbox.spotdraft_base_url());
+    println!("  client-id:     {}", creds.client_id);
+    println!("  client-secret: {}", creds.client_secret);
+    println!("ERP API:       {}", sandbox.erp_base_url());
+    println!("  bearer token:  {}", creds.erp_token);
+    println!(
+        "Faults:        GET/PUT {}_sandbox/faults",
+        sandbox.erp_base_url().trim_end_matches("erp/")
+    );
+    println!("(sandbox credentials are public test values; Ctrl-C stops)");
+    let _ = tokio::signal::ctrl_c().await;
+    sandbox.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+fn load_or_report(path: &Path) -> Option<Job> {
+    match load_job(path) {
+        Ok(job) => Some(job),
+        Err(problems) => {
+            eprintln!("{problems}");
+            None
+        }
+    }
+}
+
+/// `jobs/demo.toml` from the working directory, else from the source tree it was built from.
+fn locate_demo_job(path: &Path) -> PathBuf {
+    if path.exists() || path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if built_from.exists() {
+        built_from
+    } else {
+        path.to_path_buf()
+    }
+}
+
+async fn run_loaded(job: &Job, opts: RunOptions, fail_on_drift: bool) -> ExitCode {
+    match runner::run_job(job, opts).await {
+        Ok(outcome) => {
+            println!("{}", outcome.render_summary());
+            if fail_on_drift && outcome.drift_total() > 0 {
+                ExitCode::from(EXIT_DRIFT)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            if let Some(held @ LeaseError::Held { .. }) = e.downcast_ref::<LeaseError>() {
+                eprintln!("error: {held}");
+                return ExitCode::from(EXIT_LEASE_HELD);
+            }
+            eprintln!("error: job {:?} failed: {e:#}", job.name);
+            ExitCode::from(1)
+        }
+    }
+}

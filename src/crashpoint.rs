@@ -1,0 +1,17 @@
+//! Crash points: named places in a run where a test makes the process die at
+//! once, as a `kill -9` would, to prove that a run killed there loses nothing
+//! and publishes nothing half-written.
+//!
+//! `CONTRACT_RECON_CRASH_AT=<name>` aborts the process when the run reaches
+//! `<name>`. Unset (always, outside tests), a crash point does nothing.
+
+/// The environment variable naming the crash point to die at.
+pub const CRASH_AT_ENV: &str = "CONTRACT_RECON_CRASH_AT";
+
+/// Aborts the process when [`CRASH_AT_ENV`] names `point`.
+pub fn hit(point: &str) {
+    if std::env::var_os(CRASH_AT_ENV).is_some_and(|v| v == point) {
+        eprintln!("crash point {point}: aborting as asked by {CRASH_AT_ENV}");
+        std::process::abort();
+    }
+}
