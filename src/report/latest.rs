@@ -108,7 +108,7 @@ pub(super) async fn update_latest(
     let path = latest_path(prefix, &run.job);
     let candidate = LatestPointer::to_run(prefix, run);
     for _ in 0..ATTEMPTS {
-        let (current, version) = read_versioned(store, prefix, &run.job, &path).await?;
+        let (current, version) = read_versioned(store, prefix, &run, &path).await?;
         let newest = match current {
             Some(cur) if cur.order_key() >= candidate.order_key() => cur,
             _ => candidate.clone(),
@@ -153,9 +153,10 @@ struct Versioned {
 async fn read_versioned(
     store: &Arc<dyn ObjectStore>,
     prefix: &Path,
-    job: &str,
+    run: &RunManifest,
     path: &Path,
 ) -> Result<(Option<LatestPointer>, Option<Versioned>), ReportError> {
+    let job = run.job.as_str();
     let got = match store.get(path).await {
         Ok(got) => Some(got),
         Err(object_store::Error::NotFound { .. }) => None,
@@ -163,7 +164,9 @@ async fn read_versioned(
     };
     let Some(got) = got else {
         let rebuilt = rebuild_latest(store, prefix, job).await?;
-        if let Some(r) = &rebuilt {
+        // The run being published has its record already; only an older one
+        // means a pointer went missing.
+        if let Some(r) = rebuilt.as_ref().filter(|r| r.run_id != run.run_id) {
             tracing::warn!(path = %path, run_id = %r.run_id, "latest.json was missing; rebuilt from the run records");
         }
         return Ok((rebuilt, None));
