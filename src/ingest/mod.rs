@@ -171,7 +171,7 @@ pub enum IngestError {
         state: String,
     },
     /// The walk failed or was stopped.
-    #[error("job {job}: {source}")]
+    #[error("job {job}")]
     Walk {
         /// Job.
         job: String,
@@ -180,7 +180,7 @@ pub enum IngestError {
         source: WalkError,
     },
     /// A SpotDraft call outside the walk failed.
-    #[error("job {job}: {what}: {source}")]
+    #[error("job {job}: {what}")]
     Fetch {
         /// Job.
         job: String,
@@ -191,7 +191,7 @@ pub enum IngestError {
         source: Box<FetchError>,
     },
     /// Run state.
-    #[error("job {job}: {source}")]
+    #[error("job {job}")]
     State {
         /// Job.
         job: String,

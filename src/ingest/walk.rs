@@ -174,7 +174,7 @@ pub struct PageEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
     /// A list request failed; the pages before it are kept.
-    #[error("listing contracts ({window}, page {page}) failed: {source}")]
+    #[error("listing contracts ({window}, page {page}) failed")]
     Fetch {
         /// The window.
         window: Window,
@@ -402,13 +402,14 @@ mod tests {
             user_email: None,
             request_timeout: Duration::from_secs(5),
         };
-        let client = SpotDraftClient::with_seed(
-            cfg,
-            Arc::new(Throttle::new(1000, 1)),
-            RetryPolicy::default(),
-            1,
-        )
-        .unwrap();
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            max_total: Duration::from_secs(5),
+        };
+        let client =
+            SpotDraftClient::with_seed(cfg, Arc::new(Throttle::new(1000, 1)), policy, 1).unwrap();
         let states = StateStore::new(Arc::new(InMemory::new()), &Path::from("p"), "job");
         let run_start = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
         let walk = WalkState::new(vec![Window::full(run_start)], "r1".into());
@@ -551,13 +552,13 @@ mod tests {
             contracts: fake::contracts(300),
             ..Default::default()
         };
+        // Page 2 answers a body that does not parse, on all 3 attempts.
+        let bad = "{\"page\":2,\"limit\":100,\"total_results\":300,\"results\":[{}]}";
         state.script.extend([
             (0, None, ""),
-            (
-                200,
-                None,
-                "{\"page\":2,\"limit\":100,\"total_results\":300,\"results\":[{}]}",
-            ),
+            (200, None, bad),
+            (200, None, bad),
+            (200, None, bad),
         ]);
         let (client, shared, states, mut cp) = setup(state).await;
         let opts = WalkOptions::new(100, vec![]);
@@ -571,9 +572,11 @@ mod tests {
         )
         .await
         .unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
         assert!(
-            err.to_string().contains("page 2") && err.to_string().contains("malformed JSON"),
-            "{err}"
+            chain.contains("page 2) failed: malformed JSON from http://")
+                && chain.contains("after 3 attempt(s)"),
+            "{chain}"
         );
         let mut saved = states.load().await.unwrap();
         let out = walk_checkpoint(
@@ -588,6 +591,6 @@ mod tests {
         .unwrap();
         assert_eq!(ids(&out), all(300));
         assert_eq!(out.list_requests, 2, "page 1 is not fetched again");
-        assert_eq!(shared.lock().unwrap().list_requests, 4);
+        assert_eq!(shared.lock().unwrap().list_requests, 1 + 3 + 2);
     }
 }

@@ -56,6 +56,11 @@ fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
     }
 }
 
+/// The error as `main` prints it: the whole chain, `{:#}`.
+pub fn chain(err: IngestError) -> String {
+    format!("{:#}", anyhow::Error::from(err))
+}
+
 fn store() -> (Arc<dyn ObjectStore>, Path) {
     (Arc::new(InMemory::new()), Path::from("runs"))
 }
@@ -167,8 +172,8 @@ async fn unauthorized_fails_at_once() {
     let (store, prefix) = store();
     let err = ingest(&s, store, &prefix, IngestMode::Full)
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let err = chain(err);
     assert!(
         err.contains("401") && err.contains("check client-id/client-secret"),
         "{err}"
@@ -190,18 +195,19 @@ async fn stop_then_bad_json_then_resume_fetches_only_missing_pages() {
     let err = ingest_with_control(&s, store.clone(), &prefix, IngestMode::Full, &budget)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("stopped after 3"), "{err}");
-    // Next page answers 200 with broken JSON: not retried, named, pages kept.
-    sb.faults().update(|f| f.spotdraft.malformed_json_next = 1);
+    assert!(chain(err).contains("stopped after 3"));
+    // Page 4 answers 200 with broken JSON on all 8 attempts the policy allows:
+    // the run fails naming the page, and keeps pages 1..=3.
+    sb.faults().update(|f| f.spotdraft.malformed_json_next = 8);
     let err = ingest(&s, store.clone(), &prefix, IngestMode::Auto)
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let err = chain(err);
     assert!(
-        err.contains("malformed JSON") && err.contains("page=4") && err.contains("(page 4)"),
+        err.contains("malformed JSON") && err.contains("page=4") && err.contains("page 4)"),
         "{err}"
     );
-    assert_eq!(sb.state().counters().list_requests, 4);
+    assert_eq!(sb.state().counters().list_requests, 3 + 8, "{err}");
     let state = StateStore::new(store.clone(), &prefix, "nightly")
         .load()
         .await
