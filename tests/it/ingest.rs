@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use contract_recon::http::RetryPolicy;
 use contract_recon::ingest::{
     commit_watermark, ingest, ingest_with_control, IngestError, IngestMode, IngestOutcome,
-    IngestSettings, StateStore, WalkControl,
+    IngestSettings, RefreshBudget, StateStore, WalkControl,
 };
 use contract_recon::sandbox::faults::PageShift;
 use contract_recon::sandbox::Sandbox;
@@ -53,6 +53,8 @@ fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
         record_data_keys: vec!["po_number".into()],
         key_pointer_fields: vec![],
         fetch_documents: false,
+        reconciled_statuses: vec![],
+        refresh_per_run: RefreshBudget::Contracts(0),
     }
 }
 
@@ -122,14 +124,15 @@ async fn full_walk_is_exact_while_pages_shift() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quiet_full_walk_costs_one_list_request_per_page() {
+async fn a_quiet_full_walk_costs_one_list_request_per_page_plus_the_live_count() {
     let sb = start(350, 1000).await;
     let (store, prefix) = store();
     let out = ingest(&settings(&sb, 500), store, &prefix, IngestMode::Auto)
         .await
         .unwrap();
-    assert_eq!(out.stats.requests.list, 4);
-    assert_eq!(sb.state().counters().list_requests, 4);
+    assert_eq!(out.stats.requests.list, 4 + 1);
+    assert_eq!(sb.state().counters().list_requests, 4 + 1);
+    assert_eq!(out.stats.live_count_mismatch, Some(0));
     assert_eq!(out.snapshot.height(), 350);
     assert_eq!(
         strings(&out.snapshot, "external_metadata.record_data.po_number")[2].as_deref(),
@@ -190,7 +193,7 @@ async fn stop_then_bad_json_then_resume_fetches_only_missing_pages() {
     let s = settings(&sb, 500);
     let budget = WalkControl {
         page_budget: Some(3),
-        stop: None,
+        ..WalkControl::default()
     };
     let err = ingest_with_control(&s, store.clone(), &prefix, IngestMode::Full, &budget)
         .await
@@ -228,8 +231,9 @@ async fn stop_then_bad_json_then_resume_fetches_only_missing_pages() {
         .unwrap();
     assert!(out.stats.resumed);
     assert_eq!(
-        out.stats.requests.list, 4,
-        "pages 4..=7 again, 1..=3 from the spill"
+        out.stats.requests.list,
+        4 + 1,
+        "pages 4..=7 again, 1..=3 from the spill, and the live count"
     );
     assert_eq!(live_ids(&out.snapshot).len(), 650);
     let states = StateStore::new(store.clone(), &prefix, "nightly");
@@ -297,7 +301,7 @@ async fn incremental_run_merges_one_percent_of_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_contracts_are_marked_not_dropped() {
+async fn deleted_contracts_are_marked_the_same_night_not_dropped() {
     let sb = start(120, 1000).await;
     let (store, prefix) = store();
     let s = settings(&sb, 500);
@@ -316,18 +320,23 @@ async fn deleted_contracts_are_marked_not_dropped() {
         Some(-2),
         "the cheap count notices"
     );
-    let full = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
-    assert_eq!(full.stats.contracts_deleted, 2);
-    assert_eq!(full.snapshot.height(), 120);
-    let live = live_ids(&full.snapshot);
+    assert_eq!(inc.stats.contracts_deleted, 2, "and the search finds them");
+    assert_eq!(inc.snapshot.height(), 120);
+    let live = live_ids(&inc.snapshot);
     assert_eq!(live.len(), 118);
     assert!(!live.contains("T-5") && !live.contains("T-50"));
+    let full = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
+    assert_eq!(
+        full.stats.contracts_deleted, 0,
+        "nothing left for a full walk"
+    );
+    assert_eq!(live_ids(&full.snapshot), live);
     sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limiter_holds_the_sandbox_rate() {
-    // 1 list page + 24 metadata calls with the client at 10/s: ~2.5 s. The sandbox
+    // 1 list page + the live count + 24 metadata calls at 10/s: ~2.5 s. The sandbox
     // allows 11/s so that network jitter between two evenly spaced requests cannot
     // put 11 arrivals into one second and flake the test; the benchmark measures the
     // client against the exact 10/s limit (0 429s over 1,000 requests).
@@ -336,7 +345,7 @@ async fn the_limiter_holds_the_sandbox_rate() {
     let mut s = settings(&sb, 10);
     s.key_pointer_fields = vec!["contract_value".into()];
     let out = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
-    assert_eq!(out.stats.http.requests, 25);
+    assert_eq!(out.stats.http.requests, 26);
     assert_eq!(sb.state().counters().rate_limited, 0);
     assert_eq!(out.stats.http.status_429, 0);
     assert!(
