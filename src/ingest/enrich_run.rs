@@ -64,7 +64,7 @@ struct Failure {
 }
 
 fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Runs `tasks` over `merged`, saving results under `progress.enrich`.

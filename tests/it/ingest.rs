@@ -1,4 +1,11 @@
 //! Integration tests: ingest against the sandbox SpotDraft API over loopback.
+//! The submodules cover a live workspace: contracts that vanish, bodies cut
+//! short, what is fetched and refreshed, deletions, and resuming.
+
+mod deletions;
+mod fresh;
+mod live;
+mod resume;
 
 use crate::sandbox_api::start;
 use chrono::{DateTime, Utc};
@@ -20,7 +27,7 @@ use std::time::Duration;
 
 /// An ingest whose watermark is committed, as the runner does once the run's
 /// reports are published.
-async fn ingest_committed(
+pub async fn ingest_committed(
     s: &IngestSettings,
     store: Arc<dyn ObjectStore>,
     prefix: &Path,
@@ -31,7 +38,8 @@ async fn ingest_committed(
     Ok(out)
 }
 
-fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
+/// Settings against `sb` at `rps`: no metadata fields, no documents, no refresh.
+pub fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
     IngestSettings {
         job: "nightly".into(),
         base_url: sb.spotdraft_base_url().parse().unwrap(),
@@ -63,11 +71,13 @@ pub fn chain(err: IngestError) -> String {
     format!("{:#}", anyhow::Error::from(err))
 }
 
-fn store() -> (Arc<dyn ObjectStore>, Path) {
+/// An in-memory output store and prefix.
+pub fn store() -> (Arc<dyn ObjectStore>, Path) {
     (Arc::new(InMemory::new()), Path::from("runs"))
 }
 
-fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
+/// A text column.
+pub fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
     df.column(col)
         .unwrap()
         .as_materialized_series()
@@ -78,8 +88,18 @@ fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
         .collect()
 }
 
+/// The value of `col` in the row of contract `id`.
+pub fn cell(df: &DataFrame, col: &str, id: &str) -> Option<String> {
+    let ids = strings(df, "id");
+    let i = ids
+        .iter()
+        .position(|v| v.as_deref() == Some(id))
+        .unwrap_or_else(|| panic!("{id} is not in the snapshot"));
+    strings(df, col)[i].clone()
+}
+
 /// Ids of rows not marked deleted.
-fn live_ids(df: &DataFrame) -> BTreeSet<String> {
+pub fn live_ids(df: &DataFrame) -> BTreeSet<String> {
     let ids = strings(df, "id");
     let deleted = strings(df, "deleted_at");
     ids.into_iter()
@@ -90,7 +110,7 @@ fn live_ids(df: &DataFrame) -> BTreeSet<String> {
 }
 
 /// The sandbox's contracts created before `t`.
-fn truth_before(sb: &Sandbox, t: DateTime<Utc>) -> BTreeSet<String> {
+pub fn truth_before(sb: &Sandbox, t: DateTime<Utc>) -> BTreeSet<String> {
     sb.state()
         .contracts()
         .into_iter()

@@ -17,7 +17,7 @@
 //!   value the last fetch returned (null: never fetched by this version); the
 //!   `key_pointers.<field_name>` columns are derived from it.
 //!
-//! Enrichment times (RFC 3339 UTC, `2026-11-01T02:30:07Z`):
+//! Enrichment times (RFC 3339 UTC, milliseconds: `2026-11-01T02:30:07.125Z`):
 //! - `key_pointers_fetched_at`: when the contract's metadata values were last
 //!   fetched. Null means never fetched: the contract is *not enriched*, and a
 //!   null `key_pointers.<field>` then says nothing about SpotDraft (not drift).
