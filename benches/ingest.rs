@@ -7,7 +7,7 @@
 
 use chrono::Utc;
 use contract_recon::http::RetryPolicy;
-use contract_recon::ingest::{ingest, IngestMode, IngestSettings};
+use contract_recon::ingest::{ingest, IngestMode, IngestSettings, RefreshBudget};
 use contract_recon::sandbox::{Dataset, Sandbox, SandboxConfig};
 use contract_recon::secret::Secret;
 use object_store::memory::InMemory;
@@ -69,6 +69,8 @@ async fn main() {
         record_data_keys: vec!["po_number".into()],
         key_pointer_fields: vec![],
         fetch_documents: false,
+        reconciled_statuses: vec![],
+        refresh_per_run: RefreshBudget::Contracts(0),
     };
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let prefix = Path::from("bench");

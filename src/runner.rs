@@ -332,6 +332,8 @@ async fn ingest_settings(job: &Job) -> anyhow::Result<(Option<Sandbox>, IngestSe
         record_data_keys: f.record_data_keys.clone(),
         key_pointer_fields: f.key_pointer_fields.clone(),
         fetch_documents: f.fetch_documents,
+        reconciled_statuses: job.reconcile.statuses.clone(),
+        refresh_per_run: f.refresh_per_run,
     };
     Ok((sandbox, settings))
 }

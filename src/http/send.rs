@@ -50,8 +50,24 @@ pub enum HttpError {
         /// Time spent.
         elapsed: Duration,
     },
+    /// A 2xx answer whose body did not parse (cut short by a proxy, malformed),
+    /// on every attempt until the attempts or the time ran out (or at once for a
+    /// request that is not idempotent).
+    #[error("malformed body from {url} after {attempts} attempt(s) over {elapsed:?}")]
+    MalformedBody {
+        /// The URL requested.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last parse error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// Timeout, connection or body error (retried only for idempotent requests).
-    #[error("request to {url} failed after {attempts} attempt(s): {kind}: {source}")]
+    /// The message names the URL; the source is kept without it.
+    #[error("request to {url} failed after {attempts} attempt(s): {kind}")]
     Transport {
         /// The URL requested.
         url: String,
@@ -131,6 +147,20 @@ impl RetryingClient {
         request: reqwest::Request,
         idempotent: bool,
     ) -> Result<HttpResponse, HttpError> {
+        let (resp, ()) = self.send_parsed(request, idempotent, |_| Ok(())).await?;
+        Ok(resp)
+    }
+
+    /// [`RetryingClient::send`], then `parse` on the 2xx body. A body that does
+    /// not parse (JSON cut short by a flaky proxy, ...) is retried like a 5xx,
+    /// within the same attempts, backoff and total time, when `idempotent`;
+    /// then the answer is [`HttpError::MalformedBody`].
+    pub async fn send_parsed<T>(
+        &self,
+        request: reqwest::Request,
+        idempotent: bool,
+        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<(HttpResponse, T), HttpError> {
         let url = request.url().to_string();
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -142,7 +172,22 @@ impl RetryingClient {
             let outcome = self.attempt(req, &url, attempt).await;
             let (retry_after, give_up) = match outcome {
                 Ok(resp) => match classify_status(resp.status) {
-                    StatusClass::Success => return Ok(resp),
+                    StatusClass::Success => match parse(&resp.body) {
+                        Ok(parsed) => return Ok((resp, parsed)),
+                        Err(source) => {
+                            self.throttle.stats().record_malformed_body();
+                            let err = HttpError::MalformedBody {
+                                url: url.clone(),
+                                attempts: attempt,
+                                elapsed: started.elapsed(),
+                                source,
+                            };
+                            if !idempotent {
+                                return Err(err);
+                            }
+                            (None, err)
+                        }
+                    },
                     StatusClass::Fail => return Err(HttpError::Status(Box::new(resp))),
                     StatusClass::Retry => (
                         resp.header("retry-after").and_then(parse_retry_after),
@@ -159,7 +204,7 @@ impl RetryingClient {
                         url: url.clone(),
                         kind,
                         attempts: attempt,
-                        source,
+                        source: source.without_url(),
                     };
                     if !idempotent {
                         return Err(err);

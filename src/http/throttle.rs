@@ -19,6 +19,7 @@ pub struct HttpStats {
     status_429: AtomicU64,
     transport_errors: AtomicU64,
     retries: AtomicU64,
+    malformed_bodies: AtomicU64,
     limiter_wait_us: AtomicU64,
     bytes_received: AtomicU64,
 }
@@ -43,6 +44,8 @@ pub struct HttpStatsSnapshot {
     pub transport_errors: u64,
     /// Attempts after the first.
     pub retries: u64,
+    /// 2xx answers whose body did not parse (cut short or malformed), each retried.
+    pub malformed_bodies: u64,
     /// Time spent waiting on the rate limiter, summed over requests, in ms.
     pub limiter_wait_ms: u64,
     /// Response body bytes read.
@@ -71,6 +74,10 @@ impl HttpStats {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn record_malformed_body(&self) {
+        self.malformed_bodies.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_bytes(&self, n: usize) {
         self.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -87,6 +94,7 @@ impl HttpStats {
             status_429: r(&self.status_429),
             transport_errors: r(&self.transport_errors),
             retries: r(&self.retries),
+            malformed_bodies: r(&self.malformed_bodies),
             limiter_wait_ms: r(&self.limiter_wait_us) / 1000,
             bytes_received: r(&self.bytes_received),
         }

@@ -1,11 +1,16 @@
-//! Run state: the watermark and, while a walk is under way, its progress and
-//! the pages fetched so far (`{prefix}/state/<job>.json`, pages under
-//! `{prefix}/state/<job>/pages/`).
+//! Run state: the watermark and, while a run is under way, its progress: the
+//! walks' pages (`{prefix}/state/<job>.json`, pages under
+//! `{prefix}/state/<job>/pages/`) and the enrichment results fetched so far
+//! (batches under `{prefix}/state/<job>/enrich/`).
 //!
 //! The state file is replaced with one `put` (atomic on every object store).
-//! A page is spilled before the state that names it, so a state never points
-//! at a missing page. The watermark only moves once the snapshot is written.
+//! A page or a batch is spilled before the state that names it, so a state
+//! never points at a missing object. Enrichment batches are append-only and
+//! the state only counts them, so each batch costs one new object and one
+//! state write of bounded size. The watermark only moves once the snapshot is
+//! written and the run's reports are published.
 
+use super::enrich::EnrichResult;
 use super::state_error::StateError;
 use super::walk::{WalkState, WalkStore};
 use crate::spotdraft::model::Contract;
@@ -36,6 +41,30 @@ pub struct Progress {
     pub run_start: DateTime<Utc>,
     /// Windows, pages and spilled page keys.
     pub walk: WalkState,
+    /// Full walks with a watermark: the walk of contracts updated since the
+    /// watermark minus the overlap (their metadata values are fetched again).
+    #[serde(default)]
+    pub changes: Option<WalkState>,
+    /// Enrichment under way: its batches of results.
+    #[serde(default)]
+    pub enrich: Option<EnrichProgress>,
+}
+
+/// Enrichment results spilled so far: batch objects `<key_prefix>-<n>` for
+/// `n` in `0..batches`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrichProgress {
+    /// Prefix of this run's batch keys.
+    pub key_prefix: String,
+    /// Batches written.
+    pub batches: u64,
+}
+
+impl EnrichProgress {
+    /// The key of batch `n`.
+    pub fn key(&self, n: u64) -> String {
+        format!("{}-{n:06}", self.key_prefix)
+    }
 }
 
 /// The whole state file.
@@ -53,6 +82,7 @@ pub struct StateStore {
     store: Arc<dyn ObjectStore>,
     state: Path,
     pages: Path,
+    enrich: Path,
 }
 
 impl StateStore {
@@ -62,7 +92,8 @@ impl StateStore {
         StateStore {
             store,
             state: dir.clone().join(format!("{job}.json")),
-            pages: dir.join(job).join("pages"),
+            pages: dir.clone().join(job).join("pages"),
+            enrich: dir.join(job).join("enrich"),
         }
     }
 
@@ -98,11 +129,19 @@ impl StateStore {
     /// Reads a spilled page back.
     pub async fn get_page(&self, key: &str) -> Result<Vec<Contract>, StateError> {
         let path = self.pages.clone().join(format!("{key}.json"));
-        let bytes = self.get(&path).await?.ok_or_else(|| StateError::Store {
+        self.get_json(&path, "spilled page missing").await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+        missing: &'static str,
+    ) -> Result<T, StateError> {
+        let bytes = self.get(path).await?.ok_or_else(|| StateError::Store {
             path: path.to_string(),
             source: object_store::Error::NotFound {
                 path: path.to_string(),
-                source: "spilled page missing".into(),
+                source: missing.into(),
             },
         })?;
         serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
@@ -111,15 +150,38 @@ impl StateStore {
         })
     }
 
-    /// Deletes every spilled page (after a run completed).
+    /// Spills one batch of enrichment results under `key`.
+    pub async fn put_enrich_batch(
+        &self,
+        key: &str,
+        results: &[EnrichResult],
+    ) -> Result<(), StateError> {
+        let json = serde_json::to_vec(results).expect("results serialize");
+        self.put(&self.enrich.clone().join(format!("{key}.json")), json)
+            .await
+    }
+
+    /// Reads a batch of enrichment results back.
+    pub async fn get_enrich_batch(&self, key: &str) -> Result<Vec<EnrichResult>, StateError> {
+        let path = self.enrich.clone().join(format!("{key}.json"));
+        self.get_json(&path, "spilled enrichment batch missing")
+            .await
+    }
+
+    /// Deletes every spilled page and enrichment batch (after a run completed).
     pub async fn clear_pages(&self) -> Result<(), StateError> {
+        self.clear(&self.pages).await?;
+        self.clear(&self.enrich).await
+    }
+
+    async fn clear(&self, dir: &Path) -> Result<(), StateError> {
         let err = |source| StateError::Store {
-            path: self.pages.to_string(),
+            path: dir.to_string(),
             source,
         };
         let metas: Vec<_> = self
             .store
-            .list(Some(&self.pages))
+            .list(Some(dir))
             .try_collect()
             .await
             .map_err(err)?;
@@ -161,29 +223,49 @@ impl StateStore {
     }
 }
 
+/// Which walk of a run a [`CheckpointWalkStore`] saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkSlot {
+    /// The run's main walk ([`Progress::walk`]).
+    Main,
+    /// The walk of contracts updated since the watermark ([`Progress::changes`]).
+    Changes,
+}
+
 /// The run state as a walk's [`WalkStore`]: pages are spilled through the
 /// [`StateStore`], and progress is saved as the whole [`Checkpoint`] (this
-/// watermark, mode and run start, with the walk's latest state) in one put.
+/// watermark, with the run's progress and the walk's latest state in its
+/// slot) in one put.
 #[derive(Debug, Clone)]
 pub struct CheckpointWalkStore<'a> {
     states: &'a StateStore,
     watermark: Option<DateTime<Utc>>,
-    mode: WalkMode,
-    run_start: DateTime<Utc>,
+    progress: Progress,
+    slot: WalkSlot,
 }
 
 impl<'a> CheckpointWalkStore<'a> {
-    /// Saves the walk of `progress` through `states`, keeping `watermark`.
+    /// Saves the main walk of `progress` through `states`, keeping `watermark`.
     pub fn new(
         states: &'a StateStore,
         watermark: Option<DateTime<Utc>>,
         progress: &Progress,
     ) -> Self {
+        Self::for_slot(states, watermark, progress, WalkSlot::Main)
+    }
+
+    /// Saves the walk in `slot` of `progress`, keeping the rest of it.
+    pub fn for_slot(
+        states: &'a StateStore,
+        watermark: Option<DateTime<Utc>>,
+        progress: &Progress,
+        slot: WalkSlot,
+    ) -> Self {
         CheckpointWalkStore {
             states,
             watermark,
-            mode: progress.mode,
-            run_start: progress.run_start,
+            progress: progress.clone(),
+            slot,
         }
     }
 }
@@ -198,13 +280,14 @@ impl WalkStore for CheckpointWalkStore<'_> {
     }
 
     async fn save_progress(&self, walk: &WalkState) -> Result<(), StateError> {
+        let mut progress = self.progress.clone();
+        match self.slot {
+            WalkSlot::Main => progress.walk = walk.clone(),
+            WalkSlot::Changes => progress.changes = Some(walk.clone()),
+        }
         let checkpoint = Checkpoint {
             watermark: self.watermark,
-            progress: Some(Progress {
-                mode: self.mode,
-                run_start: self.run_start,
-                walk: walk.clone(),
-            }),
+            progress: Some(progress),
         };
         self.states.save(&checkpoint).await
     }
@@ -255,5 +338,50 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("p/state/j.json"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn enrichment_batches_round_trip_and_clear_with_the_pages() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let s = StateStore::new(store.clone(), &Path::from("p"), "j");
+        let progress = EnrichProgress {
+            key_prefix: "r1e".into(),
+            batches: 1,
+        };
+        let results = vec![EnrichResult {
+            id: "T-1".into(),
+            vanished_at: Some("2026-11-01T00:00:00Z".into()),
+            ..EnrichResult::default()
+        }];
+        s.put_enrich_batch(&progress.key(0), &results)
+            .await
+            .unwrap();
+        assert!(store
+            .head(&Path::from("p/state/j/enrich/r1e-000000.json"))
+            .await
+            .is_ok());
+        assert_eq!(s.get_enrich_batch(&progress.key(0)).await.unwrap(), results);
+        s.clear_pages().await.unwrap();
+        let err = s.get_enrich_batch(&progress.key(0)).await.unwrap_err();
+        assert!(err.to_string().contains("r1e-000000.json"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_state_file_of_the_previous_version_still_loads() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let old = r#"{"watermark":null,"progress":{"mode":"full","run_start":"2026-11-01T00:00:00Z",
+            "walk":{"pending":[],"current":null,"accepted_pages":["a-000000"],"key_prefix":"a",
+            "next_key":1,"windows_rewalked":0,"windows_split":0}}}"#;
+        store
+            .put(&Path::from("p/state/j.json"), PutPayload::from(old))
+            .await
+            .unwrap();
+        let cp = StateStore::new(store, &Path::from("p"), "j")
+            .load()
+            .await
+            .unwrap();
+        let p = cp.progress.unwrap();
+        assert_eq!((p.changes, p.enrich), (None, None));
+        assert_eq!(p.walk.accepted_pages, ["a-000000"]);
     }
 }

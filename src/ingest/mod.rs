@@ -2,28 +2,54 @@
 //! the contract snapshot and the resumable run state.
 //!
 //! [`ingest`] walks SpotDraft (full or incremental, see [`walk`] and
-//! [`window`]), fetches metadata values and document hashes for new or changed
-//! contracts only, merges into the previous snapshot, writes the snapshot (one
-//! put) and only then advances the watermark. A stopped or failed run keeps
-//! its pages and resumes where it stopped: the walk saves its progress through
-//! a [`WalkStore`], which the run state ([`checkpoint`]) implements.
+//! [`window`]), merges into the previous snapshot, finds the contracts that
+//! are gone ([`deletions`]), fetches metadata values and document hashes
+//! where reconciliation needs them ([`enrich`]), writes the snapshot (one
+//! put) and leaves the watermark to the runner ([`commit_watermark`]).
 //!
-//! Deletions on incremental runs: after the walk, one `limit=1` request over
-//! the whole created range gives the server's count; when it differs from the
-//! snapshot's live contracts the difference is reported in
-//! [`IngestStats::live_count_mismatch`] (no bisection: the next full walk marks
-//! the deleted ones).
+//! What is fetched again, and when:
+//! - a full walk after the first also walks `last_updated_on` in
+//!   [watermark − overlap, run start) (a second window set, same machinery):
+//!   those contracts count as changed even when their list item is the same;
+//! - metadata values (when the job names a `key_pointers.<field>`) for live
+//!   contracts in the reconciled statuses that are new, changed, never
+//!   enriched, or among the stalest ([`IngestSettings::refresh_per_run`]);
+//! - executed documents (with `fetch_documents`) for such `EXECUTED` contracts
+//!   when new, changed or never downloaded.
+//!
+//! Deletions: every run compares the server's count of contracts created
+//! before its start (one `limit=1` request) with the snapshot's live ones;
+//! when they differ, [`deletions`] narrows `created_at` windows by their
+//! totals down to windows of one page, and marks the missing contracts
+//! deleted. A contract answering 404 to its metadata values or document is
+//! re-checked with one list request and marked deleted when gone. With a
+//! status filter, missing contracts are first looked up by id (no status
+//! filter): one that merely left the filter is kept, with its new list item.
+//!
+//! A stopped or failed run keeps its pages and enrichment results and resumes
+//! where it stopped: the walks save their progress through a [`WalkStore`],
+//! which the run state ([`checkpoint`]) implements, and enrichment spills its
+//! results in batches there.
+//!
+//! Errors print either their cause or expose it through `source()`, never
+//! both, so `main`'s rendered chain names each URL once.
 
 pub mod checkpoint;
+pub mod deletions;
+pub mod enrich;
+mod enrich_run;
 pub mod merge;
 pub mod progress;
 mod run;
+mod run_parts;
 pub mod snapshot;
 mod state_error;
 pub mod walk;
 pub mod window;
 
-pub use checkpoint::{Checkpoint, CheckpointWalkStore, Progress, StateStore, WalkMode};
+pub use checkpoint::{
+    Checkpoint, CheckpointWalkStore, EnrichProgress, Progress, StateStore, WalkMode, WalkSlot,
+};
 pub use run::{commit_watermark, ingest, ingest_with_control, snapshot_path};
 pub use state_error::StateError;
 pub use walk::{PageEvent, WalkControl, WalkError, WalkOptions, WalkOutcome, WalkState, WalkStore};
@@ -70,6 +96,47 @@ pub struct IngestSettings {
     pub key_pointer_fields: Vec<String>,
     /// Fetch the executed document of EXECUTED contracts and keep its SHA-256.
     pub fetch_documents: bool,
+    /// Statuses the job reconciles (`[match] statuses`; empty: every status).
+    /// Metadata values are fetched only for live contracts in them, documents
+    /// only for `EXECUTED` contracts when `EXECUTED` is one of them.
+    pub reconciled_statuses: Vec<String>,
+    /// Contracts whose metadata values are fetched again each run, stalest
+    /// first, so every value is re-verified within a bounded number of runs.
+    pub refresh_per_run: RefreshBudget,
+}
+
+/// How many in-scope contracts get their metadata values fetched again per
+/// run, oldest `key_pointers_fetched_at` first (`[spotdraft] refresh_per_run`:
+/// a number, or a percentage such as `"2%"`). With `n` contracts per run every
+/// value of `N` in-scope contracts is re-verified within `ceil(N / n)` runs;
+/// with `p%`, within `ceil(100 / p)` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshBudget {
+    /// This many contracts per run (0: no refresh).
+    Contracts(u64),
+    /// This share of the in-scope contracts, in percent (0 to 100), rounded up.
+    Percent(f64),
+}
+
+impl Default for RefreshBudget {
+    /// 2% of the in-scope contracts: every value re-verified within 50 runs.
+    fn default() -> Self {
+        RefreshBudget::Percent(2.0)
+    }
+}
+
+impl RefreshBudget {
+    /// Contracts to refresh out of `in_scope`.
+    pub fn of(&self, in_scope: usize) -> usize {
+        match *self {
+            RefreshBudget::Contracts(n) => usize::try_from(n).unwrap_or(usize::MAX).min(in_scope),
+            RefreshBudget::Percent(p) => {
+                let share = (in_scope as f64 * p.clamp(0.0, 100.0) / 100.0).ceil();
+                (share as usize).min(in_scope)
+            }
+        }
+    }
 }
 
 /// Which walk to make.
@@ -114,8 +181,19 @@ pub struct IngestStats {
     pub contracts_changed: usize,
     /// New contracts.
     pub contracts_new: usize,
-    /// Contracts newly marked deleted.
+    /// Contracts newly marked deleted (absent from a full walk, found missing
+    /// by the deletion search, or vanished during enrichment).
     pub contracts_deleted: usize,
+    /// Contracts that answered 404 to their metadata values or document and
+    /// that a list request by id no longer finds (marked deleted).
+    pub contracts_vanished: usize,
+    /// Contracts absent from a status-filtered walk that a lookup by id still
+    /// finds (their status left the filter): kept, with their new list item.
+    pub contracts_left_filter: usize,
+    /// Contracts returned by the walk of `last_updated_on` in
+    /// [watermark − overlap, run start) (the incremental walk itself, or the
+    /// second window set of a full walk after the first).
+    pub contracts_updated_since_watermark: usize,
     /// Deleted contracts seen again.
     pub contracts_restored: usize,
     /// Rows in the snapshot (deleted ones included).
@@ -124,10 +202,28 @@ pub struct IngestStats {
     pub windows_rewalked: u64,
     /// Windows split in two.
     pub windows_split: u64,
-    /// Incremental runs: server count of contracts created before the run's
-    /// start minus the snapshot's live count (non-zero: deletions, or status
-    /// changes out of the filter, happened; a full walk resolves them).
+    /// Server count of contracts created before the run's start (in the
+    /// status filter) minus the snapshot's live count after the walk; non-zero
+    /// starts the deletion search, which resolves it.
     pub live_count_mismatch: Option<i64>,
+    /// List requests the deletion search made after the live count (window
+    /// totals, window listings, lookups by id); 0 when the count agreed.
+    pub deletion_search_requests: u64,
+    /// Contracts whose metadata values were fetched (this run and the
+    /// checkpoint it resumed).
+    pub key_pointers_fetched: usize,
+    /// Of those, fetched again only by the refresh budget (stalest first).
+    pub key_pointers_refreshed: usize,
+    /// Executed documents downloaded and hashed.
+    pub documents_fetched: usize,
+    /// In-scope `EXECUTED` contracts whose document answered 404 while the
+    /// contract exists: kept with a null `document_sha256`.
+    pub documents_unavailable: usize,
+    /// Contracts enriched by the checkpoint of an interrupted run, not fetched again.
+    pub enrichment_resumed: usize,
+    /// Age at the end of the run of the oldest metadata values among live
+    /// in-scope contracts (seconds since their `key_pointers_fetched_at`).
+    pub oldest_key_pointers_age_secs: Option<u64>,
 }
 
 /// A finished run.
@@ -171,7 +267,7 @@ pub enum IngestError {
         state: String,
     },
     /// The walk failed or was stopped.
-    #[error("job {job}: {source}")]
+    #[error("job {job}")]
     Walk {
         /// Job.
         job: String,
@@ -180,7 +276,7 @@ pub enum IngestError {
         source: WalkError,
     },
     /// A SpotDraft call outside the walk failed.
-    #[error("job {job}: {what}: {source}")]
+    #[error("job {job}: {what}")]
     Fetch {
         /// Job.
         job: String,
@@ -191,13 +287,25 @@ pub enum IngestError {
         source: Box<FetchError>,
     },
     /// Run state.
-    #[error("job {job}: {source}")]
+    #[error("job {job}")]
     State {
         /// Job.
         job: String,
         /// Cause.
         #[source]
         source: StateError,
+    },
+    /// Enrichment was stopped (lease lost, budget); its results are kept.
+    #[error(
+        "job {job}: enrichment stopped after {done} of {total} contracts; the next run resumes it"
+    )]
+    Stopped {
+        /// Job.
+        job: String,
+        /// Contracts enriched so far (checkpoint included).
+        done: usize,
+        /// Contracts to enrich in this run.
+        total: usize,
     },
     /// The snapshot could not be read, built or written.
     #[error("job {job}: snapshot {path}: {message}")]

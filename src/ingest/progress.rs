@@ -1,4 +1,8 @@
 //! Run feedback: a progress bar on a terminal, `tracing` events otherwise.
+//!
+//! Enrichment shows contracts done and to do, the achieved rate, and an ETA
+//! computed from the requests still planned and the configured requests/s
+//! (the limiter's rate, which is what bounds the run).
 
 use super::walk::PageEvent;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -10,6 +14,49 @@ pub struct Feedback {
     bar: Option<ProgressBar>,
     started: Instant,
     pages: u64,
+    enriching: bool,
+}
+
+/// Enrichment progress.
+#[derive(Debug, Clone)]
+pub struct EnrichEvent {
+    /// Contracts enriched (a resumed checkpoint's included).
+    pub done: usize,
+    /// Contracts to enrich in this run.
+    pub total: usize,
+    /// Requests still planned (one per metadata fetch, one per document).
+    pub requests_left: u64,
+    /// The configured workspace rate.
+    pub requests_per_second: u32,
+    /// When this call started enriching.
+    pub started: Instant,
+    /// Contracts done when this call started (from the checkpoint).
+    pub done_at_start: usize,
+}
+
+impl EnrichEvent {
+    /// Contracts per second achieved by this call.
+    pub fn rate_per_s(&self) -> f64 {
+        (self.done - self.done_at_start) as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    /// Seconds left at the configured rate.
+    pub fn eta_secs(&self) -> u64 {
+        self.requests_left
+            .div_ceil(u64::from(self.requests_per_second.max(1)))
+    }
+}
+
+/// `1h02m03s`.
+pub fn hms(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
 }
 
 impl Feedback {
@@ -29,6 +76,7 @@ impl Feedback {
             bar,
             started: Instant::now(),
             pages: 0,
+            enriching: false,
         }
     }
 
@@ -58,12 +106,37 @@ impl Feedback {
         }
     }
 
-    /// Called for enrichment progress (metadata values, documents).
-    pub fn enrich(&self, done: usize, of: usize) {
+    /// Called for enrichment progress (metadata values, documents): at the
+    /// start and after each contract.
+    pub fn enrich(&mut self, e: &EnrichEvent) {
+        let (rate, eta) = (e.rate_per_s(), e.eta_secs());
         match &self.bar {
-            Some(bar) => bar.set_message(format!("metadata/documents {done}/{of}")),
-            None if done.is_multiple_of(100) || done == of => {
-                tracing::info!(done, of, "metadata values and documents fetched")
+            Some(bar) => {
+                if !self.enriching {
+                    self.enriching = true;
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {pos}/{len} enriched {msg}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                }
+                bar.set_length(e.total as u64);
+                bar.set_position(e.done as u64);
+                bar.set_message(format!("| {rate:.1} contracts/s | ETA {}", hms(eta)));
+            }
+            None if e.done == e.done_at_start
+                || e.done.is_multiple_of(100)
+                || e.done == e.total =>
+            {
+                tracing::info!(
+                    done = e.done,
+                    total = e.total,
+                    contracts_per_s = format!("{rate:.2}"),
+                    requests_left = e.requests_left,
+                    eta = %hms(eta),
+                    "enriching contracts (metadata values, documents)"
+                )
             }
             None => {}
         }
@@ -74,5 +147,27 @@ impl Feedback {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_comes_from_the_configured_rate() {
+        let e = EnrichEvent {
+            done: 10,
+            total: 110,
+            requests_left: 150,
+            requests_per_second: 10,
+            started: Instant::now(),
+            done_at_start: 0,
+        };
+        assert_eq!(e.eta_secs(), 15);
+        assert_eq!(hms(3723), "1h02m03s");
+        assert_eq!(hms(63), "1m03s");
+        assert_eq!(hms(9), "9s");
+        assert!(e.rate_per_s() > 0.0);
     }
 }

@@ -1,22 +1,28 @@
-//! One ingest run, top to bottom: state -> walk -> merge -> enrich -> snapshot -> watermark.
+//! One ingest run, top to bottom: state -> walks -> merge -> deletions ->
+//! enrichment -> snapshot. The watermark is the runner's to move.
 
-use super::checkpoint::{Checkpoint, CheckpointWalkStore, Progress, StateStore, WalkMode};
-use super::merge::{merge, Merged};
+use super::checkpoint::{
+    Checkpoint, CheckpointWalkStore, Progress, StateStore, WalkMode, WalkSlot,
+};
+use super::enrich::{self, Scope};
+use super::enrich_run;
+use super::merge::merge;
 use super::progress::Feedback;
-use super::snapshot::{self, Snapshot, SnapshotRow};
-use super::walk::{walk, WalkControl, WalkOptions, WalkState};
-use super::window::{Window, WindowField};
+use super::run_parts::{
+    client_config, new_progress, read_snapshot, settle_deletions, still_existing, write_snapshot,
+    RunContext,
+};
+use super::snapshot::SnapshotRow;
+use super::walk::{walk, WalkControl, WalkOptions, WalkOutcome};
 use super::{
     IngestError, IngestMode, IngestOutcome, IngestSettings, IngestStats, PendingWatermark,
 };
 use crate::http::Throttle;
-use crate::spotdraft::client::{filter_time, ClientConfig, SpotDraftClient};
-use crate::spotdraft::model::ContractId;
-use chrono::{DateTime, SubsecRound, Utc};
-use futures::StreamExt;
+use crate::spotdraft::client::{filter_time, SpotDraftClient};
+use chrono::Utc;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use sha2::{Digest, Sha256};
+use object_store::ObjectStore;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,7 +45,8 @@ pub async fn ingest(
     ingest_with_control(settings, store, prefix, mode, &WalkControl::default()).await
 }
 
-/// [`ingest`] with a page budget or stop flag on the walk (tests, shutdown).
+/// [`ingest`] with a page or enrichment budget, or a stop flag (tests, a lost
+/// lease): a stopped run saves its state first and the next run resumes it.
 pub async fn ingest_with_control(
     settings: &IngestSettings,
     store: Arc<dyn ObjectStore>,
@@ -72,7 +79,7 @@ pub async fn ingest_with_control(
     let client = SpotDraftClient::new(client_config(settings), throttle, settings.retry.clone())
         .map_err(|e| config_err("base_url", e.to_string()))?;
 
-    // 1. State: resume an unfinished walk of the same mode, or start one.
+    // 1. State: resume an unfinished run of the same mode, or start one.
     let mut cp = states.load().await.map_err(state_err)?;
     let mut stats = IngestStats {
         job: job.clone(),
@@ -108,67 +115,82 @@ pub async fn ingest_with_control(
     }
     let prev = prev.unwrap_or_default();
 
-    // 3. Walk.
+    // 3. Walks: the main one, then (full walks after the first) the contracts
+    //    updated since the watermark minus the overlap.
     let mut feedback = Feedback::new(&job);
-    let opts = WalkOptions::new(settings.page_size, settings.status_filter.clone());
-    let walk_store = CheckpointWalkStore::new(&states, cp.watermark, &progress);
-    let walked = walk(
-        &client,
-        &walk_store,
-        &mut progress.walk,
-        &opts,
+    let ctx = RunContext {
+        settings,
+        client: &client,
+        states: &states,
+        watermark: cp.watermark,
         control,
-        &mut |e| feedback.page(e),
-    )
-    .await;
-    let walked = walked.map_err(|source| IngestError::Walk {
-        job: job.clone(),
-        source,
-    })?;
-    (stats.windows_rewalked, stats.windows_split) =
-        (progress.walk.windows_rewalked, progress.walk.windows_split);
+    };
+    let walked = walk_slot(&ctx, &mut progress, WalkSlot::Main, &mut feedback).await?;
+    let updated: HashSet<String> = match progress.mode {
+        WalkMode::Incremental => ids(&walked),
+        WalkMode::Full if progress.changes.is_some() => {
+            let changes = walk_slot(&ctx, &mut progress, WalkSlot::Changes, &mut feedback).await?;
+            ids(&changes)
+        }
+        WalkMode::Full => HashSet::new(),
+    };
+    stats.contracts_updated_since_watermark = updated.len();
+    let w = &progress.walk;
+    (stats.windows_rewalked, stats.windows_split) = (w.windows_rewalked, w.windows_split);
+    if let Some(c) = &progress.changes {
+        stats.windows_rewalked += c.windows_rewalked;
+        stats.windows_split += c.windows_split;
+    }
     stats.contracts_fetched = walked.contracts.len();
 
-    // 4. Merge, then fetch metadata values and documents for what changed.
-    let fetched: Vec<SnapshotRow> = walked
+    // 4. Merge (with a status filter, contracts absent from a full walk are
+    //    looked up by id first: one that left the filter is not deleted).
+    let mut fetched: Vec<SnapshotRow> = walked
         .contracts
         .iter()
         .map(|c| SnapshotRow::from_contract(c, &settings.record_data_keys))
         .collect();
-    let mut merged = merge(prev.rows, fetched, progress.mode, &run_start_text);
+    if progress.mode == WalkMode::Full {
+        let seen = ids(&walked);
+        fetched.extend(still_existing(settings, &client, &prev.rows, &seen, &mut stats).await?);
+    }
+    let mut merged = merge(prev.rows, fetched, progress.mode, &run_start_text, &updated);
     (stats.contracts_changed, stats.contracts_new) = (merged.changed.len(), merged.new);
-    (stats.contracts_deleted, stats.contracts_restored) = (merged.deleted, merged.restored);
-    enrich(
+
+    // 5. Deletions the same night: live count, then the search when it differs.
+    settle_deletions(
         settings,
         &client,
         &mut merged,
-        !prev.missing_key_pointer_fields.is_empty(),
-        &feedback,
+        progress.run_start,
+        &run_start_text,
+        &mut stats,
     )
     .await?;
-    feedback.finish();
+    stats.contracts_restored = merged.restored;
 
-    // 5. Incremental: cheap deletion check (one request).
-    if progress.mode == WalkMode::Incremental {
-        let q = Window::full(progress.run_start).query(1, 1, &settings.status_filter);
-        let resp = client
-            .list_contracts(&q)
-            .await
-            .map_err(|source| IngestError::Fetch {
-                job: job.clone(),
-                what: "counting live contracts".into(),
-                source: Box::new(source),
-            })?;
-        let live = merged
-            .rows
-            .iter()
-            .filter(|r| r.deleted_at.is_none())
-            .count() as i64;
-        stats.live_count_mismatch = Some(resp.total_results as i64 - live);
-    }
+    // 6. Metadata values and documents, where reconciliation uses them.
+    let scope = Scope::of(settings);
+    let tasks = enrich::plan(
+        &scope,
+        &merged,
+        !prev.missing_key_pointer_fields.is_empty(),
+        settings.refresh_per_run,
+    );
+    let totals = enrich_run::enrich(&ctx, &mut progress, &mut merged, tasks, &mut feedback).await?;
+    feedback.finish();
+    stats.key_pointers_fetched = totals.key_pointers;
+    stats.key_pointers_refreshed = totals.refreshed;
+    stats.documents_fetched = totals.documents;
+    stats.documents_unavailable = totals.unavailable;
+    stats.contracts_vanished = totals.vanished;
+    stats.enrichment_resumed = totals.resumed;
+    stats.contracts_deleted = merged.deleted.len();
+    stats.oldest_key_pointers_age_secs =
+        enrich::oldest_key_pointers_age_secs(&scope, &merged.rows, Utc::now());
 
     crate::crashpoint::hit("ingest.before_snapshot");
-    // 6. Snapshot (one put), then close the walk and clean the spilled pages.
+    // 7. Snapshot (one put), then close the run and clean the spilled objects.
     //    The watermark stays where it was: the runner moves it with
     //    [`commit_watermark`] once the run's reports are published, so a run that
     //    fails after this point walks the same changes again.
@@ -199,6 +221,46 @@ pub async fn ingest_with_control(
     })
 }
 
+fn ids(walked: &WalkOutcome) -> HashSet<String> {
+    walked
+        .contracts
+        .iter()
+        .map(|c| c.id.composite().to_string())
+        .collect()
+}
+
+/// Walks one slot of the run's progress to the end, saving it in the state.
+async fn walk_slot(
+    ctx: &RunContext<'_>,
+    progress: &mut Progress,
+    slot: WalkSlot,
+    feedback: &mut Feedback,
+) -> Result<WalkOutcome, IngestError> {
+    let s = ctx.settings;
+    let opts = WalkOptions::new(s.page_size, s.status_filter.clone());
+    let store = CheckpointWalkStore::for_slot(ctx.states, ctx.watermark, progress, slot);
+    let state = match slot {
+        WalkSlot::Main => &mut progress.walk,
+        WalkSlot::Changes => match progress.changes.as_mut() {
+            Some(c) => c,
+            None => {
+                return Ok(WalkOutcome {
+                    contracts: vec![],
+                    list_requests: 0,
+                })
+            }
+        },
+    };
+    walk(ctx.client, &store, state, &opts, ctx.control, &mut |e| {
+        feedback.page(e)
+    })
+    .await
+    .map_err(|source| IngestError::Walk {
+        job: s.job.clone(),
+        source,
+    })
+}
+
 /// Advances `job`'s watermark to the start of the run that produced `pending`,
 /// once everything that run had to do is done. Never moves it backwards.
 pub async fn commit_watermark(
@@ -218,184 +280,4 @@ pub async fn commit_watermark(
     }
     cp.watermark = Some(pending.run_start);
     states.save(&cp).await.map_err(state_err)
-}
-
-fn client_config(s: &IngestSettings) -> ClientConfig {
-    ClientConfig {
-        base_url: s.base_url.clone(),
-        client_id: s.client_id.clone(),
-        client_secret: s.client_secret.clone(),
-        user_email: s.user_email.clone(),
-        request_timeout: s.request_timeout,
-    }
-}
-
-fn new_progress(
-    s: &IngestSettings,
-    cp: &Checkpoint,
-    mode: IngestMode,
-    states: &StateStore,
-) -> Result<Progress, IngestError> {
-    let run_start: DateTime<Utc> = Utc::now().trunc_subsecs(0);
-    let (mode, window) = match (mode, cp.watermark) {
-        (IngestMode::Full, _) | (IngestMode::Auto, None) => {
-            (WalkMode::Full, Window::full(run_start))
-        }
-        (IngestMode::Incremental | IngestMode::Auto, Some(wm)) => {
-            let overlap = chrono::Duration::from_std(s.overlap).unwrap_or(chrono::Duration::zero());
-            let start = (wm - overlap).trunc_subsecs(0);
-            (
-                WalkMode::Incremental,
-                Window {
-                    field: WindowField::LastUpdatedOn,
-                    start,
-                    end: run_start,
-                },
-            )
-        }
-        (IngestMode::Incremental, None) => {
-            return Err(IngestError::NoWatermark {
-                job: s.job.clone(),
-                state: states.state_path().to_string(),
-            })
-        }
-    };
-    let key_prefix = run_start.format("%Y%m%dT%H%M%SZ").to_string();
-    Ok(Progress {
-        mode,
-        run_start,
-        walk: WalkState::new(vec![window], key_prefix),
-    })
-}
-
-async fn read_snapshot(
-    s: &IngestSettings,
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-) -> Result<Option<Snapshot>, IngestError> {
-    let err = |message: String| IngestError::Snapshot {
-        job: s.job.clone(),
-        path: path.to_string(),
-        message,
-    };
-    let bytes = match store.get(path).await {
-        Ok(r) => r.bytes().await.map_err(|e| err(e.to_string()))?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(err(e.to_string())),
-    };
-    let (keys, fields) = (s.record_data_keys.clone(), s.key_pointer_fields.clone());
-    let parsed = tokio::task::spawn_blocking(move || snapshot::from_parquet(bytes, &keys, &fields))
-        .await
-        .map_err(|e| err(format!("reader panicked: {e}")))?;
-    parsed.map(Some).map_err(|e| err(e.to_string()))
-}
-
-async fn write_snapshot(
-    s: &IngestSettings,
-    store: &Arc<dyn ObjectStore>,
-    path: &Path,
-    rows: Vec<SnapshotRow>,
-) -> Result<polars::prelude::DataFrame, IngestError> {
-    let err = |message: String| IngestError::Snapshot {
-        job: s.job.clone(),
-        path: path.to_string(),
-        message,
-    };
-    let (keys, fields) = (s.record_data_keys.clone(), s.key_pointer_fields.clone());
-    let built = tokio::task::spawn_blocking(move || {
-        let mut df = snapshot::to_frame(&rows, &keys, &fields)?;
-        let bytes = snapshot::frame_to_parquet(&mut df)?;
-        Ok::<_, polars::prelude::PolarsError>((df, bytes))
-    })
-    .await
-    .map_err(|e| err(format!("writer panicked: {e}")))?;
-    let (df, bytes) = built.map_err(|e| err(e.to_string()))?;
-    store
-        .put(path, PutPayload::from(bytes))
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    Ok(df)
-}
-
-/// Fetches metadata values (when the job names fields) and executed document
-/// hashes (when enabled) for changed contracts — or for every live contract
-/// when the snapshot lacks a column the job now names — `max_in_flight` at a
-/// time, all inside the workspace's limiter.
-async fn enrich(
-    s: &IngestSettings,
-    client: &SpotDraftClient,
-    merged: &mut Merged,
-    refresh_all_key_pointers: bool,
-    feedback: &Feedback,
-) -> Result<(), IngestError> {
-    let wants_kp = !s.key_pointer_fields.is_empty();
-    let mut jobs: Vec<(usize, bool, bool)> = vec![];
-    let changed: std::collections::HashSet<usize> = merged.changed.iter().copied().collect();
-    for (i, row) in merged.rows.iter().enumerate() {
-        let is_changed = changed.contains(&i);
-        let kp = wants_kp && row.deleted_at.is_none() && (is_changed || refresh_all_key_pointers);
-        let doc =
-            s.fetch_documents && is_changed && row.contract_status.as_deref() == Some("EXECUTED");
-        if kp || doc {
-            jobs.push((i, kp, doc));
-        }
-    }
-    let total = jobs.len();
-    let jobs: Vec<_> = jobs
-        .into_iter()
-        .map(|(i, kp, doc)| (i, ContractId::new(merged.rows[i].id.clone()), kp, doc))
-        .collect();
-    let mut results = futures::stream::iter(jobs)
-        .map(|(i, id, kp, doc)| async move {
-            let kps = if kp {
-                Some(
-                    client
-                        .key_pointers(&id)
-                        .await
-                        .map_err(|e| (id.clone(), "metadata values", e))?,
-                )
-            } else {
-                None
-            };
-            let sha = if doc {
-                let bytes = client
-                    .download(&id)
-                    .await
-                    .map_err(|e| (id.clone(), "document", e))?;
-                Some(hex::encode(Sha256::digest(&bytes)))
-            } else {
-                None
-            };
-            Ok::<_, (ContractId, &str, _)>((i, kps, sha))
-        })
-        .buffer_unordered(s.max_in_flight.max(1));
-    let mut done = 0;
-    while let Some(r) = results.next().await {
-        let (i, kps, sha) = r.map_err(|(id, what, source)| IngestError::Fetch {
-            job: s.job.clone(),
-            what: format!("{what} of contract {id}"),
-            source: Box::new(source),
-        })?;
-        let row = &mut merged.rows[i];
-        if let Some(kps) = kps {
-            row.key_pointers = s
-                .key_pointer_fields
-                .iter()
-                .map(|f| {
-                    (
-                        f.clone(),
-                        kps.iter()
-                            .find(|k| &k.field_name == f)
-                            .and_then(|k| crate::spotdraft::model::value_text(&k.value)),
-                    )
-                })
-                .collect();
-        }
-        if sha.is_some() {
-            row.document_sha256 = sha;
-        }
-        done += 1;
-        feedback.enrich(done, total);
-    }
-    Ok(())
 }

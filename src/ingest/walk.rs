@@ -148,13 +148,23 @@ impl WalkOptions {
     }
 }
 
-/// Stops a walk between pages (tests, shutdown). The state is saved first.
+/// Stops a run between pages or enrichment results (tests, a lost lease).
+/// The state is saved first.
 #[derive(Debug, Clone, Default)]
 pub struct WalkControl {
-    /// Stop after this many list requests in this call.
+    /// Stop the walk after this many list requests in this call.
     pub page_budget: Option<u64>,
-    /// Stop when set.
+    /// Stop enrichment after this many contracts enriched in this call.
+    pub enrich_budget: Option<u64>,
+    /// Stop when set (the walk and enrichment both check it).
     pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl WalkControl {
+    /// True when the stop flag is raised.
+    pub fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
 }
 
 /// One page fetched, for progress display.
@@ -174,7 +184,7 @@ pub struct PageEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
     /// A list request failed; the pages before it are kept.
-    #[error("listing contracts ({window}, page {page}) failed: {source}")]
+    #[error("listing contracts ({window}, page {page}) failed")]
     Fetch {
         /// The window.
         window: Window,
@@ -240,11 +250,7 @@ pub async fn walk<S: WalkStore>(
                 pages: vec![],
             });
         }
-        let stop = control
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::SeqCst));
-        if stop || control.page_budget.is_some_and(|b| requests >= b) {
+        if control.stopped() || control.page_budget.is_some_and(|b| requests >= b) {
             store.save_progress(st).await?;
             return Err(WalkError::Stopped { pages: requests });
         }
@@ -378,216 +384,5 @@ fn newest_per_id(contracts: Vec<Contract>) -> Vec<Contract> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::http::{RetryPolicy, Throttle};
-    use crate::ingest::checkpoint::{
-        Checkpoint, CheckpointWalkStore, Progress, StateStore, WalkMode,
-    };
-    use crate::secret::Secret;
-    use crate::spotdraft::client::ClientConfig;
-    use crate::spotdraft::fake::{self, FakeState};
-    use chrono::{TimeZone, Utc};
-    use object_store::memory::InMemory;
-    use object_store::path::Path;
-    use std::time::Duration;
-
-    async fn setup(state: FakeState) -> (SpotDraftClient, fake::Shared, StateStore, Checkpoint) {
-        let expected: HashSet<String> = state.contracts.iter().map(|c| c.id.clone()).collect();
-        let (base, shared) = fake::start(state).await;
-        let cfg = ClientConfig {
-            base_url: base,
-            client_id: Secret::new("a"),
-            client_secret: Secret::new("b"),
-            user_email: None,
-            request_timeout: Duration::from_secs(5),
-        };
-        let client = SpotDraftClient::with_seed(
-            cfg,
-            Arc::new(Throttle::new(1000, 1)),
-            RetryPolicy::default(),
-            1,
-        )
-        .unwrap();
-        let states = StateStore::new(Arc::new(InMemory::new()), &Path::from("p"), "job");
-        let run_start = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
-        let walk = WalkState::new(vec![Window::full(run_start)], "r1".into());
-        let cp = Checkpoint {
-            watermark: None,
-            progress: Some(Progress {
-                mode: WalkMode::Full,
-                run_start,
-                walk,
-            }),
-        };
-        assert!(!expected.is_empty());
-        (client, shared, states, cp)
-    }
-
-    /// [`walk`] over the run state, as the ingest makes it.
-    async fn walk_checkpoint(
-        client: &SpotDraftClient,
-        states: &StateStore,
-        cp: &mut Checkpoint,
-        opts: &WalkOptions,
-        control: &WalkControl,
-        on_page: &mut (dyn FnMut(&PageEvent) + Send),
-    ) -> Result<WalkOutcome, WalkError> {
-        let progress = cp.progress.as_mut().expect("a walk under way");
-        let store = CheckpointWalkStore::new(states, cp.watermark, progress);
-        walk(client, &store, &mut progress.walk, opts, control, on_page).await
-    }
-
-    fn ids(o: &WalkOutcome) -> HashSet<String> {
-        o.contracts
-            .iter()
-            .map(|c| c.id.composite().to_string())
-            .collect()
-    }
-
-    fn all(n: usize) -> HashSet<String> {
-        (1..=n).map(|i| format!("T-{i}")).collect()
-    }
-
-    #[tokio::test]
-    async fn a_quiet_walk_costs_one_request_per_page() {
-        let (client, shared, states, mut cp) = setup(FakeState {
-            contracts: fake::contracts(250),
-            ..Default::default()
-        })
-        .await;
-        let out = walk_checkpoint(
-            &client,
-            &states,
-            &mut cp,
-            &WalkOptions::new(100, vec![]),
-            &WalkControl::default(),
-            &mut |_| {},
-        )
-        .await
-        .unwrap();
-        assert_eq!(ids(&out), all(250));
-        assert_eq!(out.contracts.len(), 250);
-        assert_eq!(
-            (out.list_requests, shared.lock().unwrap().list_requests),
-            (3, 3)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_walk_under_shifting_pages_is_exact() {
-        // Every 3rd list request moves the oldest contract to the front.
-        let state = FakeState {
-            contracts: fake::contracts(950),
-            update_every: Some(3),
-            ..Default::default()
-        };
-        let (client, _shared, states, mut cp) = setup(state).await;
-        let mut pages = 0;
-        let out = walk_checkpoint(
-            &client,
-            &states,
-            &mut cp,
-            &WalkOptions::new(100, vec![]),
-            &WalkControl::default(),
-            &mut |_| pages += 1,
-        )
-        .await
-        .unwrap();
-        assert_eq!(ids(&out), all(950));
-        assert_eq!(out.contracts.len(), 950);
-        let st = &cp.progress.as_ref().unwrap().walk;
-        assert!(st.windows_rewalked > 0 && st.windows_split > 0, "{st:?}");
-    }
-
-    #[tokio::test]
-    async fn a_stopped_walk_resumes_without_refetching() {
-        let (client, shared, states, mut cp) = setup(FakeState {
-            contracts: fake::contracts(450),
-            ..Default::default()
-        })
-        .await;
-        let opts = WalkOptions::new(100, vec![]);
-        let stop = WalkControl {
-            page_budget: Some(2),
-            stop: None,
-        };
-        let err = walk_checkpoint(&client, &states, &mut cp, &opts, &stop, &mut |_| {})
-            .await
-            .unwrap_err();
-        assert!(matches!(err, WalkError::Stopped { pages: 2 }), "{err}");
-        // Resume from what was saved, as a new process would.
-        let mut saved = states.load().await.unwrap();
-        assert_eq!(
-            saved
-                .progress
-                .as_ref()
-                .unwrap()
-                .walk
-                .current
-                .as_ref()
-                .unwrap()
-                .next_page,
-            3
-        );
-        let out = walk_checkpoint(
-            &client,
-            &states,
-            &mut saved,
-            &opts,
-            &WalkControl::default(),
-            &mut |_| {},
-        )
-        .await
-        .unwrap();
-        assert_eq!(out.list_requests, 3, "only pages 3..=5 are fetched again");
-        assert_eq!(shared.lock().unwrap().list_requests, 5);
-        assert_eq!(ids(&out), all(450));
-    }
-
-    #[tokio::test]
-    async fn a_failed_page_keeps_the_pages_before_it() {
-        let mut state = FakeState {
-            contracts: fake::contracts(300),
-            ..Default::default()
-        };
-        state.script.extend([
-            (0, None, ""),
-            (
-                200,
-                None,
-                "{\"page\":2,\"limit\":100,\"total_results\":300,\"results\":[{}]}",
-            ),
-        ]);
-        let (client, shared, states, mut cp) = setup(state).await;
-        let opts = WalkOptions::new(100, vec![]);
-        let err = walk_checkpoint(
-            &client,
-            &states,
-            &mut cp,
-            &opts,
-            &WalkControl::default(),
-            &mut |_| {},
-        )
-        .await
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("page 2") && err.to_string().contains("malformed JSON"),
-            "{err}"
-        );
-        let mut saved = states.load().await.unwrap();
-        let out = walk_checkpoint(
-            &client,
-            &states,
-            &mut saved,
-            &opts,
-            &WalkControl::default(),
-            &mut |_| {},
-        )
-        .await
-        .unwrap();
-        assert_eq!(ids(&out), all(300));
-        assert_eq!(out.list_requests, 2, "page 1 is not fetched again");
-        assert_eq!(shared.lock().unwrap().list_requests, 4);
-    }
-}
+#[path = "walk_tests.rs"]
+mod tests;

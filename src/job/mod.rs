@@ -96,6 +96,8 @@ pub struct FetchSettings {
     pub record_data_keys: Vec<String>,
     /// Metadata value field names the job reads (snapshot columns `key_pointers.<field>`).
     pub key_pointer_fields: Vec<String>,
+    /// In-scope contracts whose metadata values are fetched again each run, stalest first.
+    pub refresh_per_run: crate::ingest::RefreshBudget,
 }
 
 /// ERP extract location and shape.

@@ -73,8 +73,23 @@ pub struct RawSpotDraft {
     pub incremental_overlap_secs: Option<u64>,
     /// Download executed documents of new or changed EXECUTED contracts to compare checksums (default false).
     pub fetch_documents: Option<bool>,
+    /// Contracts in the reconciled statuses whose metadata values are fetched again each run, stalest
+    /// first, so that values SpotDraft edits without any change to the list are re-verified: a number
+    /// (`500`) or a percentage of those contracts (`"2%"`, the default; `0` turns it off). With `p%`
+    /// every value is re-verified within `ceil(100 / p)` runs; with `n`, within `ceil(contracts / n)`.
+    pub refresh_per_run: Option<RawRefresh>,
     /// `[spotdraft.retry]`: retry limits.
     pub retry: Option<RawRetry>,
+}
+
+/// `refresh_per_run`: a count or a percentage.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawRefresh {
+    /// Contracts per run.
+    Count(i64),
+    /// `"<p>%"`.
+    Text(String),
 }
 
 /// `[spotdraft.retry]`

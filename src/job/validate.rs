@@ -1,9 +1,9 @@
 //! Job file validation: TOML -> [`RawJobFile`] -> [`Job`], every problem reported
 //! as `file: key: reason`.
 
-use super::raw::{RawCompare, RawJobFile, RawMatch};
+use super::raw::{RawCompare, RawJobFile, RawMatch, RawRefresh};
 use super::*;
-use crate::ingest::snapshot;
+use crate::ingest::{snapshot, RefreshBudget};
 use crate::reconcile::spec::{
     kinds, CompareKind, CompareSpec, KeySource, KeySpec, Normalize, ReconcileSpec, Severity,
     CANONICAL_ERP_FIELDS,
@@ -391,7 +391,9 @@ impl Validator {
         if status_filter.iter().any(String::is_empty) {
             self.bad("spotdraft.status_filter", "contains an empty status");
         }
+        let refresh_per_run = self.refresh(sd.refresh_per_run.as_ref());
         (self.problems.len() == ok).then(|| FetchSettings {
+            refresh_per_run: refresh_per_run.unwrap_or_default(),
             page_size,
             requests_per_second: rps,
             max_in_flight,
@@ -408,6 +410,36 @@ impl Validator {
             record_data_keys: Vec::new(),
             key_pointer_fields: Vec::new(),
         })
+    }
+
+    fn refresh(&mut self, raw: Option<&RawRefresh>) -> Option<RefreshBudget> {
+        let key = "spotdraft.refresh_per_run";
+        match raw {
+            None => Some(RefreshBudget::default()),
+            Some(RawRefresh::Count(n)) if *n >= 0 => Some(RefreshBudget::Contracts(*n as u64)),
+            Some(RawRefresh::Count(n)) => {
+                self.bad(
+                    key,
+                    format!(
+                        "{n} is negative (a number of contracts, or a percentage such as \"2%\")"
+                    ),
+                );
+                None
+            }
+            Some(RawRefresh::Text(t)) => {
+                let p = t
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<f64>().ok());
+                match p {
+                    Some(p) if (0.0..=100.0).contains(&p) => Some(RefreshBudget::Percent(p)),
+                    _ => {
+                        self.bad(key, format!("{t:?} is not a percentage from \"0%\" to \"100%\" (or use a number of contracts)"));
+                        None
+                    }
+                }
+            }
+        }
     }
 
     fn extract(&mut self, raw: &RawJobFile) -> Option<ExtractSettings> {

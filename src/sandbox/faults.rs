@@ -44,8 +44,18 @@ pub struct HttpFaults {
 pub struct SpotDraftFaults {
     /// Faults applied to every SpotDraft request.
     pub http: HttpFaults,
-    /// The next N contract list responses are truncated JSON with status 200.
+    /// The next N contract list responses are truncated JSON with status 200
+    /// (cut in half).
     pub malformed_json_next: u32,
+    /// The next N contract list responses are cut mid-JSON at a seeded point,
+    /// status 200 with a `Content-Length` that matches the cut body, as a flaky
+    /// proxy sends them.
+    pub truncated_body_next: u32,
+    /// The next N metadata value (`key_pointers`) or document (`download`)
+    /// requests for an existing contract delete that contract first (for real:
+    /// the list no longer shows it; recorded as a `delete` mutation) and answer
+    /// 404: a contract deleted between a client's walk and its enrichment.
+    pub vanish_before_enrich: u32,
     /// Mutations performed while a client walks the pages.
     pub page_shift: Option<PageShift>,
 }
@@ -181,6 +191,22 @@ impl FaultsHandle {
         take(&mut self.lock().config.spotdraft.malformed_json_next)
     }
 
+    /// Where to cut this list response of `len` bytes (and counts down), when
+    /// it must be truncated: a seeded point strictly inside the body.
+    pub(crate) fn take_truncation(&self, len: usize) -> Option<usize> {
+        let mut inner = self.lock();
+        if !take(&mut inner.config.spotdraft.truncated_body_next) {
+            return None;
+        }
+        Some(inner.rng.random_range(1..len.max(2)))
+    }
+
+    /// True (and counts down) when this metadata or document request must find
+    /// its contract deleted.
+    pub(crate) fn take_vanish(&self) -> bool {
+        take(&mut self.lock().config.spotdraft.vanish_before_enrich)
+    }
+
     /// True (and counts down) when this successful ERP write must be answered 502.
     pub(crate) fn take_applied_but_502(&self) -> bool {
         take(&mut self.lock().config.erp.applied_but_502_next)
@@ -285,10 +311,31 @@ mod tests {
     }
 
     #[test]
+    fn truncation_cuts_strictly_inside_and_counts_down() {
+        let f = FaultsHandle::new(3);
+        f.update(|c| c.spotdraft.truncated_body_next = 20);
+        for _ in 0..20 {
+            let at = f.take_truncation(10).unwrap();
+            assert!((1..10).contains(&at), "{at}");
+        }
+        assert_eq!(f.take_truncation(10), None);
+        f.update(|c| c.spotdraft.vanish_before_enrich = 1);
+        assert!(f.take_vanish());
+        assert!(!f.take_vanish());
+    }
+
+    #[test]
     fn config_json_round_trips_and_rejects_unknown_fields() {
-        let json = r#"{"spotdraft":{"http":{"burst_429":1},"page_shift":{"mutations":3,"every_n_list_requests":1}}}"#;
+        let json = r#"{"spotdraft":{"http":{"burst_429":1},"truncated_body_next":2,"vanish_before_enrich":1,"page_shift":{"mutations":3,"every_n_list_requests":1}}}"#;
         let c: FaultsConfig = serde_json::from_str(json).unwrap();
         assert_eq!(c.spotdraft.http.burst_429, 1);
+        assert_eq!(
+            (
+                c.spotdraft.truncated_body_next,
+                c.spotdraft.vanish_before_enrich
+            ),
+            (2, 1)
+        );
         assert_eq!(
             serde_json::from_value::<FaultsConfig>(serde_json::to_value(&c).unwrap()).unwrap(),
             c

@@ -13,6 +13,7 @@ mod erp_writes;
 pub mod faults;
 pub mod filters;
 pub mod load;
+mod mutations;
 pub mod server;
 pub mod spotdraft;
 pub mod store;

@@ -6,9 +6,10 @@
 use crate::sandbox::dataset::FixtureContract;
 use crate::sandbox::faults::Api;
 use crate::sandbox::filters::parse_list_query;
+use crate::sandbox::mutations;
 use crate::sandbox::server::AppState;
-use crate::sandbox::store::{now_iso, Mutation, MutationKind, SignedLink};
-use crate::spotdraft::model::{Contract, ContractId, ExternalMetadata, KNOWN_STATUSES};
+use crate::sandbox::store::{now_iso, SignedLink};
+use crate::spotdraft::model::ExternalMetadata;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -184,7 +185,7 @@ fn api_contract(c: &FixtureContract) -> Value {
 
 async fn list_contracts(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     if let Some(kind) = s.faults.page_shift_tick() {
-        perform_mutation(&s, kind);
+        mutations::perform(&s, kind);
     }
     let query = match parse_list_query(raw.as_deref().unwrap_or("")) {
         Ok(q) => q,
@@ -206,77 +207,24 @@ async fn list_contracts(State(s): State<AppState>, RawQuery(raw): RawQuery) -> R
         (total, results)
     };
     let body = json!({"page": query.page, "limit": query.limit, "total_results": total, "results": results});
-    if s.faults.take_malformed() {
-        s.store.lock().counters.faults_injected += 1;
-        let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
-        bytes.truncate(bytes.len() / 2);
-        return ([(header::CONTENT_TYPE, "application/json")], bytes).into_response();
-    }
-    Json(body).into_response()
-}
-
-/// One page-shift mutation: create, update or delete a contract, recorded.
-fn perform_mutation(s: &AppState, kind: MutationKind) {
-    let count = s.store.lock().contract_count();
-    let index = s.faults.pick(count);
-    let now = now_iso();
-    let mut st = s.store.lock();
-    let picked = st
-        .ordered()
-        .nth(index)
-        .map(|c| c.contract.id.composite().to_string());
-    let contract_id = match (kind, picked) {
-        (MutationKind::Create, _) => {
-            let n = st.max_contract_number() + 1;
-            let id = format!("T-{n}");
-            let contract = Contract {
-                id: ContractId::new(id.clone()),
-                created: now.clone(),
-                contract_name: format!("Sandbox contract {id}"),
-                contract_link: format!("https://app.spotdraft.com/contracts/v2/{n}"),
-                contract_status: "DRAFT".into(),
-                created_by: "Sandbox".into(),
-                counter_party_name: "Page Shift Ltd".into(),
-                contract_type_name: "Standard NDA".into(),
-                contract_type_id: Some(1),
-                external_metadata: ExternalMetadata::default(),
-                reference_id: None,
-                last_updated_on: Some(now.clone()),
-            };
-            st.put_contract(FixtureContract {
-                contract,
-                key_pointers: Vec::new(),
-                document: None,
-            });
-            id
-        }
-        (MutationKind::Update, Some(id)) => {
-            if let Some(mut c) = st.remove_contract(&id) {
-                let pos = KNOWN_STATUSES
-                    .iter()
-                    .position(|k| *k == c.contract.contract_status);
-                c.contract.contract_status =
-                    KNOWN_STATUSES[pos.map_or(0, |p| (p + 1) % KNOWN_STATUSES.len())].into();
-                c.contract.last_updated_on = Some(now.clone());
-                st.put_contract(c);
-            }
-            id
-        }
-        (MutationKind::Delete, Some(id)) => {
-            st.remove_contract(&id);
-            id
-        }
-        (_, None) => return,
+    let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let cut = if s.faults.take_malformed() {
+        Some(bytes.len() / 2)
+    } else {
+        s.faults.take_truncation(bytes.len())
     };
-    tracing::debug!(?kind, %contract_id, "page shift mutation");
-    st.mutations.push(Mutation {
-        kind,
-        contract_id,
-        at: now,
-    });
+    if let Some(at) = cut {
+        s.store.lock().counters.faults_injected += 1;
+        bytes.truncate(at);
+    }
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 async fn key_pointers(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    s.store.lock().counters.key_pointers_requests += 1;
+    if mutations::vanish_before_enrich(&s, &id) {
+        return not_found(&id);
+    }
     let st = s.store.lock();
     match st.resolve_id(&id).and_then(|k| st.contract(&k)) {
         Some(c) => Json(c.key_pointers.clone()).into_response(),
@@ -314,6 +262,10 @@ fn missing(id: &str, what: Missing) -> Response {
 }
 
 async fn download(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    s.store.lock().counters.document_requests += 1;
+    if mutations::vanish_before_enrich(&s, &id) {
+        return not_found(&id);
+    }
     let doc = match document_of(&s, &id) {
         Ok(d) => d,
         Err(what) => return missing(&id, what),

@@ -2,7 +2,7 @@
 //! write log, page-shift mutations and request counters.
 
 use crate::sandbox::dataset::{ErpRecord, FixtureContract};
-use crate::spotdraft::model::ContractId;
+use crate::spotdraft::model::{ContractId, KeyPointer};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,11 +17,16 @@ pub struct Counters {
     pub spotdraft_requests: u64,
     /// Contract list requests answered by the list handler.
     pub list_requests: u64,
+    /// Metadata value (`key_pointers`) requests that passed auth and faults.
+    pub key_pointers_requests: u64,
+    /// Document (`download`) requests that passed auth and faults.
+    pub document_requests: u64,
     /// SpotDraft requests answered 401.
     pub unauthorized: u64,
     /// SpotDraft requests answered 429 by the rate limiter.
     pub rate_limited: u64,
-    /// Requests (both APIs) answered by an injected fault (429 burst, 5xx, malformed JSON).
+    /// Requests (both APIs) answered by an injected fault (429 burst, 5xx,
+    /// malformed or truncated JSON, a contract vanished before enrichment).
     pub faults_injected: u64,
     /// Every request that reached the ERP side (any status).
     pub erp_requests: u64,
@@ -246,6 +251,41 @@ impl StateHandle {
     /// Removes a contract; returns it when it existed.
     pub fn remove_contract(&self, id: &str) -> Option<FixtureContract> {
         self.lock().remove_contract(id)
+    }
+
+    /// Edits one metadata value of a contract as SpotDraft may without touching
+    /// the list: the list item and `last_updated_on` stay as they are. Adds the
+    /// field when the contract has none of that name; false when the contract
+    /// is unknown.
+    pub fn set_key_pointer_value(
+        &self,
+        id: &str,
+        field_name: &str,
+        value: serde_json::Value,
+    ) -> bool {
+        let mut st = self.lock();
+        let Some(c) = st.contracts.get_mut(id) else {
+            return false;
+        };
+        match c
+            .key_pointers
+            .iter_mut()
+            .find(|k| k.field_name == field_name)
+        {
+            Some(k) => k.value = value,
+            None => {
+                let next = c.key_pointers.iter().map(|k| k.id).max().unwrap_or(0) + 1;
+                c.key_pointers.push(KeyPointer {
+                    id: next,
+                    value,
+                    label: field_name.to_string(),
+                    field_name: field_name.to_string(),
+                    data_type: "text".into(),
+                    format_option: serde_json::json!({}),
+                });
+            }
+        }
+        true
     }
 
     /// Sets a contract's `last_updated_on` to now; false when unknown.

@@ -3,9 +3,18 @@
 //! Auth headers come from [`Secret`]s and are never logged; redirects are not
 //! followed (SpotDraft answers 302 for `http://` or a trailing-slash mismatch,
 //! and following one would hide a misconfiguration); every request goes through
-//! the shared [`RetryingClient`] (throttle + retries).
+//! the shared [`RetryingClient`] (throttle + retries). A JSON body that does
+//! not parse (cut short by a flaky proxy) is retried like a 5xx.
+//!
+//! Error messages name the URL once: each error either prints its cause or
+//! exposes it through `source()`, never both, so a rendered chain
+//! (`{:#}` of an `anyhow::Error`) does not repeat itself.
+//!
+//! Existence checks ([`SpotDraftClient::contract_exists`],
+//! [`SpotDraftClient::existing_contracts`]) are list requests filtered on
+//! `contract_id` with no status filter (see `lookup.rs`).
 
-use crate::http::{HttpError, HttpResponse, RetryPolicy, RetryingClient, Throttle};
+use crate::http::{HttpError, RetryPolicy, RetryingClient, Throttle};
 use crate::secret::Secret;
 use crate::spotdraft::model::{ApiErrorBody, ContractId, ContractListResponse, KeyPointer};
 use bytes::Bytes;
@@ -67,14 +76,17 @@ pub enum FetchError {
         /// The server's explanation, when it gave one (`: ...`).
         detail: String,
     },
-    /// A 2xx answer whose body is not the documented JSON (not retried).
-    #[error("malformed JSON from {url}{}: {source}", page.map(|p| format!(" (page {p})")).unwrap_or_default())]
+    /// A 2xx answer whose body is not the documented JSON, on every attempt
+    /// the retry policy allowed. The URL names the page of a list request.
+    #[error("malformed JSON from {url} after {attempts} attempt(s)")]
     MalformedJson {
         /// The URL requested.
         url: String,
         /// The list page, for list requests.
         page: Option<u32>,
-        /// The parse error.
+        /// Attempts made.
+        attempts: u32,
+        /// The last parse error.
         #[source]
         source: serde_json::Error,
     },
@@ -84,6 +96,13 @@ pub enum FetchError {
     /// The base URL cannot take a path (e.g. `mailto:`), or the HTTP client could not be built.
     #[error("invalid SpotDraft configuration: {0}")]
     Config(String),
+}
+
+impl FetchError {
+    /// True for a 404: the contract (or its document) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, FetchError::Status { status: 404, .. })
+    }
 }
 
 /// One list request: page, page size and filters.
@@ -103,6 +122,9 @@ pub struct ListQuery {
     pub updated_lt: Option<DateTime<Utc>>,
     /// `filter__display_status[$in]` (omitted when empty).
     pub statuses: Vec<String>,
+    /// `filter__contract_id[$eq]` (one id) or `filter__contract_id[$in]`
+    /// (several); omitted when empty. Composite (`T-123`) or integer ids.
+    pub contract_ids: Vec<String>,
 }
 
 /// Formats a time the way filters take it: `2026-11-01T00:00:00Z`.
@@ -130,6 +152,14 @@ impl ListQuery {
         }
         if !self.statuses.is_empty() {
             q.push(("filter__display_status[$in]", self.statuses.join(",")));
+        }
+        match self.contract_ids.as_slice() {
+            [] => {}
+            [one] => q.push(("filter__contract_id[$eq]", one.clone())),
+            many => {
+                let escaped: Vec<String> = many.iter().map(|i| i.replace(',', "\\,")).collect();
+                q.push(("filter__contract_id[$in]", escaped.join(",")));
+            }
         }
         q
     }
@@ -235,12 +265,15 @@ impl SpotDraftClient {
     ) -> Result<ContractListResponse, FetchError> {
         let mut url = self.endpoint(&["v2.1", "public", "contracts", ""])?;
         url.query_pairs_mut().extend_pairs(query.pairs());
-        let resp = self.call(Method::GET, url, &self.counters.list).await?;
-        serde_json::from_slice(&resp.body).map_err(|source| FetchError::MalformedJson {
-            url: resp.url,
-            page: Some(query.page),
-            source,
-        })
+        let parse = |b: &[u8]| serde_json::from_slice(b);
+        self.call_parsed(
+            Method::GET,
+            url,
+            &self.counters.list,
+            Some(query.page),
+            parse,
+        )
+        .await
     }
 
     /// `GET v2.1/public/contracts/{id}/key_pointers`: the contract's metadata values.
@@ -252,24 +285,18 @@ impl SpotDraftClient {
             id.composite(),
             "key_pointers",
         ])?;
-        let resp = self
-            .call(Method::GET, url, &self.counters.key_pointers)
-            .await?;
-        serde_json::from_slice(&resp.body).map_err(|source| FetchError::MalformedJson {
-            url: resp.url,
-            page: None,
-            source,
-        })
+        let parse = |b: &[u8]| serde_json::from_slice(b);
+        self.call_parsed(Method::GET, url, &self.counters.key_pointers, None, parse)
+            .await
     }
 
     /// `POST v2.1/public/contracts/{id}/download`: the latest (for executed
     /// contracts, the executed) document's bytes. Read-only, so retried like a GET.
     pub async fn download(&self, id: &ContractId) -> Result<Bytes, FetchError> {
         let url = self.endpoint(&["v2.1", "public", "contracts", id.composite(), "download"])?;
-        Ok(self
-            .call(Method::POST, url, &self.counters.documents)
-            .await?
-            .body)
+        let parse = |b: &[u8]| Ok(Bytes::copy_from_slice(b));
+        self.call_parsed(Method::POST, url, &self.counters.documents, None, parse)
+            .await
     }
 
     fn endpoint(&self, segments: &[&str]) -> Result<Url, FetchError> {
@@ -286,12 +313,16 @@ impl SpotDraftClient {
         Ok(url)
     }
 
-    async fn call(
+    /// Sends one read (retried, body parsed by `parse` and retried when it does
+    /// not parse); `page` names the list page in errors.
+    async fn call_parsed<T>(
         &self,
         method: Method,
         url: Url,
         counter: &AtomicU64,
-    ) -> Result<HttpResponse, FetchError> {
+        page: Option<u32>,
+        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<T, FetchError> {
         let mut req = self
             .http
             .inner()
@@ -305,24 +336,39 @@ impl SpotDraftClient {
         let req = req
             .build()
             .map_err(|e| FetchError::Config(format!("request to {url}: {e}")))?;
-        let result = self.http.send(req, true).await;
+        let result = self.http.send_parsed(req, true, parse).await;
         // Count attempts, not calls: a retried list request costs budget too.
         let attempts = match &result {
-            Ok(r) => r.attempts as u64,
+            Ok((r, _)) => r.attempts as u64,
             Err(HttpError::Status(r)) => r.attempts as u64,
             Err(
                 HttpError::RetriesExhausted { attempts, .. }
-                | HttpError::Transport { attempts, .. },
+                | HttpError::Transport { attempts, .. }
+                | HttpError::MalformedBody { attempts, .. },
             ) => *attempts as u64,
             Err(HttpError::NotCloneable { .. }) => 0,
         };
         counter.fetch_add(attempts, Ordering::Relaxed);
-        result.map_err(|e| self.explain(e))
+        result.map(|(_, t)| t).map_err(|e| self.explain(e, page))
     }
 
-    fn explain(&self, err: HttpError) -> FetchError {
-        let HttpError::Status(resp) = err else {
-            return FetchError::Http(err);
+    fn explain(&self, err: HttpError, page: Option<u32>) -> FetchError {
+        let resp = match err {
+            HttpError::Status(resp) => resp,
+            HttpError::MalformedBody {
+                url,
+                attempts,
+                source,
+                ..
+            } => {
+                return FetchError::MalformedJson {
+                    url,
+                    page,
+                    attempts,
+                    source,
+                }
+            }
+            other => return FetchError::Http(other),
         };
         let detail = serde_json::from_slice::<ApiErrorBody>(&resp.body)
             .ok()
@@ -349,192 +395,6 @@ impl SpotDraftClient {
     }
 }
 
+mod lookup;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spotdraft::fake::{self, FakeState};
-
-    fn client(base: Url, rps: u32) -> SpotDraftClient {
-        let cfg = ClientConfig {
-            base_url: base,
-            client_id: Secret::new("id-1"),
-            client_secret: Secret::new("s3cret"),
-            user_email: Some("ops@example.com".into()),
-            request_timeout: Duration::from_secs(5),
-        };
-        let policy = RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(10),
-            max_total: Duration::from_secs(5),
-        };
-        SpotDraftClient::with_seed(cfg, Arc::new(Throttle::new(rps, 2)), policy, 42).unwrap()
-    }
-
-    fn q(page: u32) -> ListQuery {
-        ListQuery {
-            page,
-            limit: 2,
-            ..ListQuery::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn sends_auth_headers_and_reads_a_page() {
-        let (base, st) = fake::start(FakeState {
-            contracts: fake::contracts(3),
-            ..FakeState::default()
-        })
-        .await;
-        let c = client(base, 100);
-        let page = c.list_contracts(&q(2)).await.unwrap();
-        assert_eq!(
-            (page.page, page.total_results, page.results.len()),
-            (2, 3, 1)
-        );
-        let h = st.lock().unwrap().last_headers.clone().unwrap();
-        assert_eq!(h["client-id"], "id-1");
-        assert_eq!(h["client-secret"], "s3cret");
-        assert_eq!(h["user-email"], "ops@example.com");
-        assert_eq!(c.request_counts().list, 1);
-        assert!(
-            !format!("{c:?}").contains("s3cret"),
-            "Debug leaks the secret"
-        );
-    }
-
-    #[tokio::test]
-    async fn retries_429_with_and_without_retry_after_and_5xx() {
-        let mut state = FakeState {
-            contracts: fake::contracts(1),
-            ..FakeState::default()
-        };
-        state
-            .script
-            .extend([(429, Some("0"), ""), (429, None, ""), (503, None, "down")]);
-        let (base, st) = fake::start(state).await;
-        let c = client(base, 100);
-        assert_eq!(c.list_contracts(&q(1)).await.unwrap().results.len(), 1);
-        assert_eq!(st.lock().unwrap().list_requests, 4);
-        let stats = c.throttle().stats().snapshot();
-        assert_eq!(
-            (
-                stats.retries,
-                stats.status_429,
-                stats.responses_5xx,
-                stats.requests
-            ),
-            (3, 2, 1, 4)
-        );
-        assert_eq!(c.request_counts().list, 4);
-    }
-
-    #[tokio::test]
-    async fn gives_up_after_max_attempts() {
-        let mut state = FakeState::default();
-        state.script.extend([
-            (500, None, ""),
-            (500, None, ""),
-            (500, None, ""),
-            (500, None, ""),
-            (500, None, ""),
-        ]);
-        let (base, st) = fake::start(state).await;
-        let err = client(base, 100).list_contracts(&q(1)).await.unwrap_err();
-        assert!(
-            matches!(
-                err,
-                FetchError::Http(HttpError::RetriesExhausted {
-                    attempts: 4,
-                    status: 500,
-                    ..
-                })
-            ),
-            "{err}"
-        );
-        assert_eq!(st.lock().unwrap().list_requests, 4);
-    }
-
-    #[tokio::test]
-    async fn unauthorized_fails_at_once_with_a_hint() {
-        let mut state = FakeState::default();
-        state.script.push_back((
-            401,
-            None,
-            r#"{"detail":"Invalid credentials","code":"SD_AUTH"}"#,
-        ));
-        let (base, st) = fake::start(state).await;
-        let err = client(base.clone(), 100)
-            .list_contracts(&q(1))
-            .await
-            .unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("401 from http://") && msg.contains("check client-id/client-secret"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains(base.as_str()) && msg.contains("Invalid credentials"),
-            "{msg}"
-        );
-        assert!(!msg.contains("s3cret"));
-        assert_eq!(st.lock().unwrap().list_requests, 1);
-    }
-
-    #[tokio::test]
-    async fn redirects_are_not_followed() {
-        let mut state = FakeState::default();
-        state
-            .script
-            .push_back((302, Some("https://elsewhere.example/api/"), ""));
-        let (base, _st) = fake::start(state).await;
-        let err = client(base, 100).list_contracts(&q(1)).await.unwrap_err();
-        assert!(
-            matches!(&err, FetchError::Redirect { status: 302, location, .. } if location == "https://elsewhere.example/api/")
-        );
-        assert!(
-            err.to_string().contains("v2.1/public/contracts/?page=1"),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn malformed_json_is_not_retried_and_names_url_and_page() {
-        let mut state = FakeState::default();
-        state
-            .script
-            .push_back((200, None, "{\"page\": 1, \"results\": [oops"));
-        let (base, st) = fake::start(state).await;
-        let err = client(base, 100).list_contracts(&q(7)).await.unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("malformed JSON from http://")
-                && msg.contains("page=7")
-                && msg.contains("(page 7)"),
-            "{msg}"
-        );
-        assert_eq!(st.lock().unwrap().list_requests, 1);
-    }
-
-    #[tokio::test]
-    async fn key_pointers_and_download() {
-        let (base, st) = fake::start(FakeState::default()).await;
-        let c = client(base, 100);
-        let kp = c.key_pointers(&ContractId::new("T-9")).await.unwrap();
-        assert_eq!(kp[0].field_name, "contract_value");
-        assert_eq!(kp[0].value, "value-of-T-9");
-        assert_eq!(
-            &c.download(&ContractId::new("T-9")).await.unwrap()[..],
-            b"%PDF T-9"
-        );
-        assert_eq!(st.lock().unwrap().other_requests, 2);
-        assert_eq!(
-            c.request_counts(),
-            RequestCounts {
-                list: 0,
-                key_pointers: 1,
-                documents: 1
-            }
-        );
-    }
-}
+mod tests;

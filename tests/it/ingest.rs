@@ -1,11 +1,18 @@
 //! Integration tests: ingest against the sandbox SpotDraft API over loopback.
+//! The submodules cover a live workspace: contracts that vanish, bodies cut
+//! short, what is fetched and refreshed, deletions, and resuming.
+
+mod deletions;
+mod fresh;
+mod live;
+mod resume;
 
 use crate::sandbox_api::start;
 use chrono::{DateTime, Utc};
 use contract_recon::http::RetryPolicy;
 use contract_recon::ingest::{
     commit_watermark, ingest, ingest_with_control, IngestError, IngestMode, IngestOutcome,
-    IngestSettings, StateStore, WalkControl,
+    IngestSettings, RefreshBudget, StateStore, WalkControl,
 };
 use contract_recon::sandbox::faults::PageShift;
 use contract_recon::sandbox::Sandbox;
@@ -20,7 +27,7 @@ use std::time::Duration;
 
 /// An ingest whose watermark is committed, as the runner does once the run's
 /// reports are published.
-async fn ingest_committed(
+pub async fn ingest_committed(
     s: &IngestSettings,
     store: Arc<dyn ObjectStore>,
     prefix: &Path,
@@ -31,7 +38,8 @@ async fn ingest_committed(
     Ok(out)
 }
 
-fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
+/// Settings against `sb` at `rps`: no metadata fields, no documents, no refresh.
+pub fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
     IngestSettings {
         job: "nightly".into(),
         base_url: sb.spotdraft_base_url().parse().unwrap(),
@@ -53,14 +61,23 @@ fn settings(sb: &Sandbox, rps: u32) -> IngestSettings {
         record_data_keys: vec!["po_number".into()],
         key_pointer_fields: vec![],
         fetch_documents: false,
+        reconciled_statuses: vec![],
+        refresh_per_run: RefreshBudget::Contracts(0),
     }
 }
 
-fn store() -> (Arc<dyn ObjectStore>, Path) {
+/// The error as `main` prints it: the whole chain, `{:#}`.
+pub fn chain(err: IngestError) -> String {
+    format!("{:#}", anyhow::Error::from(err))
+}
+
+/// An in-memory output store and prefix.
+pub fn store() -> (Arc<dyn ObjectStore>, Path) {
     (Arc::new(InMemory::new()), Path::from("runs"))
 }
 
-fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
+/// A text column.
+pub fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
     df.column(col)
         .unwrap()
         .as_materialized_series()
@@ -71,8 +88,18 @@ fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
         .collect()
 }
 
+/// The value of `col` in the row of contract `id`.
+pub fn cell(df: &DataFrame, col: &str, id: &str) -> Option<String> {
+    let ids = strings(df, "id");
+    let i = ids
+        .iter()
+        .position(|v| v.as_deref() == Some(id))
+        .unwrap_or_else(|| panic!("{id} is not in the snapshot"));
+    strings(df, col)[i].clone()
+}
+
 /// Ids of rows not marked deleted.
-fn live_ids(df: &DataFrame) -> BTreeSet<String> {
+pub fn live_ids(df: &DataFrame) -> BTreeSet<String> {
     let ids = strings(df, "id");
     let deleted = strings(df, "deleted_at");
     ids.into_iter()
@@ -83,7 +110,7 @@ fn live_ids(df: &DataFrame) -> BTreeSet<String> {
 }
 
 /// The sandbox's contracts created before `t`.
-fn truth_before(sb: &Sandbox, t: DateTime<Utc>) -> BTreeSet<String> {
+pub fn truth_before(sb: &Sandbox, t: DateTime<Utc>) -> BTreeSet<String> {
     sb.state()
         .contracts()
         .into_iter()
@@ -117,14 +144,15 @@ async fn full_walk_is_exact_while_pages_shift() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quiet_full_walk_costs_one_list_request_per_page() {
+async fn a_quiet_full_walk_costs_one_list_request_per_page_plus_the_live_count() {
     let sb = start(350, 1000).await;
     let (store, prefix) = store();
     let out = ingest(&settings(&sb, 500), store, &prefix, IngestMode::Auto)
         .await
         .unwrap();
-    assert_eq!(out.stats.requests.list, 4);
-    assert_eq!(sb.state().counters().list_requests, 4);
+    assert_eq!(out.stats.requests.list, 4 + 1);
+    assert_eq!(sb.state().counters().list_requests, 4 + 1);
+    assert_eq!(out.stats.live_count_mismatch, Some(0));
     assert_eq!(out.snapshot.height(), 350);
     assert_eq!(
         strings(&out.snapshot, "external_metadata.record_data.po_number")[2].as_deref(),
@@ -167,8 +195,8 @@ async fn unauthorized_fails_at_once() {
     let (store, prefix) = store();
     let err = ingest(&s, store, &prefix, IngestMode::Full)
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let err = chain(err);
     assert!(
         err.contains("401") && err.contains("check client-id/client-secret"),
         "{err}"
@@ -185,23 +213,24 @@ async fn stop_then_bad_json_then_resume_fetches_only_missing_pages() {
     let s = settings(&sb, 500);
     let budget = WalkControl {
         page_budget: Some(3),
-        stop: None,
+        ..WalkControl::default()
     };
     let err = ingest_with_control(&s, store.clone(), &prefix, IngestMode::Full, &budget)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("stopped after 3"), "{err}");
-    // Next page answers 200 with broken JSON: not retried, named, pages kept.
-    sb.faults().update(|f| f.spotdraft.malformed_json_next = 1);
+    assert!(chain(err).contains("stopped after 3"));
+    // Page 4 answers 200 with broken JSON on all 8 attempts the policy allows:
+    // the run fails naming the page, and keeps pages 1..=3.
+    sb.faults().update(|f| f.spotdraft.malformed_json_next = 8);
     let err = ingest(&s, store.clone(), &prefix, IngestMode::Auto)
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    let err = chain(err);
     assert!(
-        err.contains("malformed JSON") && err.contains("page=4") && err.contains("(page 4)"),
+        err.contains("malformed JSON") && err.contains("page=4") && err.contains("page 4)"),
         "{err}"
     );
-    assert_eq!(sb.state().counters().list_requests, 4);
+    assert_eq!(sb.state().counters().list_requests, 3 + 8, "{err}");
     let state = StateStore::new(store.clone(), &prefix, "nightly")
         .load()
         .await
@@ -222,8 +251,9 @@ async fn stop_then_bad_json_then_resume_fetches_only_missing_pages() {
         .unwrap();
     assert!(out.stats.resumed);
     assert_eq!(
-        out.stats.requests.list, 4,
-        "pages 4..=7 again, 1..=3 from the spill"
+        out.stats.requests.list,
+        4 + 1,
+        "pages 4..=7 again, 1..=3 from the spill, and the live count"
     );
     assert_eq!(live_ids(&out.snapshot).len(), 650);
     let states = StateStore::new(store.clone(), &prefix, "nightly");
@@ -291,7 +321,7 @@ async fn incremental_run_merges_one_percent_of_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_contracts_are_marked_not_dropped() {
+async fn deleted_contracts_are_marked_the_same_night_not_dropped() {
     let sb = start(120, 1000).await;
     let (store, prefix) = store();
     let s = settings(&sb, 500);
@@ -310,18 +340,23 @@ async fn deleted_contracts_are_marked_not_dropped() {
         Some(-2),
         "the cheap count notices"
     );
-    let full = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
-    assert_eq!(full.stats.contracts_deleted, 2);
-    assert_eq!(full.snapshot.height(), 120);
-    let live = live_ids(&full.snapshot);
+    assert_eq!(inc.stats.contracts_deleted, 2, "and the search finds them");
+    assert_eq!(inc.snapshot.height(), 120);
+    let live = live_ids(&inc.snapshot);
     assert_eq!(live.len(), 118);
     assert!(!live.contains("T-5") && !live.contains("T-50"));
+    let full = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
+    assert_eq!(
+        full.stats.contracts_deleted, 0,
+        "nothing left for a full walk"
+    );
+    assert_eq!(live_ids(&full.snapshot), live);
     sb.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limiter_holds_the_sandbox_rate() {
-    // 1 list page + 24 metadata calls with the client at 10/s: ~2.5 s. The sandbox
+    // 1 list page + the live count + 24 metadata calls at 10/s: ~2.5 s. The sandbox
     // allows 11/s so that network jitter between two evenly spaced requests cannot
     // put 11 arrivals into one second and flake the test; the benchmark measures the
     // client against the exact 10/s limit (0 429s over 1,000 requests).
@@ -330,7 +365,7 @@ async fn the_limiter_holds_the_sandbox_rate() {
     let mut s = settings(&sb, 10);
     s.key_pointer_fields = vec!["contract_value".into()];
     let out = ingest(&s, store, &prefix, IngestMode::Full).await.unwrap();
-    assert_eq!(out.stats.http.requests, 25);
+    assert_eq!(out.stats.http.requests, 26);
     assert_eq!(sb.state().counters().rate_limited, 0);
     assert_eq!(out.stats.http.status_429, 0);
     assert!(

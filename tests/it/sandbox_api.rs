@@ -1,6 +1,7 @@
 //! Integration tests: the sandbox SpotDraft and ERP servers, over real HTTP on loopback.
 
 mod erp;
+mod live_faults;
 mod openapi;
 mod spotdraft;
 

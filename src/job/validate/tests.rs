@@ -282,3 +282,26 @@ fn demo_job_spec_is_the_engine_and_benchmark_demo_spec() {
     let job = check(&demo_text(), &no_env).unwrap();
     assert_eq!(job.reconcile, crate::reconcile::demo_spec());
 }
+
+#[test]
+fn refresh_per_run_takes_a_count_or_a_percentage() {
+    let with = |v: &str| {
+        demo_text().replace(
+            "fetch_documents = true",
+            &format!("fetch_documents = true\nrefresh_per_run = {v}"),
+        )
+    };
+    let job = check(&demo_text(), &no_env).unwrap();
+    assert_eq!(job.fetch.refresh_per_run, RefreshBudget::Percent(2.0));
+    let job = check(&with("500"), &no_env).unwrap();
+    assert_eq!(job.fetch.refresh_per_run, RefreshBudget::Contracts(500));
+    let job = check(&with("\"0.5%\""), &no_env).unwrap();
+    assert_eq!(job.fetch.refresh_per_run, RefreshBudget::Percent(0.5));
+    let job = check(&with("0"), &no_env).unwrap();
+    assert_eq!(job.fetch.refresh_per_run, RefreshBudget::Contracts(0));
+    for bad in ["-1", "\"150%\"", "\"2\"", "\"lots\""] {
+        let p = problems(&with(bad));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert_eq!(p[0].key, "spotdraft.refresh_per_run", "{bad}");
+    }
+}

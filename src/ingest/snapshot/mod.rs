@@ -8,13 +8,32 @@
 //! [`TAIL_COLUMNS`]. All are strings except `contract_num` and
 //! `contract_type_id` (Int64). `list_item_sha256` (SHA-256 of the list item's
 //! JSON) is how a full walk tells a changed contract from an unchanged one.
+//!
+//! Raw columns, so a job that names a new key or field needs no refetch:
+//! - `external_metadata.record_data`: the contract's whole `record_data` as
+//!   JSON; every `external_metadata.record_data.<key>` column is derived from
+//!   it, on every read and write.
+//! - `key_pointers`: JSON object `{field_name: value_text}` of every metadata
+//!   value the last fetch returned (null: never fetched by this version); the
+//!   `key_pointers.<field_name>` columns are derived from it.
+//!
+//! Enrichment times (RFC 3339 UTC, milliseconds: `2026-11-01T02:30:07.125Z`):
+//! - `key_pointers_fetched_at`: when the contract's metadata values were last
+//!   fetched. Null means never fetched: the contract is *not enriched*, and a
+//!   null `key_pointers.<field>` then says nothing about SpotDraft (not drift).
+//! - `document_fetched_at`: when the executed document was last downloaded.
+//!   With a null `document_sha256` it means SpotDraft had no downloadable
+//!   document then; null means never asked.
+//!
+//! A snapshot written by an older version (no `key_pointers`, no `*_fetched_at`
+//! columns) still loads: a row counts as enriched only when it has a value
+//! (a metadata value, a document checksum), dated by its `changed_at` (else
+//! `first_seen_at`, else 1970) so the refresh budget visits it early.
 
-use crate::spotdraft::model::{value_text, Contract};
-use bytes::Bytes;
+use crate::spotdraft::model::{value_text, Contract, KeyPointer};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Cursor;
 
 /// Columns before the per-job ones.
 pub const BASE_COLUMNS: [&str; 13] = [
@@ -34,8 +53,11 @@ pub const BASE_COLUMNS: [&str; 13] = [
 ];
 
 /// Columns after the per-job ones.
-pub const TAIL_COLUMNS: [&str; 5] = [
+pub const TAIL_COLUMNS: [&str; 8] = [
+    "key_pointers",
+    "key_pointers_fetched_at",
     "document_sha256",
+    "document_fetched_at",
     "list_item_sha256",
     "first_seen_at",
     "changed_at",
@@ -78,10 +100,18 @@ pub struct SnapshotRow {
     pub em_record_data: Option<String>,
     /// The job's `record_data` keys.
     pub record_data: BTreeMap<String, Option<String>>,
-    /// The job's metadata value fields.
+    /// The job's metadata value fields (derived from `key_pointers_all` when
+    /// that is known, else as read from an older snapshot's columns).
     pub key_pointers: BTreeMap<String, Option<String>>,
+    /// Every metadata value the last fetch returned, by `field_name`; `None`
+    /// when never fetched by this version.
+    pub key_pointers_all: Option<BTreeMap<String, Option<String>>>,
+    /// When the metadata values were last fetched (RFC 3339 UTC).
+    pub key_pointers_fetched_at: Option<String>,
     /// SHA-256 of the executed document.
     pub document_sha256: Option<String>,
+    /// When the executed document was last downloaded, or found missing.
+    pub document_fetched_at: Option<String>,
     /// SHA-256 of the list item's JSON.
     pub list_item_sha256: Option<String>,
     /// Run start of the run that first saw it.
@@ -131,13 +161,77 @@ impl SnapshotRow {
     }
 }
 
+impl SnapshotRow {
+    /// Keeps the metadata values of one fetch (`all`, every field returned)
+    /// made at `at`, and derives the job's `fields` from them.
+    pub fn set_key_pointers(
+        &mut self,
+        all: BTreeMap<String, Option<String>>,
+        fields: &[String],
+        at: &str,
+    ) {
+        self.key_pointers = derive_fields(&all, fields);
+        self.key_pointers_all = Some(all);
+        self.key_pointers_fetched_at = Some(at.to_string());
+    }
+
+    /// The value of metadata field `f`: from the last fetch when known, else
+    /// as an older snapshot had it.
+    pub fn key_pointer(&self, f: &str) -> Option<String> {
+        match &self.key_pointers_all {
+            Some(all) => all.get(f).cloned().flatten(),
+            None => self.key_pointers.get(f).cloned().flatten(),
+        }
+    }
+}
+
+/// `{field_name: value_text}` of a metadata value fetch (the first value of a
+/// repeated field name wins).
+pub fn key_pointer_map(kps: &[KeyPointer]) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for k in kps {
+        out.entry(k.field_name.clone())
+            .or_insert_with(|| value_text(&k.value));
+    }
+    out
+}
+
+fn derive_fields(
+    all: &BTreeMap<String, Option<String>>,
+    fields: &[String],
+) -> BTreeMap<String, Option<String>> {
+    fields
+        .iter()
+        .map(|f| (f.clone(), all.get(f).cloned().flatten()))
+        .collect()
+}
+
+/// The `record_data` keys `keys` of a contract, from the raw
+/// `external_metadata.record_data` JSON (`None` JSON: every key null).
+/// `None` when the JSON does not parse.
+pub fn record_data_from_json(
+    json: Option<&str>,
+    keys: &[String],
+) -> Option<BTreeMap<String, Option<String>>> {
+    let data: BTreeMap<String, serde_json::Value> = match json {
+        None => BTreeMap::new(),
+        Some(text) => serde_json::from_str(text).ok()?,
+    };
+    Some(
+        keys.iter()
+            .map(|k| (k.clone(), data.get(k).and_then(value_text)))
+            .collect(),
+    )
+}
+
 /// A snapshot read back, with what the job asks for that it lacks.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// The rows.
     pub rows: Vec<SnapshotRow>,
-    /// Metadata value fields the job names that the file has no column for
-    /// (every contract then needs its values fetched once).
+    /// Metadata value fields the job names that the file has no column for:
+    /// rows without `key_pointers_all` (written by an older version) need
+    /// their values fetched once.
     pub missing_key_pointer_fields: Vec<String>,
 }
 
@@ -181,10 +275,19 @@ pub fn to_frame(
     }
     for f in key_pointer_fields {
         cols.push(s(&format!("{KEY_POINTERS_PREFIX}{f}"), &|r| {
-            r.key_pointers.get(f).cloned().flatten()
+            r.key_pointer(f)
         }));
     }
+    cols.push(s("key_pointers", &|r| {
+        r.key_pointers_all
+            .as_ref()
+            .map(|m| serde_json::to_string(m).expect("a string map serializes"))
+    }));
+    cols.push(s("key_pointers_fetched_at", &|r| {
+        r.key_pointers_fetched_at.clone()
+    }));
     cols.push(s("document_sha256", &|r| r.document_sha256.clone()));
+    cols.push(s("document_fetched_at", &|r| r.document_fetched_at.clone()));
     cols.push(s("list_item_sha256", &|r| r.list_item_sha256.clone()));
     cols.push(s("first_seen_at", &|r| r.first_seen_at.clone()));
     cols.push(s("changed_at", &|r| r.changed_at.clone()));
@@ -199,174 +302,8 @@ pub fn frame_to_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     Ok(buf)
 }
 
-fn str_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
-    match df.column(name) {
-        Err(_) => Ok(vec![None; df.height()]),
-        Ok(c) => Ok(c
-            .as_materialized_series()
-            .str()?
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect()),
-    }
-}
-
-fn int_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<i64>>> {
-    match df.column(name) {
-        Err(_) => Ok(vec![None; df.height()]),
-        Ok(c) => Ok(c
-            .as_materialized_series()
-            .cast(&DataType::Int64)?
-            .i64()?
-            .iter()
-            .collect()),
-    }
-}
-
-/// Reads a snapshot written by [`to_frame`] + [`frame_to_parquet`].
-pub fn from_parquet(
-    bytes: Bytes,
-    record_data_keys: &[String],
-    key_pointer_fields: &[String],
-) -> PolarsResult<Snapshot> {
-    let df = ParquetReader::new(Cursor::new(bytes)).finish()?;
-    let h = df.height();
-    let ids = str_col(&df, "id")?;
-    let mut cols: BTreeMap<&str, Vec<Option<String>>> = BTreeMap::new();
-    for name in BASE_COLUMNS
-        .iter()
-        .chain(TAIL_COLUMNS.iter())
-        .filter(|n| !["id", "contract_num", "contract_type_id"].contains(n))
-    {
-        cols.insert(name, str_col(&df, name)?);
-    }
-    let nums = int_col(&df, "contract_num")?;
-    let types = int_col(&df, "contract_type_id")?;
-    let rd: Vec<(String, Vec<Option<String>>)> = record_data_keys
-        .iter()
-        .map(|k| {
-            Ok((
-                k.clone(),
-                str_col(&df, &format!("{RECORD_DATA_PREFIX}{k}"))?,
-            ))
-        })
-        .collect::<PolarsResult<_>>()?;
-    let missing_key_pointer_fields: Vec<String> = key_pointer_fields
-        .iter()
-        .filter(|f| df.column(&format!("{KEY_POINTERS_PREFIX}{f}")).is_err())
-        .cloned()
-        .collect();
-    let kp: Vec<(String, Vec<Option<String>>)> = key_pointer_fields
-        .iter()
-        .map(|f| {
-            Ok((
-                f.clone(),
-                str_col(&df, &format!("{KEY_POINTERS_PREFIX}{f}"))?,
-            ))
-        })
-        .collect::<PolarsResult<_>>()?;
-    let mut rows = Vec::with_capacity(h);
-    for i in 0..h {
-        let g = |name: &str| cols[name][i].clone();
-        rows.push(SnapshotRow {
-            id: ids[i].clone().unwrap_or_default(),
-            contract_num: nums[i],
-            contract_name: g("contract_name"),
-            contract_status: g("contract_status"),
-            counter_party_name: g("counter_party_name"),
-            contract_type_name: g("contract_type_name"),
-            contract_type_id: types[i],
-            created: g("created"),
-            reference_id: g("reference_id"),
-            em_id: g("external_metadata.id"),
-            em_integration_name: g("external_metadata.integration_name"),
-            em_record_type: g("external_metadata.record_type"),
-            em_record_data: g("external_metadata.record_data"),
-            record_data: rd.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect(),
-            key_pointers: kp.iter().map(|(k, v)| (k.clone(), v[i].clone())).collect(),
-            document_sha256: g("document_sha256"),
-            list_item_sha256: g("list_item_sha256"),
-            first_seen_at: g("first_seen_at"),
-            changed_at: g("changed_at"),
-            deleted_at: g("deleted_at"),
-        });
-    }
-    Ok(Snapshot {
-        rows,
-        missing_key_pointer_fields,
-    })
-}
+mod read;
+pub use read::from_parquet;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn contract(json: &str) -> Contract {
-        serde_json::from_str(json).unwrap()
-    }
-
-    #[test]
-    fn rows_round_trip_through_parquet_with_literal_column_names() {
-        let c = contract(
-            r#"{"id":"T-42","created":"2026-01-02T03:04:05Z","contract_name":"MSA","contract_status":"EXECUTED",
-                "contract_type_id":7,"external_metadata":{"id":99,"record_type":"po","record_data":{"vendor_id":"V-1","amount":12.5}}}"#,
-        );
-        let keys = vec![
-            "vendor_id".to_string(),
-            "amount".to_string(),
-            "absent".to_string(),
-        ];
-        let mut row = SnapshotRow::from_contract(&c, &keys);
-        row.key_pointers
-            .insert("contract_value".into(), Some("1000".into()));
-        row.first_seen_at = Some("2026-02-01T00:00:00Z".into());
-        let kp = vec!["contract_value".to_string()];
-        let mut df = to_frame(std::slice::from_ref(&row), &keys, &kp).unwrap();
-        let names: Vec<String> = df
-            .get_column_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(
-            names.contains(&"external_metadata.record_data.vendor_id".to_string()),
-            "{names:?}"
-        );
-        assert!(names.contains(&"key_pointers.contract_value".to_string()));
-        assert_eq!(df.column("contract_num").unwrap().dtype(), &DataType::Int64);
-        assert_eq!(
-            df.column("contract_type_id").unwrap().dtype(),
-            &DataType::Int64
-        );
-        let bytes = frame_to_parquet(&mut df).unwrap();
-        let back = from_parquet(Bytes::from(bytes), &keys, &kp).unwrap();
-        assert_eq!(back.rows, vec![row.clone()]);
-        assert!(back.missing_key_pointer_fields.is_empty());
-        assert_eq!(row.contract_num, Some(42));
-        assert_eq!(row.em_id.as_deref(), Some("99"));
-        assert_eq!(row.record_data["amount"].as_deref(), Some("12.5"));
-        assert_eq!(row.record_data["absent"], None);
-        // A field the job adds later is reported missing.
-        let more = vec!["contract_value".to_string(), "currency".to_string()];
-        let back = from_parquet(
-            Bytes::from(frame_to_parquet(&mut df).unwrap()),
-            &keys,
-            &more,
-        )
-        .unwrap();
-        assert_eq!(
-            back.missing_key_pointer_fields,
-            vec!["currency".to_string()]
-        );
-    }
-
-    #[test]
-    fn list_item_hash_changes_with_the_item() {
-        let a =
-            contract(r#"{"id":"T-1","created":"2026-01-01T00:00:00Z","contract_status":"SIGN"}"#);
-        let b = contract(
-            r#"{"id":"T-1","created":"2026-01-01T00:00:00Z","contract_status":"EXECUTED"}"#,
-        );
-        assert_eq!(list_item_sha256(&a), list_item_sha256(&a.clone()));
-        assert_ne!(list_item_sha256(&a), list_item_sha256(&b));
-    }
-}
+mod tests;
