@@ -348,6 +348,8 @@ fn with_details(
 
 /// The drift table: every kind, joined to contract and record details, with the
 /// run columns, sorted by kind (report order), contract id, record id, field.
+/// Rows are unique on all their columns: identical rows (two ERP rows with one
+/// record id linked to one contract, say) are kept once, in sorted order.
 pub fn drift_table(
     contracts: &DataFrame,
     records: &DataFrame,
@@ -401,6 +403,7 @@ pub fn drift_table(
         ])
         .sort(["kind_ord", "contract_id", "erp_record_id", "field"], sort)
         .select(DRIFT_COLUMNS.map(col))
+        .unique_stable(None, UniqueKeepStrategy::First)
         .collect()?;
     Ok(df)
 }

@@ -33,6 +33,10 @@
 //! - `missing_document` (C, R): C's status is `EXECUTED`, the pair is 1:1 linked,
 //!   and R has no `document_sha256`, or the snapshot has the document's
 //!   checksum and it differs from R's (case-insensitive hex).
+//!
+//! *Uniqueness*: the drift table never holds two identical rows (equal in every
+//! column). Rules that would produce the same row twice, such as two ERP rows
+//! with one record id linked to one contract, report it once.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -507,3 +507,28 @@ fn missing_snapshot_column_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn two_erp_rows_with_one_record_id_give_each_drift_row_once() {
+    // Both rows carry E-1 and name T-1 back: two links of T-1, each
+    // reported as the same duplicate_link row (T-1, E-1).
+    let both = ("E-1", Some("T-1"), None, None, Some("5"), None);
+    let out = run(
+        &[(
+            "T-1",
+            1,
+            "SIGN",
+            false,
+            Some("E-1"),
+            None,
+            None,
+            Some("5"),
+            None,
+        )],
+        &[both, both],
+    );
+    assert_eq!(rows(&out), [row("duplicate_link", "T-1", "E-1", "")]);
+    assert_eq!(out.drift.height(), 1);
+    assert_eq!(out.stats.drift_by_kind["duplicate_link"], 1);
+    assert_eq!(out.stats.links_by_rule.id, 2, "both rows still link");
+}
