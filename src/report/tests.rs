@@ -9,6 +9,7 @@ use polars::prelude::*;
 use recording_store::RecordingStore;
 use std::sync::Arc;
 
+mod csv_safety;
 mod publishing;
 mod recording_store;
 mod sample;
