@@ -2,7 +2,7 @@
 //! links, and assembles the sorted drift table.
 
 use super::compare::add_mismatch;
-use super::link::{key_source, KEY_NAMES};
+use super::link::{is_key_pointer_source, key_source, KEY_NAMES};
 use super::normalize::{null_str, trimmed};
 use super::spec::{kinds, CompareKind, CompareSpec, ReconcileSpec, Severity};
 use super::{ReconcileError, RunContext};
@@ -83,7 +83,13 @@ pub fn one_to_one_pairs(
         .iter()
         .map(|c| key_of_compare(c, spec))
         .collect();
-    let mut c_cols = vec![col("c_idx"), col("c_status"), col("c_doc")];
+    let mut c_cols = vec![
+        col("c_idx"),
+        col("c_status"),
+        col("c_doc"),
+        col("c_kp_fetched"),
+        col("c_doc_fetched"),
+    ];
     let mut r_cols = vec![col("r_idx"), col("r_doc")];
     for (i, key) in reused.iter().enumerate() {
         let (c, r) = match key {
@@ -129,16 +135,24 @@ pub fn one_to_one_pairs(
                 &flag,
             ),
         };
+        if is_key_pointer_source(&cmp.spotdraft_column) {
+            // Metadata values never fetched for this contract: nothing to compare.
+            pairs = pairs.with_column(
+                col(flag.as_str())
+                    .and(col("c_kp_fetched"))
+                    .alias(flag.as_str()),
+            );
+        }
         flags.push(flag);
     }
     // Checksums are compared trimmed and case-insensitively: an executed contract
-    // whose record has none, or (when the snapshot has one) a different one.
-    // Each normalized once into a column, then compared by reference.
+    // whose record has none, or (when the snapshot has one, fetched) a different
+    // one. Each normalized once into a column, then compared by reference.
     let m_doc = if spec.check_documents {
         let hex = |c: &str| trimmed(col(c)).str().to_lowercase().alias(c);
         pairs = pairs.with_columns([hex("c_doc"), hex("r_doc")]);
-        let lacking = col("r_doc").is_null().or(col("c_doc")
-            .is_not_null()
+        let lacking = col("r_doc").is_null().or(col("c_doc_fetched")
+            .and(col("c_doc").is_not_null())
             .and(col("c_doc").neq(col("r_doc"))));
         col("c_status").eq(lit("EXECUTED")).and(lacking)
     } else {
@@ -167,6 +181,63 @@ fn one_to_one(links: &DataFrame) -> LazyFrame {
 /// Number of 1:1 linked pairs (the pairs whose fields are compared).
 pub fn one_to_one_count(links: &DataFrame) -> Result<u64, ReconcileError> {
     Ok(one_to_one(links).collect()?.height() as u64)
+}
+
+/// Comparisons skipped because SpotDraft's values were never fetched, over the
+/// 1:1 pairs: `(contracts with at least one skipped, comparisons skipped)`. Each
+/// `key_pointers.*` comparison of a contract without `key_pointers_fetched_at`
+/// counts one, and the checksum comparison of an executed contract without
+/// `document_fetched_at` one (when documents are checked).
+pub fn not_enriched_counts(
+    contracts: &DataFrame,
+    links: &DataFrame,
+    spec: &ReconcileSpec,
+) -> Result<(u64, u64), ReconcileError> {
+    let kp_compares = spec
+        .compares
+        .iter()
+        .filter(|c| is_key_pointer_source(&c.spotdraft_column))
+        .count() as u64;
+    let kp = when(col("c_kp_fetched"))
+        .then(lit(0u64))
+        .otherwise(lit(kp_compares));
+    let doc = when(
+        lit(spec.check_documents)
+            .and(col("c_status").eq(lit("EXECUTED")))
+            .and(col("c_doc_fetched").not()),
+    )
+    .then(lit(1u64))
+    .otherwise(lit(0u64));
+    let counts = one_to_one(links)
+        .select([col("c_idx")])
+        .join(
+            contracts.clone().lazy().select([
+                col("c_idx"),
+                col("c_status"),
+                col("c_kp_fetched"),
+                col("c_doc_fetched"),
+            ]),
+            [col("c_idx")],
+            [col("c_idx")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([(kp + doc).alias("skipped")])
+        .select([
+            col("skipped")
+                .gt(lit(0u64))
+                .sum()
+                .cast(DataType::UInt64)
+                .alias("contracts"),
+            col("skipped")
+                .sum()
+                .cast(DataType::UInt64)
+                .alias("comparisons"),
+        ])
+        .collect()?;
+    let get = |name: &str| -> Result<u64, ReconcileError> {
+        Ok(counts.column(name)?.u64()?.get(0).unwrap_or(0))
+    };
+    Ok((get("contracts")?, get("comparisons")?))
 }
 
 /// The linking key a string comparison duplicates (same contract column, same ERP

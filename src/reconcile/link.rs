@@ -35,8 +35,31 @@ pub(crate) fn key_source<'a>(spec: &'a ReconcileSpec, name: &str) -> Option<&'a 
 /// Snapshot columns the engine reads, besides the spec's own.
 const SNAPSHOT_BASE: [&str; 4] = ["id", "contract_num", "contract_status", "deleted_at"];
 
-/// Snapshot columns the engine reads for `spec` (`document_sha256` is read when
-/// present, so callers that load the snapshot can project to these plus it).
+/// Snapshot columns the engine reads when present (see [`needed_snapshot_columns`]):
+/// the executed document's checksum, and when the contract's metadata values and
+/// document checksum were fetched (null: never, so those comparisons are skipped).
+pub const OPTIONAL_SNAPSHOT_COLUMNS: [&str; 3] = [
+    "document_sha256",
+    KEY_POINTERS_FETCHED_AT,
+    DOCUMENT_FETCHED_AT,
+];
+
+/// Snapshot column: when the contract's `key_pointers` were fetched (RFC 3339);
+/// null means never, so `key_pointers.*` comparisons are skipped for it.
+pub const KEY_POINTERS_FETCHED_AT: &str = "key_pointers_fetched_at";
+/// Snapshot column: when the contract's executed-document checksum was fetched
+/// (RFC 3339); null means never, so the checksum comparison is skipped for it.
+pub const DOCUMENT_FETCHED_AT: &str = "document_fetched_at";
+
+/// Whether a compared field's SpotDraft source is a metadata value (`key_pointers.*`),
+/// fetched only when a contract is enriched.
+pub fn is_key_pointer_source(column: &str) -> bool {
+    column.starts_with("key_pointers.")
+}
+
+/// Snapshot columns the engine requires for `spec`. It also reads
+/// [`OPTIONAL_SNAPSHOT_COLUMNS`] when present, so callers that load the
+/// snapshot can project to these plus those.
 pub fn needed_snapshot_columns(spec: &ReconcileSpec) -> Vec<String> {
     let mut needed: Vec<String> = SNAPSHOT_BASE.iter().map(|c| c.to_string()).collect();
     let keys = KEY_NAMES.iter().filter_map(|k| key_source(spec, k));
@@ -70,13 +93,23 @@ pub fn check_snapshot_columns(
     }
 }
 
-/// Contract frame: `c_idx`, ids and keys, scope flags and raw compared values (`c_cmp_<i>`).
+/// Contract frame: `c_idx`, ids and keys, scope flags, enrichment flags
+/// (`c_kp_fetched`, `c_doc_fetched`) and raw compared values (`c_cmp_<i>`).
 pub fn prepare_contracts(
     snapshot: DataFrame,
     spec: &ReconcileSpec,
 ) -> Result<DataFrame, ReconcileError> {
     check_snapshot_columns(&snapshot, spec)?;
-    let has_doc = snapshot.schema().contains("document_sha256");
+    let schema = snapshot.schema().clone();
+    let has_doc = schema.contains("document_sha256");
+    // Without the column every contract counts as fetched (older snapshots).
+    let fetched = |column: &str| {
+        if schema.contains(column) {
+            trimmed(col(column).cast(DataType::String)).is_not_null()
+        } else {
+            lit(true)
+        }
+    };
     let back = &spec.keys.spotdraft_contract_id_normalize;
     let status = trimmed(col("contract_status")).str().to_uppercase();
     let in_status = spec
@@ -115,6 +148,8 @@ pub fn prepare_contracts(
             null_str()
         }
         .alias("c_doc"),
+        fetched(KEY_POINTERS_FETCHED_AT).alias("c_kp_fetched"),
+        fetched(DOCUMENT_FETCHED_AT).alias("c_doc_fetched"),
     ];
     for name in KEY_NAMES {
         let (raw, key) = match key_source(spec, name) {

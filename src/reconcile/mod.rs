@@ -65,6 +65,13 @@ pub struct ReconcileStats {
     pub linked_pairs: u64,
     /// All links by rule, duplicates included.
     pub links_by_rule: LinksByRule,
+    /// 1:1 linked contracts with at least one comparison skipped because
+    /// SpotDraft's values were never fetched (`key_pointers_fetched_at` or
+    /// `document_fetched_at` null in the snapshot).
+    pub not_enriched_contracts: u64,
+    /// Comparisons skipped for that reason: one per `key_pointers.*` compared
+    /// field, and one per executed document checksum.
+    pub not_enriched_comparisons: u64,
     /// Drift rows per kind; every kind is listed, zeros included.
     pub drift_by_kind: BTreeMap<String, u64>,
     /// Drift rows per severity; `low`, `medium` and `high` are always listed.
@@ -114,7 +121,8 @@ pub enum ReconcileError {
 ///
 /// `snapshot`: one row per contract, String columns except `contract_num`
 /// (Int64): `id`, `contract_num`, `contract_status`, `deleted_at` and every
-/// column the spec names (optionally `document_sha256`). `erp`: the extract's
+/// column the spec names (optionally those of [`link::OPTIONAL_SNAPSHOT_COLUMNS`]:
+/// `document_sha256`, `key_pointers_fetched_at`, `document_fetched_at`). `erp`: the extract's
 /// valid records with canonical column names (`erp::extract::Extract::records`).
 pub fn reconcile(
     snapshot: DataFrame,
@@ -142,6 +150,8 @@ pub fn reconcile(
     lap("pairs");
     let drift = drift::drift_table(&contracts, &records, &links, &pairs, spec, ctx)?;
     lap("drift table");
+    let (not_enriched_contracts, not_enriched_comparisons) =
+        drift::not_enriched_counts(&contracts, &links, spec)?;
 
     let flags = contracts
         .clone()
@@ -185,6 +195,8 @@ pub fn reconcile(
         erp_records,
         linked_pairs: drift::one_to_one_count(&links)?,
         links_by_rule,
+        not_enriched_contracts,
+        not_enriched_comparisons,
         drift_by_kind,
         drift_by_severity,
     };

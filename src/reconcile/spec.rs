@@ -19,6 +19,16 @@
 //!    sides and equal, used only between contracts and records that have no
 //!    link by 1 or 2.
 //!
+//! *Not enriched is never drift*: when the snapshot has a
+//! `key_pointers_fetched_at` column, a contract where it is null never had its
+//! metadata values fetched, so no comparison whose SpotDraft source is a
+//! `key_pointers.*` field is made for it (no `field_mismatch` either way). When
+//! the snapshot has `document_fetched_at`, a contract where it is null never had
+//! its executed document's checksum fetched, so `missing_document` does not
+//! compare checksums for it (an ERP record without a document is still drift).
+//! Without these columns (older snapshots) every contract counts as fetched.
+//! Skipped comparisons are counted in `ReconcileStats`.
+//!
 //! *Kinds* (one row each, `field` empty except for `field_mismatch`):
 //! - `unlinked_contract` (C, R or empty): C has no ERP record id; R is the record
 //!   linked by rule 2 or 3 when there is exactly one.
