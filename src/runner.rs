@@ -173,6 +173,8 @@ async fn run_under_lease(
         run_id: run_id.clone(),
         job: job.name.clone(),
         detected_at: started_at.clone(),
+        // Not looked up yet: every back-reference outside the snapshot is an orphan.
+        known_existing_contract_ids: Vec::new(),
     };
     let spec = job.reconcile.clone();
     let records = extract.records;

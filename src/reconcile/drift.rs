@@ -4,6 +4,7 @@
 use super::compare::add_mismatch;
 use super::link::{is_key_pointer_source, key_source, KEY_NAMES};
 use super::normalize::{null_str, trimmed};
+use super::orphans::known_contract_keys;
 use super::spec::{kinds, CompareKind, CompareSpec, ReconcileSpec, Severity};
 use super::{ReconcileError, RunContext};
 use polars::prelude::*;
@@ -256,12 +257,14 @@ fn key_of_compare(cmp: &CompareSpec, spec: &ReconcileSpec) -> Option<&'static st
 }
 
 /// Drift rows of every kind, as lazy pieces over the materialized frames.
+/// `known`: keys (`k`) of contracts known to exist outside the snapshot.
 fn pieces(
     contracts: &DataFrame,
     records: &DataFrame,
     links: &DataFrame,
     pairs: &DataFrame,
     spec: &ReconcileSpec,
+    known: LazyFrame,
 ) -> Vec<LazyFrame> {
     let c = || contracts.clone().lazy();
     let r = || records.clone().lazy();
@@ -323,6 +326,7 @@ fn pieces(
         .select([col("r_idx"), col("r_back_key"), col("r_back_raw")])
         .join(alive("c_id_key"), [col("r_back_key")], [col("k")], anti())
         .join(alive("c_num_key"), [col("r_back_key")], [col("k")], anti())
+        .join(known, [col("r_back_key")], [col("k")], anti())
         .select([col("r_idx"), col("r_back_raw").alias("contract_override")]);
     out.push(with_kind(
         orphans,
@@ -429,12 +433,16 @@ pub fn drift_table(
     spec: &ReconcileSpec,
     ctx: &RunContext,
 ) -> Result<DataFrame, ReconcileError> {
+    let known = known_contract_keys(&ctx.known_existing_contract_ids, spec)?;
     let args = UnionArgs {
         to_supertypes: true,
         ..Default::default()
     };
     let flagged = with_raw_values(pairs, contracts, records, spec)?;
-    let all = concat_lf_diagonal(pieces(contracts, records, links, &flagged, spec), args)?;
+    let all = concat_lf_diagonal(
+        pieces(contracts, records, links, &flagged, spec, known),
+        args,
+    )?;
     let c_cols = [
         col("c_idx"),
         col("c_id"),

@@ -12,6 +12,7 @@ pub mod compare;
 pub mod drift;
 pub mod link;
 pub mod normalize;
+pub mod orphans;
 pub mod spec;
 pub mod testing;
 
@@ -24,9 +25,11 @@ use spec::{kinds, ReconcileSpec};
 use std::collections::BTreeMap;
 
 pub use drift::DRIFT_COLUMNS;
+pub use orphans::orphan_candidates;
 pub use testing::demo_spec;
 
-/// Identifies one run in every drift row.
+/// What a run adds to the two frames: its identity, written in every drift
+/// row, and what it learned about contracts outside the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunContext {
     /// Run id (also the report folder name).
@@ -35,6 +38,13 @@ pub struct RunContext {
     pub job: String,
     /// When the run detected the drift, ISO 8601 UTC.
     pub detected_at: String,
+    /// Contracts known to exist in SpotDraft although they are not live in the
+    /// snapshot (e.g. outside the walk's `status_filter`): ERP records naming
+    /// them are not `orphan_erp_record`. Composite (`T-123`) or integer
+    /// (`123`) ids, matched like back-references; a composite id also matches
+    /// its integer form. Fill it by looking up [`orphans::orphan_candidates`]
+    /// in SpotDraft; empty when nothing was looked up.
+    pub known_existing_contract_ids: Vec<String>,
 }
 
 /// Links counted by the first rule that made them.

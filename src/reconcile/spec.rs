@@ -4,7 +4,10 @@
 //! # Drift rules (the contract between the engine, the fixture generator and the docs)
 //!
 //! Inputs: the contract snapshot (one row per contract; rows with `deleted_at`
-//! set are gone) and the ERP extract (valid rows only, canonical column names).
+//! set are gone), the ERP extract (valid rows only, canonical column names) and
+//! the ids of contracts known to exist outside the snapshot
+//! (`RunContext::known_existing_contract_ids`, e.g. contracts a `status_filter`
+//! walk left out, looked up in SpotDraft by the runner).
 //! Keys are normalized per [`KeySource::normalize`]; an empty string is null and
 //! a null key links nothing (two nulls never match).
 //!
@@ -34,7 +37,13 @@
 //!   linked by rule 2 or 3 when there is exactly one.
 //! - `missing_in_erp` (C, id): C names an ERP record id that no ERP row has.
 //! - `orphan_erp_record` (named id, R): R names a SpotDraft contract that is not in
-//!   the snapshot or is deleted. `contract_id` holds the id R names, as written.
+//!   the snapshot or is deleted, and is not a known existing contract either.
+//!   A known id matches a back-reference as a snapshot contract does: normalized
+//!   like back-references, the composite id (`T-123`) or its integer part
+//!   (`123`); an integer-only known id matches integer back-references only.
+//!   `contract_id` holds the id R names, as written. The back-references that
+//!   are candidates (named, not live in the snapshot) are what
+//!   `orphans::orphan_candidates` returns.
 //! - `duplicate_link` (C, R): one row per link when R links to several contracts or
 //!   C links to several records. Pairs in a duplicate group are not compared.
 //! - `field_mismatch` (C, R, field): for each 1:1 linked pair and each

@@ -302,6 +302,7 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
             run_id: "r".into(),
             job: "demo".into(),
             detected_at: "2026-11-01T00:00:00Z".into(),
+            known_existing_contract_ids: Vec::new(),
         };
         reconcile(snapshot, records, &demo_spec(), &ctx).unwrap()
     })
