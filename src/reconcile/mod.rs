@@ -13,6 +13,7 @@ pub mod drift;
 pub mod link;
 pub mod normalize;
 pub mod orphans;
+pub mod pairs;
 pub mod spec;
 pub mod testing;
 
@@ -156,12 +157,12 @@ pub fn reconcile(
     lap("prepare records");
     let links = link::link(&contracts, &records, spec)?;
     lap("link");
-    let pairs = drift::one_to_one_pairs(&contracts, &records, &links, spec)?;
+    let pairs = pairs::one_to_one_pairs(&contracts, &records, &links, spec)?;
     lap("pairs");
     let drift = drift::drift_table(&contracts, &records, &links, &pairs, spec, ctx)?;
     lap("drift table");
     let (not_enriched_contracts, not_enriched_comparisons) =
-        drift::not_enriched_counts(&contracts, &links, spec)?;
+        pairs::not_enriched_counts(&contracts, &links, spec)?;
 
     let flags = contracts
         .clone()
@@ -203,7 +204,7 @@ pub fn reconcile(
         contracts_in_scope: flag("in_scope")?,
         contracts_deleted_skipped: flag("deleted")?,
         erp_records,
-        linked_pairs: drift::one_to_one_count(&links)?,
+        linked_pairs: pairs::one_to_one_count(&links)?,
         links_by_rule,
         not_enriched_contracts,
         not_enriched_comparisons,
