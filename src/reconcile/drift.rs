@@ -1,6 +1,7 @@
 //! Reconciliation: classifies drift from the materialized contracts, records and
 //! links, and assembles the sorted drift table.
 
+use super::link::unusable_fields;
 use super::normalize::null_str;
 use super::orphans::known_contract_keys;
 use super::spec::{kinds, ReconcileSpec, Severity};
@@ -41,6 +42,9 @@ pub mod actions {
     pub const LINK_OR_CREATE_ERP_RECORD: &str = "link_or_create_erp_record";
     /// `duplicate_link`.
     pub const RESOLVE_DUPLICATE_LINK: &str = "resolve_duplicate_link";
+    /// `unusable_erp_value`: correct the value in the ERP (SpotDraft's value is
+    /// shown when a compared field reads it); nothing is written automatically.
+    pub const FIX_ERP_VALUE: &str = "fix_erp_value";
 }
 
 fn kind_cols(kind: &str, spec: &ReconcileSpec) -> [Expr; 3] {
@@ -154,6 +158,42 @@ fn pieces(
         spec,
         lit(actions::RESOLVE_DUPLICATE_LINK),
     ));
+
+    // The record's one contract, when it links to exactly one.
+    let only_contract = || {
+        l().filter(col("n_r").eq(lit(1)))
+            .select([col("c_idx"), col("r_idx")])
+    };
+    for f in unusable_fields(records) {
+        let rows = r()
+            .filter(col(format!("r_unusable_{f}")))
+            .select([
+                col("r_idx"),
+                lit(f.as_str()).alias("field"),
+                col(format!("r_value_{f}")).alias("erp_value"),
+            ])
+            .join(only_contract(), [col("r_idx")], [col("r_idx")], left());
+        // SpotDraft's value of the first compared field that reads it: what the
+        // ERP value should most likely be.
+        let rows = match spec.compares.iter().position(|c| c.erp_column == f) {
+            Some(i) => rows.join(
+                c().select([
+                    col("c_idx"),
+                    col(format!("c_cmp_{i}")).alias("spotdraft_value"),
+                ]),
+                [col("c_idx")],
+                [col("c_idx")],
+                left(),
+            ),
+            None => rows.with_column(null_str().alias("spotdraft_value")),
+        };
+        out.push(with_kind(
+            rows,
+            kinds::UNUSABLE_ERP_VALUE,
+            spec,
+            lit(actions::FIX_ERP_VALUE),
+        ));
+    }
 
     let ord = kinds::ALL
         .iter()

@@ -5,7 +5,9 @@
 //! kind is derived from them, so no join is computed twice.
 
 use super::normalize::{normalize_key, null_str, trimmed};
-use super::spec::{KeySource, ReconcileSpec};
+use super::spec::{
+    unusable_flag, KeySource, ReconcileSpec, CANONICAL_ERP_FIELDS, UNUSABLE_FLAG_PREFIX,
+};
 use super::ReconcileError;
 use polars::prelude::*;
 
@@ -177,9 +179,44 @@ pub fn prepare_contracts(
     Ok(lf.collect()?)
 }
 
-/// Record frame: `r_idx`, ids, back-reference, keys and raw compared values (`r_cmp_<i>`).
+/// The canonical fields whose unusable-value flag (`_unusable_<field>`) the ERP
+/// frame carries, in column order.
+fn flagged_in(schema: &Schema) -> Vec<String> {
+    schema
+        .iter_names()
+        .filter_map(|n| n.strip_prefix(UNUSABLE_FLAG_PREFIX))
+        .filter(|f| CANONICAL_ERP_FIELDS.contains(f) && schema.contains(f))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The canonical fields a prepared record frame has unusable-value columns for
+/// (`r_unusable_<field>`, `r_value_<field>`).
+pub fn unusable_fields(records: &DataFrame) -> Vec<String> {
+    records
+        .get_column_names()
+        .iter()
+        .filter_map(|n| n.strip_prefix("r_unusable_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Record frame: `r_idx`, ids, back-reference, keys, raw compared values
+/// (`r_cmp_<i>`) and whether each is unusable (`r_bad_<i>`), and per flagged
+/// field its flag and raw value (`r_unusable_<field>`, `r_value_<field>`), and
+/// `r_any_unusable`.
 pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame, ReconcileError> {
     let schema = erp.schema().clone();
+    let flagged = flagged_in(&schema);
+    let flag = |field: &str| {
+        if flagged.iter().any(|f| f == field) {
+            col(unusable_flag(field))
+                .cast(DataType::Boolean)
+                .fill_null(lit(false))
+        } else {
+            lit(false)
+        }
+    };
     let missing = |column: &str| ReconcileError::MissingErpColumn {
         column: column.to_string(),
         available: schema.iter_names().map(|n| n.to_string()).collect(),
@@ -229,7 +266,22 @@ pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame
                 .cast(DataType::String)
                 .alias(format!("r_cmp_{i}")),
         );
+        exprs.push(flag(&c.erp_column).alias(format!("r_bad_{i}")));
     }
+    for f in &flagged {
+        exprs.push(flag(f).alias(format!("r_unusable_{f}")));
+        exprs.push(
+            col(f.as_str())
+                .cast(DataType::String)
+                .alias(format!("r_value_{f}")),
+        );
+    }
+    let any = flagged
+        .iter()
+        .map(|f| flag(f))
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false));
+    exprs.push(any.alias("r_any_unusable"));
     Ok(erp
         .lazy()
         .with_row_index("r_idx", None)

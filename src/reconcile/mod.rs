@@ -70,8 +70,12 @@ pub struct ReconcileStats {
     pub contracts_in_scope: u64,
     /// Contracts skipped because they are deleted.
     pub contracts_deleted_skipped: u64,
-    /// ERP extract rows (valid rows only).
+    /// ERP records whose values are all usable (the extract's valid rows).
     pub erp_records: u64,
+    /// ERP records reconciled although a value could not be read: linked and
+    /// reported (`unusable_erp_value`), that value not compared. The extract
+    /// lists them in its rejects too.
+    pub erp_records_with_unusable_values: u64,
     /// 1:1 linked pairs, the ones whose fields were compared.
     pub linked_pairs: u64,
     /// All links by rule, duplicates included.
@@ -142,7 +146,6 @@ pub fn reconcile(
     ctx: &RunContext,
 ) -> Result<ReconcileOutput, ReconcileError> {
     let contracts_total = snapshot.height() as u64;
-    let erp_records = erp.height() as u64;
     let clock = std::time::Instant::now();
     let lap = |stage: &str| {
         tracing::debug!(
@@ -181,6 +184,8 @@ pub fn reconcile(
     let flag = |name: &str| -> Result<u64, ReconcileError> {
         Ok(flags.column(name)?.u64()?.get(0).unwrap_or(0))
     };
+    let unusable = records.column("r_any_unusable")?.bool()?.sum().unwrap_or(0) as u64;
+    let erp_records = records.height() as u64 - unusable;
     let mut links_by_rule = LinksByRule::default();
     for (rule, n) in drift::count_by(&links, "rule")? {
         match rule.parse::<i32>() {
@@ -204,6 +209,7 @@ pub fn reconcile(
         contracts_in_scope: flag("in_scope")?,
         contracts_deleted_skipped: flag("deleted")?,
         erp_records,
+        erp_records_with_unusable_values: unusable,
         linked_pairs: pairs::one_to_one_count(&links)?,
         links_by_rule,
         not_enriched_contracts,

@@ -32,6 +32,7 @@ pub fn one_to_one_pairs(
         col("c_doc_fetched"),
     ];
     let mut r_cols = vec![col("r_idx"), col("r_doc")];
+    r_cols.extend((0..spec.compares.len()).map(|i| col(format!("r_bad_{i}"))));
     for (i, key) in reused.iter().enumerate() {
         let (c, r) = match key {
             Some(key) => (format!("c_{key}_key"), format!("r_{key}_key")),
@@ -76,14 +77,13 @@ pub fn one_to_one_pairs(
                 &flag,
             ),
         };
+        // An unusable ERP value is reported as such, never compared on a guess.
+        let mut compared = col(format!("r_bad_{i}")).not();
         if is_key_pointer_source(&cmp.spotdraft_column) {
             // Metadata values never fetched for this contract: nothing to compare.
-            pairs = pairs.with_column(
-                col(flag.as_str())
-                    .and(col("c_kp_fetched"))
-                    .alias(flag.as_str()),
-            );
+            compared = compared.and(col("c_kp_fetched"));
         }
+        pairs = pairs.with_column(col(flag.as_str()).and(compared).alias(flag.as_str()));
         flags.push(flag);
     }
     // Checksums are compared trimmed and case-insensitively: an executed contract

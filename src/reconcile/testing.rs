@@ -121,6 +121,7 @@ pub fn demo_spec() -> ReconcileSpec {
             ("missing_in_erp", Severity::High),
             ("orphan_erp_record", Severity::Medium),
             ("duplicate_link", Severity::High),
+            ("unusable_erp_value", Severity::Medium),
             ("missing_document", Severity::High),
         ]
         .into_iter()

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 mod enrichment;
 mod orphans;
+mod unusable;
 
 /// One contract row: (id, num, status, deleted, erp id, vendor, po, amount, doc).
 type C<'a> = (

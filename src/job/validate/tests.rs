@@ -282,3 +282,24 @@ fn demo_job_spec_is_the_engine_and_benchmark_demo_spec() {
     let job = check(&demo_text(), &no_env).unwrap();
     assert_eq!(job.reconcile, crate::reconcile::demo_spec());
 }
+
+#[test]
+fn severity_accepts_every_drift_kind_but_field_mismatch() {
+    let text = demo_text().replace("[severity]\n", "[severity]\nunusable_erp_value = \"low\"\n");
+    let text = text.replace("unusable_erp_value = \"medium\"\n", "");
+    let job = check(&text, &env_with_secrets).unwrap();
+    assert_eq!(
+        job.reconcile.kind_severity.get("unusable_erp_value"),
+        Some(&Severity::Low)
+    );
+    let text = demo_text().replace(
+        "[severity]\n",
+        "[severity]\nunusable_erp_values = \"low\"\nfield_mismatch = \"high\"\n",
+    );
+    let mut got = keys(&text);
+    got.sort();
+    assert_eq!(
+        got,
+        ["severity.field_mismatch", "severity.unusable_erp_values"]
+    );
+}
