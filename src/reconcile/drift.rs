@@ -1,6 +1,7 @@
 //! Reconciliation: classifies drift from the materialized contracts, records and
 //! links, and assembles the sorted drift table.
 
+use super::conflict::link_conflicts;
 use super::link::unusable_fields;
 use super::normalize::null_str;
 use super::orphans::known_contract_keys;
@@ -36,8 +37,14 @@ pub mod actions {
     pub const REVIEW_ERP_LINK: &str = "review_erp_link";
     /// `orphan_erp_record`.
     pub const REVIEW_ORPHAN_ERP_RECORD: &str = "review_orphan_erp_record";
-    /// `unlinked_contract` with exactly one linked record.
+    /// `unlinked_contract` with exactly one linked record; `link_conflict` when
+    /// the contract names an absent record and one other record names it back.
     pub const SET_SPOTDRAFT_EXTERNAL_METADATA_ID: &str = "set_spotdraft_external_metadata_id";
+    /// `link_conflict` when the contract's record exists and one other record's
+    /// back-reference names the contract: that back-reference is stale.
+    pub const UPDATE_ERP_BACK_REFERENCE: &str = "update_erp_back_reference";
+    /// `link_conflict` otherwise (several records, or a record claimed twice).
+    pub const REVIEW_LINK_CONFLICT: &str = "review_link_conflict";
     /// `unlinked_contract` without a record.
     pub const LINK_OR_CREATE_ERP_RECORD: &str = "link_or_create_erp_record";
     /// `duplicate_link`.
@@ -113,6 +120,13 @@ fn pieces(
     );
     out.push(with_kind(unlinked, kinds::UNLINKED_CONTRACT, spec, action));
 
+    let conflicts = link_conflicts(contracts, records, links);
+    // A conflict that says which id to write on the contract replaces its
+    // `missing_in_erp`: one actionable row instead of two.
+    let resolved = conflicts
+        .clone()
+        .filter(col("proposed_action").eq(lit(actions::SET_SPOTDRAFT_EXTERNAL_METADATA_ID)))
+        .select([col("c_idx")]);
     let missing = c()
         .filter(col("c_in_scope").and(col("c_erp_key").is_not_null()))
         .select([col("c_idx"), col("c_erp_key"), col("c_erp_raw")])
@@ -123,6 +137,7 @@ fn pieces(
             [col("r_erp_key")],
             anti(),
         )
+        .join(resolved, [col("c_idx")], [col("c_idx")], anti())
         .select([col("c_idx"), col("c_erp_raw").alias("erp_override")]);
     out.push(with_kind(
         missing,
@@ -130,6 +145,8 @@ fn pieces(
         spec,
         lit(actions::REVIEW_ERP_LINK),
     ));
+    let conflicts = conflicts.with_columns(kind_cols(kinds::LINK_CONFLICT, spec));
+    out.push(conflicts);
 
     let alive = |key: &str| {
         c().filter(col("c_deleted").not().and(col(key).is_not_null()))
@@ -272,7 +289,8 @@ fn with_details(
 }
 
 /// The drift table: every kind, joined to contract and record details, with the
-/// run columns, sorted by kind (report order), contract id, record id, field.
+/// run columns, sorted by kind (report order), contract id, record id, field,
+/// ERP value and SpotDraft value.
 /// Rows are unique on all their columns: identical rows (two ERP rows with one
 /// record id linked to one contract, say) are kept once, in sorted order.
 pub fn drift_table(
@@ -330,7 +348,17 @@ pub fn drift_table(
             text("erp_value"),
             text("proposed_action"),
         ])
-        .sort(["kind_ord", "contract_id", "erp_record_id", "field"], sort)
+        .sort(
+            [
+                "kind_ord",
+                "contract_id",
+                "erp_record_id",
+                "field",
+                "erp_value",
+                "spotdraft_value",
+            ],
+            sort,
+        )
         .select(DRIFT_COLUMNS.map(col))
         .unique_stable(None, UniqueKeepStrategy::First)
         .collect()?;

@@ -9,6 +9,7 @@
 //! them, so no join runs twice.
 
 pub mod compare;
+pub mod conflict;
 pub mod drift;
 pub mod link;
 pub mod normalize;

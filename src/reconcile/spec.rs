@@ -47,7 +47,26 @@
 //! `unusable_erp_value`):
 //! - `unlinked_contract` (C, R or empty): C has no ERP record id; R is the record
 //!   linked by rule 2 or 3 when there is exactly one.
-//! - `missing_in_erp` (C, id): C names an ERP record id that no ERP row has.
+//! - `missing_in_erp` (C, id): C names an ERP record id that no ERP row has,
+//!   unless C has a `link_conflict` row with action
+//!   `set_spotdraft_external_metadata_id`, which replaces it (the analyst gets
+//!   one row saying which id to write).
+//! - `link_conflict` (C, id, `erp_value` = the other id): C names an ERP record
+//!   id X, and a record R' whose id is not X names C back (R' links to C by
+//!   rule 2 only). One row per such R': `erp_record_id` is X as C writes it
+//!   (whether or not a record has it), `erp_value` is R''s `erp_record_id` as
+//!   the extract writes it, `field` and `spotdraft_value` are empty. With
+//!   `n_id` the ERP rows whose id is X and `n_back` such records R' of C, the
+//!   action is:
+//!   - `set_spotdraft_external_metadata_id` when `n_id` = 0, `n_back` = 1 and
+//!     R' links to no other contract: write R''s id on C;
+//!   - `update_erp_back_reference` when `n_id` = 1, `n_back` = 1 and R' links
+//!     to no other contract: R''s back-reference is stale, correct it in the ERP;
+//!   - `review_link_conflict` otherwise.
+//!
+//!   It adds to `duplicate_link` (C's links to X and to R' still form a
+//!   duplicate group when X exists, and those pairs are not compared). When X
+//!   is absent and C's only link is R', the pair (C, R') is 1:1 and compared.
 //! - `orphan_erp_record` (named id, R): R names a SpotDraft contract that is not in
 //!   the snapshot or is deleted, and is not a known existing contract either.
 //!   A known id matches a back-reference as a snapshot contract does: normalized
@@ -238,6 +257,8 @@ pub mod kinds {
     pub const UNLINKED_CONTRACT: &str = "unlinked_contract";
     /// Contract names an ERP record the extract lacks.
     pub const MISSING_IN_ERP: &str = "missing_in_erp";
+    /// Contract names one ERP record while another record names the contract back.
+    pub const LINK_CONFLICT: &str = "link_conflict";
     /// ERP record names a contract that does not exist.
     pub const ORPHAN_ERP_RECORD: &str = "orphan_erp_record";
     /// Several contracts per record, or several records per contract.
@@ -249,9 +270,10 @@ pub mod kinds {
     /// Executed contract whose ERP record lacks the executed document.
     pub const MISSING_DOCUMENT: &str = "missing_document";
     /// All kinds, in report order.
-    pub const ALL: [&str; 7] = [
+    pub const ALL: [&str; 8] = [
         UNLINKED_CONTRACT,
         MISSING_IN_ERP,
+        LINK_CONFLICT,
         ORPHAN_ERP_RECORD,
         DUPLICATE_LINK,
         UNUSABLE_ERP_VALUE,

@@ -80,6 +80,7 @@ fn summary_counts_by_kind_severity_entity_and_field() {
         map(&[
             ("duplicate_link", 0),
             ("field_mismatch", 3),
+            ("link_conflict", 0),
             ("missing_document", 0),
             ("missing_in_erp", 1),
             ("orphan_erp_record", 0),

@@ -333,15 +333,33 @@ fn derive_drift(dir: &Path, cs: &[FixtureContract], rs: &[ErpRecord]) -> BTreeSe
                     None,
                 ));
             }
-            Some(id) if !ids.contains(&id) => {
-                out.insert(row(
-                    "missing_in_erp",
-                    cid,
-                    c.contract.external_metadata.id.as_deref(),
-                    None,
-                ));
+            Some(id) => {
+                // Records naming the contract back under another id contradict it.
+                let named = c.contract.external_metadata.id.as_deref();
+                let back_names = [
+                    c.contract.id.composite().to_string(),
+                    c.contract.id.number().unwrap().to_string(),
+                ];
+                let others: Vec<usize> = rs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        key(r.spotdraft_contract_id.as_deref())
+                            .is_some_and(|b| back_names.contains(&b))
+                            && key(Some(&r.erp_record_id)).as_ref() != Some(&id)
+                    })
+                    .map(|(j, _)| j)
+                    .collect();
+                for _ in &others {
+                    out.insert(row("link_conflict", cid, named, None));
+                }
+                // The conflict says which id to write when the named record is
+                // absent and exactly one unclaimed record names the contract.
+                let replaced = matches!(others.as_slice(), [j] if per_r(*j) == 1);
+                if !ids.contains(&id) && !replaced {
+                    out.insert(row("missing_in_erp", cid, named, None));
+                }
             }
-            Some(_) => {}
         }
     }
     let numbers: BTreeSet<String> = cs
@@ -465,6 +483,7 @@ fn every_kind_appears_at_its_rate() {
         ("orphan_erp_record", in_scope),
         ("duplicate_link", in_scope),
         ("missing_document", executed),
+        ("unusable_erp_value", in_scope),
     ] {
         let rate = contracts_of(kind) / pool;
         assert!((0.007..=0.013).contains(&rate), "{kind}: {rate}");
@@ -488,6 +507,13 @@ fn every_kind_appears_at_its_rate() {
             n / in_scope
         );
     }
+    // Link conflicts: one per duplicate (the second record's back-reference)
+    // and one per injected conflict (the contract's named record is absent).
+    let conflicts = contracts_of("link_conflict") / in_scope;
+    assert!(
+        (0.015..=0.025).contains(&conflicts),
+        "link_conflict: {conflicts}"
+    );
     assert!(rows
         .iter()
         .any(|r| r.drift_kind == "unlinked_contract" && r.erp_record_id.is_none()));
@@ -694,6 +720,11 @@ fn expected_drift_agrees_with_an_independent_reading_of_the_rules() {
             "{row:?}"
         );
         let r = row.erp_record_id.as_deref();
+        if row.drift_kind == "link_conflict" {
+            // The id the contract names, present in the extract or not.
+            assert!(r.is_some(), "{row:?}");
+            continue;
+        }
         assert_eq!(
             r.is_some_and(|r| records.contains(r)),
             !matches!(row.drift_kind.as_str(), "missing_in_erp") && r.is_some(),

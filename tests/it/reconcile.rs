@@ -365,6 +365,7 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
     for kind in [
         "unlinked_contract",
         "missing_in_erp",
+        "link_conflict",
         "orphan_erp_record",
         "duplicate_link",
         "unusable_erp_value",

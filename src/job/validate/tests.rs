@@ -285,13 +285,21 @@ fn demo_job_spec_is_the_engine_and_benchmark_demo_spec() {
 
 #[test]
 fn severity_accepts_every_drift_kind_but_field_mismatch() {
-    let text = demo_text().replace("[severity]\n", "[severity]\nunusable_erp_value = \"low\"\n");
-    let text = text.replace("unusable_erp_value = \"medium\"\n", "");
+    let text = demo_text()
+        .replace("unusable_erp_value = \"medium\"\n", "")
+        .replace("link_conflict = \"high\"\n", "")
+        .replace(
+            "[severity]\n",
+            "[severity]\nunusable_erp_value = \"low\"\nlink_conflict = \"low\"\n",
+        );
     let job = check(&text, &env_with_secrets).unwrap();
-    assert_eq!(
-        job.reconcile.kind_severity.get("unusable_erp_value"),
-        Some(&Severity::Low)
-    );
+    for kind in ["unusable_erp_value", "link_conflict"] {
+        assert_eq!(
+            job.reconcile.kind_severity.get(kind),
+            Some(&Severity::Low),
+            "{kind}"
+        );
+    }
     let text = demo_text().replace(
         "[severity]\n",
         "[severity]\nunusable_erp_values = \"low\"\nfield_mismatch = \"high\"\n",

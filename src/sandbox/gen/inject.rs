@@ -118,8 +118,20 @@ pub(crate) fn apply(base: &Base, role: Role, ids: &mut Ids, rng: &mut StdRng) ->
                 Some(&second_id),
                 None,
             ));
+            // The contract's record exists; the second one's back-reference is stale.
+            out.drift
+                .push(drift(kinds::LINK_CONFLICT, Some(c), Some(&erp_id), None));
             out.records.push(record);
             out.records.push(second);
+        }
+        Role::LinkConflict => {
+            // The contract keeps naming `erp_id`; its record carries another id
+            // and still names the contract: the fix is to write that id on the
+            // contract, and the conflict row replaces `missing_in_erp`.
+            record.erp_record_id = ids.erp_id();
+            out.drift
+                .push(drift(kinds::LINK_CONFLICT, Some(c), Some(&erp_id), None));
+            out.records.push(record);
         }
         Role::Mismatch(field) => {
             mismatch(base, field, &mut record, rng);
@@ -381,7 +393,8 @@ mod tests {
         let out = apply(&b, Role::Duplicate, &mut ids, &mut rng);
         assert_eq!(out.records.len(), 2);
         assert_ne!(out.records[0].erp_record_id, out.records[1].erp_record_id);
-        assert!(out.drift.iter().all(|d| d.drift_kind == "duplicate_link"));
+        let kinds: Vec<&str> = out.drift.iter().map(|d| d.drift_kind.as_str()).collect();
+        assert_eq!(kinds, ["duplicate_link", "duplicate_link", "link_conflict"]);
     }
 
     #[test]
@@ -406,6 +419,19 @@ mod tests {
         );
         assert_eq!(out.records[0].amount.as_deref(), Some("12,3.4"));
         assert_eq!(out.drift[0].field.as_deref(), Some("amount"));
+    }
+
+    #[test]
+    fn link_conflict_record_names_the_contract_under_another_id() {
+        let (b, mut ids, mut rng) = base(Status::Executed);
+        let out = apply(&b, Role::LinkConflict, &mut ids, &mut rng);
+        let named = out.contract.contract.external_metadata.id.clone().unwrap();
+        assert_eq!(out.records.len(), 1);
+        assert_ne!(out.records[0].erp_record_id, named);
+        assert!(out.records[0].spotdraft_contract_id.is_some());
+        assert_eq!(out.drift.len(), 1);
+        assert_eq!(out.drift[0].drift_kind, "link_conflict");
+        assert_eq!(out.drift[0].erp_record_id.as_deref(), Some(named.as_str()));
     }
 
     #[test]

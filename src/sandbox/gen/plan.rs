@@ -174,8 +174,12 @@ pub(crate) enum Role {
     UnlinkedDrop,
     /// The contract names an ERP record that is not in the extract.
     MissingInErp,
-    /// A second ERP record back-references the contract.
+    /// A second ERP record back-references the contract (also a link conflict:
+    /// its back-reference contradicts the contract's id).
     Duplicate,
+    /// The contract names an ERP record id the extract lacks, and its record,
+    /// under another id, names the contract back.
+    LinkConflict,
     /// One compared field differs on the ERP side.
     Mismatch(Field),
     /// EXECUTED contract whose ERP record has no or a wrong document hash.
@@ -280,6 +284,7 @@ impl Plan {
         let unusable = quota(DRIFT_KIND_RATE, in_scope);
         demand.push((Role::Unusable(RejectKind::BadDate), unusable.div_ceil(2)));
         demand.push((Role::Unusable(RejectKind::BadAmount), unusable / 2));
+        demand.push((Role::LinkConflict, quota(DRIFT_KIND_RATE, in_scope)));
         let free: Vec<usize> = pool
             .iter()
             .copied()
@@ -347,6 +352,7 @@ mod tests {
         let per_kind = (in_scope as f64 * DRIFT_KIND_RATE).round() as usize;
         assert_eq!(count(Role::MissingInErp), per_kind);
         assert_eq!(count(Role::Duplicate), per_kind);
+        assert_eq!(count(Role::LinkConflict), per_kind);
         assert_eq!(
             count(Role::UnlinkedKeep) + count(Role::UnlinkedDrop),
             per_kind
@@ -389,6 +395,7 @@ mod tests {
             assert!(plan.roles.contains(&Role::Mismatch(f)), "{f:?}");
         }
         assert!(plan.roles.contains(&Role::MissingDocument));
+        assert!(plan.roles.contains(&Role::LinkConflict));
         assert!(plan.roles.contains(&Role::Unusable(RejectKind::BadDate)));
         assert!(plan.roles.contains(&Role::Unusable(RejectKind::BadAmount)));
         assert!(plan.extras.iter().any(|e| e.1 == Extra::Orphan));
