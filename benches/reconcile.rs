@@ -165,6 +165,7 @@ fn main() -> anyhow::Result<()> {
         run_id: "bench".into(),
         job: "demo".into(),
         detected_at: "2026-11-01T00:00:00Z".into(),
+        known_existing_contract_ids: Vec::new(),
     };
     let (contracts_n, records_n, rejects_n) = (
         snapshot.height(),

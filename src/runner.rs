@@ -4,19 +4,23 @@
 //! the watermark -> release the lease.
 
 use crate::erp::extract::{load_extract, Extract, ExtractFormat, ExtractSource};
+use crate::ingest::IngestStats;
 use crate::ingest::{
     commit_watermark, ingest_with_control, IngestMode, IngestSettings, WalkControl, WalkMode,
 };
 use crate::job::{ExtractFileFormat, Job, SpotDraftTarget};
 use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
-use crate::reconcile::{reconcile, RunContext};
+use crate::reconcile::{orphan_candidates, reconcile, RunContext};
 use crate::report::migrate::migrate_legacy_reports;
 use crate::report::{recover_staged, write_reports, InputCounts, ReportFormats, RunInfo, Summary};
 use crate::sandbox::{Dataset, Sandbox, SandboxConfig};
 use crate::secret::Secret;
+use crate::spotdraft::model::ContractId;
+use crate::spotdraft::SpotDraftClient;
 use crate::storage::{self, Location};
 use anyhow::Context;
 use object_store::ObjectStore;
+use polars::prelude::DataFrame;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -162,17 +166,31 @@ async fn run_under_lease(
     let ingested =
         ingested.with_context(|| format!("ingesting contracts for job {:?}", job.name))?;
     timings.insert("ingest".to_string(), t.elapsed().as_millis() as u64);
+
+    // 4. Contracts that ERP records name but the snapshot lacks (created after
+    //    the run's start, outside the status filter, or gone): asked by id, so
+    //    only the really missing ones become orphans.
+    let mut ingestion = ingested.stats;
+    let known_existing = confirm_named_contracts(
+        &ingested.client,
+        &ingested.snapshot,
+        &extract.records,
+        job,
+        &mut ingestion,
+    )
+    .await?;
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
     }
 
-    // 4. Reconcile.
+    // 5. Reconcile.
     let t = Instant::now();
     let started_at = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let ctx = RunContext {
         run_id: run_id.clone(),
         job: job.name.clone(),
         detected_at: started_at.clone(),
+        known_existing_contract_ids: known_existing,
     };
     let spec = job.reconcile.clone();
     let records = extract.records;
@@ -182,7 +200,7 @@ async fn run_under_lease(
         .context("reconciliation stopped")??;
     timings.insert("reconcile".to_string(), t.elapsed().as_millis() as u64);
 
-    // 5. Reports, published only while the lease is still ours.
+    // 6. Reports, published only while the lease is still ours.
     let t = Instant::now();
     let run = RunInfo {
         job: job.name.clone(),
@@ -200,7 +218,7 @@ async fn run_under_lease(
         erp_rows_rejected: extract.rejects.height() as u64,
     };
     let mut summary = Summary::from_drift(&run, &reconciled.drift, inputs)?;
-    summary.ingestion = ingested.stats;
+    summary.ingestion = ingestion;
     summary.reconcile = reconciled.stats.clone();
     summary.timings_ms = timings;
     let formats = ReportFormats {
@@ -223,7 +241,7 @@ async fn run_under_lease(
         .timings_ms
         .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);
 
-    // 6. The watermark moves once ingestion, reconciliation and reports are done.
+    // 7. The watermark moves once ingestion, reconciliation and reports are done.
     lease.check()?;
     commit_watermark(store.clone(), prefix, &job.name, &ingested.pending)
         .await
@@ -242,6 +260,36 @@ async fn run_under_lease(
         tables,
         report_html,
     })
+}
+
+/// The contracts that ERP records name, are not live in the snapshot, and
+/// SpotDraft confirms exist (one list request per 100 ids). Counted in
+/// `stats.orphan_check_requests`.
+async fn confirm_named_contracts(
+    client: &SpotDraftClient,
+    snapshot: &DataFrame,
+    records: &DataFrame,
+    job: &Job,
+    stats: &mut IngestStats,
+) -> anyhow::Result<Vec<String>> {
+    let (snapshot, records, spec) = (snapshot.clone(), records.clone(), job.reconcile.clone());
+    let candidates =
+        tokio::task::spawn_blocking(move || orphan_candidates(&snapshot, &records, &spec))
+            .await
+            .context("finding the contracts ERP records name")??;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let before = client.request_counts().list;
+    let ids: Vec<ContractId> = candidates.into_iter().map(ContractId::new).collect();
+    let found = client.existing_contracts(&ids).await.with_context(|| {
+        format!(
+            "asking SpotDraft about {} contracts named by ERP records",
+            ids.len()
+        )
+    })?;
+    stats.orphan_check_requests = client.request_counts().list - before;
+    Ok(found.into_iter().collect())
 }
 
 /// Loads and validates the job's ERP extract.

@@ -2,16 +2,23 @@
 //!
 //! The file is read whole through the object store and parsed by Polars from
 //! memory. CSV columns are all read as text (no type inference: `00123` keeps
-//! its zeros); Parquet columns are cast to text. Rows are validated in Polars:
-//! a row with an empty record id, an unparsable date or amount goes to
-//! [`Extract::rejects`] with its row number and never reaches reconciliation.
+//! its zeros); Parquet columns are cast to text. Rows are validated in Polars,
+//! and a row that fails a check goes to [`Extract::rejects`] with its row number
+//! and the reason (the first failing check):
+//! - a row with an empty record id cannot be linked to anything: it is in the
+//!   rejects only;
+//! - a row with an unparsable date (`effective_date`, `expiry_date`) or amount
+//!   still exists in the ERP: it is in the rejects *and* in
+//!   [`Extract::records`], its raw text kept and flagged unusable in
+//!   `_unusable_<field>` (see [`crate::reconcile::spec::unusable_flag`]), so
+//!   reconciliation links it, reports the value and never compares it.
 //!
 //! Amounts: an optional sign, digits and an optional `.` fraction; `,`
 //! thousands separators are accepted only in groups of three before the point
 //! (`1,234.50`), the one form that cannot be read as a decimal comma.
 
 use crate::reconcile::normalize::{decimal_text, parse_date, trimmed};
-use crate::reconcile::spec::CANONICAL_ERP_FIELDS;
+use crate::reconcile::spec::{unusable_flag, CANONICAL_ERP_FIELDS};
 use object_store::{ObjectStore, ObjectStoreExt};
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -42,13 +49,16 @@ pub struct ExtractSource<'a> {
     pub columns: &'a BTreeMap<String, String>,
 }
 
-/// A loaded extract: valid records and rejected rows.
+/// A loaded extract: records and rejected rows.
 #[derive(Debug, Clone)]
 pub struct Extract {
-    /// Valid rows: the mapped canonical columns (String) plus `_row` (UInt64,
-    /// 1-based data row number in the source).
+    /// Every row with a record id: the mapped canonical columns (String, raw
+    /// text), `_row` (UInt64, 1-based data row number in the source) and, per
+    /// mapped date or amount field, `_unusable_<field>` (Boolean): true where
+    /// that value could not be read (such a row is also in `rejects`).
     pub records: DataFrame,
-    /// Rejected rows: `row` (UInt64), `reason` (String), `erp_record_id` (String, raw).
+    /// Rejected rows: `row` (UInt64), `reason` (String), `erp_record_id` (String,
+    /// raw). Rows with a record id are in `records` too.
     pub rejects: DataFrame,
     /// Data rows read from the file.
     pub rows_read: u64,
@@ -216,7 +226,8 @@ fn read_frame(
     })
 }
 
-/// Maps columns to canonical names, blanks to null, and splits valid rows from rejects.
+/// Maps columns to canonical names, blanks to null, and lists rejects; records
+/// keep every row with a record id, with the unusable-value flags.
 fn validate(
     raw: DataFrame,
     columns: &BTreeMap<String, String>,
@@ -268,7 +279,7 @@ fn validate(
             false,
         );
         checks.push((
-            format!("_bad_{canonical}"),
+            unusable_flag(canonical),
             value.is_not_null().and(unusable),
             message,
         ));
@@ -304,12 +315,10 @@ fn validate(
             col("erp_record_id"),
         ])
         .collect()?;
-    let mut drop = flags;
-    drop.push("_bad".into());
     let records = checked
         .lazy()
-        .filter(col("_bad").not())
-        .drop(cols(drop))
+        .filter(col("_bad_id").not())
+        .drop(cols(["_bad_id", "_bad"]))
         .collect()?;
     Ok((records, rejects))
 }

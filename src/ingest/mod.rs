@@ -58,6 +58,7 @@ pub use window::{Window, WindowField};
 use crate::http::{HttpStatsSnapshot, RetryPolicy};
 use crate::secret::Secret;
 use crate::spotdraft::client::{FetchError, RequestCounts};
+use crate::spotdraft::SpotDraftClient;
 use chrono::{DateTime, Utc};
 use polars::prelude::DataFrame;
 use serde::Serialize;
@@ -209,6 +210,9 @@ pub struct IngestStats {
     /// List requests the deletion search made after the live count (window
     /// totals, window listings, lookups by id); 0 when the count agreed.
     pub deletion_search_requests: u64,
+    /// List requests asking about contracts that ERP records name and the
+    /// snapshot lacks (so that only really missing ones become orphans).
+    pub orphan_check_requests: u64,
     /// Contracts whose metadata values were fetched (this run and the
     /// checkpoint it resumed).
     pub key_pointers_fetched: usize,
@@ -236,6 +240,9 @@ pub struct IngestOutcome {
     /// The watermark this ingest earns, moved by [`commit_watermark`] once the
     /// run's later stages are done.
     pub pending: PendingWatermark,
+    /// The workspace's client, sharing the ingest's rate limiter, for the
+    /// run's later lookups (contracts that ERP records name).
+    pub client: SpotDraftClient,
 }
 
 /// A watermark not yet committed: the start of the run whose snapshot is written.

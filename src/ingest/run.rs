@@ -218,6 +218,7 @@ pub async fn ingest_with_control(
         pending: PendingWatermark {
             run_start: progress.run_start,
         },
+        client,
     })
 }
 

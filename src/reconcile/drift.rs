@@ -1,10 +1,11 @@
 //! Reconciliation: classifies drift from the materialized contracts, records and
 //! links, and assembles the sorted drift table.
 
-use super::compare::add_mismatch;
-use super::link::{key_source, KEY_NAMES};
-use super::normalize::{null_str, trimmed};
-use super::spec::{kinds, CompareKind, CompareSpec, ReconcileSpec, Severity};
+use super::conflict::link_conflicts;
+use super::link::unusable_fields;
+use super::normalize::null_str;
+use super::orphans::known_contract_keys;
+use super::spec::{kinds, ReconcileSpec, Severity};
 use super::{ReconcileError, RunContext};
 use polars::prelude::*;
 
@@ -36,12 +37,21 @@ pub mod actions {
     pub const REVIEW_ERP_LINK: &str = "review_erp_link";
     /// `orphan_erp_record`.
     pub const REVIEW_ORPHAN_ERP_RECORD: &str = "review_orphan_erp_record";
-    /// `unlinked_contract` with exactly one linked record.
+    /// `unlinked_contract` with exactly one linked record; `link_conflict` when
+    /// the contract names an absent record and one other record names it back.
     pub const SET_SPOTDRAFT_EXTERNAL_METADATA_ID: &str = "set_spotdraft_external_metadata_id";
+    /// `link_conflict` when the contract's record exists and one other record's
+    /// back-reference names the contract: that back-reference is stale.
+    pub const UPDATE_ERP_BACK_REFERENCE: &str = "update_erp_back_reference";
+    /// `link_conflict` otherwise (several records, or a record claimed twice).
+    pub const REVIEW_LINK_CONFLICT: &str = "review_link_conflict";
     /// `unlinked_contract` without a record.
     pub const LINK_OR_CREATE_ERP_RECORD: &str = "link_or_create_erp_record";
     /// `duplicate_link`.
     pub const RESOLVE_DUPLICATE_LINK: &str = "resolve_duplicate_link";
+    /// `unusable_erp_value`: correct the value in the ERP (SpotDraft's value is
+    /// shown when a compared field reads it); nothing is written automatically.
+    pub const FIX_ERP_VALUE: &str = "fix_erp_value";
 }
 
 fn kind_cols(kind: &str, spec: &ReconcileSpec) -> [Expr; 3] {
@@ -67,130 +77,15 @@ fn with_kind(lf: LazyFrame, kind: &str, spec: &ReconcileSpec, action: Expr) -> L
     lf.with_columns(cols)
 }
 
-/// The 1:1 linked pairs that have something to report: one mismatch flag
-/// `m_<i>` per compared field and `m_doc` for the document check, keeping only
-/// rows where a flag is set (`c_idx`, `r_idx` and the flags). The raw values
-/// shown in reports are looked up afterwards for these few rows, so the 1:1
-/// pairs themselves are never kept with every compared column.
-pub fn one_to_one_pairs(
-    contracts: &DataFrame,
-    records: &DataFrame,
-    links: &DataFrame,
-    spec: &ReconcileSpec,
-) -> Result<DataFrame, ReconcileError> {
-    let reused: Vec<Option<&str>> = spec
-        .compares
-        .iter()
-        .map(|c| key_of_compare(c, spec))
-        .collect();
-    let mut c_cols = vec![col("c_idx"), col("c_status"), col("c_doc")];
-    let mut r_cols = vec![col("r_idx"), col("r_doc")];
-    for (i, key) in reused.iter().enumerate() {
-        let (c, r) = match key {
-            Some(key) => (format!("c_{key}_key"), format!("r_{key}_key")),
-            None => (format!("c_cmp_{i}"), format!("r_cmp_{i}")),
-        };
-        if !c_cols.contains(&col(c.as_str())) {
-            c_cols.push(col(c.as_str()));
-            r_cols.push(col(r.as_str()));
-        }
-    }
-    let inner = || JoinArgs::new(JoinType::Inner);
-    let mut pairs = one_to_one(links)
-        .select([col("c_idx"), col("r_idx")])
-        .join(
-            contracts.clone().lazy().select(c_cols),
-            [col("c_idx")],
-            [col("c_idx")],
-            inner(),
-        )
-        .join(
-            records.clone().lazy().select(r_cols),
-            [col("r_idx")],
-            [col("r_idx")],
-            inner(),
-        );
-    let mut flags = Vec::new();
-    for (i, cmp) in spec.compares.iter().enumerate() {
-        let flag = format!("m_{i}");
-        pairs = match reused[i] {
-            // Already normalized the same way as a linking key: compare the keys.
-            Some(key) => pairs.with_column(
-                col(format!("c_{key}_key"))
-                    .eq_missing(col(format!("r_{key}_key")))
-                    .not()
-                    .alias(flag.as_str()),
-            ),
-            None => add_mismatch(
-                pairs,
-                &cmp.kind,
-                &format!("c_cmp_{i}"),
-                &format!("r_cmp_{i}"),
-                &flag,
-            ),
-        };
-        flags.push(flag);
-    }
-    // Checksums are compared trimmed and case-insensitively: an executed contract
-    // whose record has none, or (when the snapshot has one) a different one.
-    // Each normalized once into a column, then compared by reference.
-    let m_doc = if spec.check_documents {
-        let hex = |c: &str| trimmed(col(c)).str().to_lowercase().alias(c);
-        pairs = pairs.with_columns([hex("c_doc"), hex("r_doc")]);
-        let lacking = col("r_doc").is_null().or(col("c_doc")
-            .is_not_null()
-            .and(col("c_doc").neq(col("r_doc"))));
-        col("c_status").eq(lit("EXECUTED")).and(lacking)
-    } else {
-        lit(false)
-    };
-    pairs = pairs.with_column(m_doc.alias("m_doc"));
-    flags.push("m_doc".into());
-    let any = flags
-        .iter()
-        .map(|f| col(f.as_str()).fill_null(lit(false)))
-        .reduce(|a, b| a.or(b))
-        .unwrap_or(lit(false));
-    let mut keep = vec![col("c_idx"), col("r_idx")];
-    keep.extend(flags.iter().map(|f| col(f.as_str())));
-    Ok(pairs.filter(any).select(keep).collect()?)
-}
-
-/// Links that are the only link of their contract and of their record.
-fn one_to_one(links: &DataFrame) -> LazyFrame {
-    links
-        .clone()
-        .lazy()
-        .filter(col("n_c").eq(lit(1)).and(col("n_r").eq(lit(1))))
-}
-
-/// Number of 1:1 linked pairs (the pairs whose fields are compared).
-pub fn one_to_one_count(links: &DataFrame) -> Result<u64, ReconcileError> {
-    Ok(one_to_one(links).collect()?.height() as u64)
-}
-
-/// The linking key a string comparison duplicates (same contract column, same ERP
-/// column, same normalization), if any: its prepared key columns hold the very
-/// values the comparison would compute.
-fn key_of_compare(cmp: &CompareSpec, spec: &ReconcileSpec) -> Option<&'static str> {
-    let CompareKind::String { normalize } = &cmp.kind else {
-        return None;
-    };
-    KEY_NAMES.into_iter().find(|&key| {
-        cmp.erp_column == key
-            && key_source(spec, key).is_some_and(|src| {
-                src.column == cmp.spotdraft_column && &src.normalize == normalize
-            })
-    })
-}
-
 /// Drift rows of every kind, as lazy pieces over the materialized frames.
+/// `known`: keys (`k`) of contracts known to exist outside the snapshot.
 fn pieces(
     contracts: &DataFrame,
     records: &DataFrame,
     links: &DataFrame,
     pairs: &DataFrame,
     spec: &ReconcileSpec,
+    known: LazyFrame,
 ) -> Vec<LazyFrame> {
     let c = || contracts.clone().lazy();
     let r = || records.clone().lazy();
@@ -225,6 +120,13 @@ fn pieces(
     );
     out.push(with_kind(unlinked, kinds::UNLINKED_CONTRACT, spec, action));
 
+    let conflicts = link_conflicts(contracts, records, links);
+    // A conflict that says which id to write on the contract replaces its
+    // `missing_in_erp`: one actionable row instead of two.
+    let resolved = conflicts
+        .clone()
+        .filter(col("proposed_action").eq(lit(actions::SET_SPOTDRAFT_EXTERNAL_METADATA_ID)))
+        .select([col("c_idx")]);
     let missing = c()
         .filter(col("c_in_scope").and(col("c_erp_key").is_not_null()))
         .select([col("c_idx"), col("c_erp_key"), col("c_erp_raw")])
@@ -235,6 +137,7 @@ fn pieces(
             [col("r_erp_key")],
             anti(),
         )
+        .join(resolved, [col("c_idx")], [col("c_idx")], anti())
         .select([col("c_idx"), col("c_erp_raw").alias("erp_override")]);
     out.push(with_kind(
         missing,
@@ -242,6 +145,8 @@ fn pieces(
         spec,
         lit(actions::REVIEW_ERP_LINK),
     ));
+    let conflicts = conflicts.with_columns(kind_cols(kinds::LINK_CONFLICT, spec));
+    out.push(conflicts);
 
     let alive = |key: &str| {
         c().filter(col("c_deleted").not().and(col(key).is_not_null()))
@@ -252,6 +157,7 @@ fn pieces(
         .select([col("r_idx"), col("r_back_key"), col("r_back_raw")])
         .join(alive("c_id_key"), [col("r_back_key")], [col("k")], anti())
         .join(alive("c_num_key"), [col("r_back_key")], [col("k")], anti())
+        .join(known, [col("r_back_key")], [col("k")], anti())
         .select([col("r_idx"), col("r_back_raw").alias("contract_override")]);
     out.push(with_kind(
         orphans,
@@ -269,6 +175,42 @@ fn pieces(
         spec,
         lit(actions::RESOLVE_DUPLICATE_LINK),
     ));
+
+    // The record's one contract, when it links to exactly one.
+    let only_contract = || {
+        l().filter(col("n_r").eq(lit(1)))
+            .select([col("c_idx"), col("r_idx")])
+    };
+    for f in unusable_fields(records) {
+        let rows = r()
+            .filter(col(format!("r_unusable_{f}")))
+            .select([
+                col("r_idx"),
+                lit(f.as_str()).alias("field"),
+                col(format!("r_value_{f}")).alias("erp_value"),
+            ])
+            .join(only_contract(), [col("r_idx")], [col("r_idx")], left());
+        // SpotDraft's value of the first compared field that reads it: what the
+        // ERP value should most likely be.
+        let rows = match spec.compares.iter().position(|c| c.erp_column == f) {
+            Some(i) => rows.join(
+                c().select([
+                    col("c_idx"),
+                    col(format!("c_cmp_{i}")).alias("spotdraft_value"),
+                ]),
+                [col("c_idx")],
+                [col("c_idx")],
+                left(),
+            ),
+            None => rows.with_column(null_str().alias("spotdraft_value")),
+        };
+        out.push(with_kind(
+            rows,
+            kinds::UNUSABLE_ERP_VALUE,
+            spec,
+            lit(actions::FIX_ERP_VALUE),
+        ));
+    }
 
     let ord = kinds::ALL
         .iter()
@@ -347,7 +289,10 @@ fn with_details(
 }
 
 /// The drift table: every kind, joined to contract and record details, with the
-/// run columns, sorted by kind (report order), contract id, record id, field.
+/// run columns, sorted by kind (report order), contract id, record id, field,
+/// ERP value and SpotDraft value.
+/// Rows are unique on all their columns: identical rows (two ERP rows with one
+/// record id linked to one contract, say) are kept once, in sorted order.
 pub fn drift_table(
     contracts: &DataFrame,
     records: &DataFrame,
@@ -356,12 +301,16 @@ pub fn drift_table(
     spec: &ReconcileSpec,
     ctx: &RunContext,
 ) -> Result<DataFrame, ReconcileError> {
+    let known = known_contract_keys(&ctx.known_existing_contract_ids, spec)?;
     let args = UnionArgs {
         to_supertypes: true,
         ..Default::default()
     };
     let flagged = with_raw_values(pairs, contracts, records, spec)?;
-    let all = concat_lf_diagonal(pieces(contracts, records, links, &flagged, spec), args)?;
+    let all = concat_lf_diagonal(
+        pieces(contracts, records, links, &flagged, spec, known),
+        args,
+    )?;
     let c_cols = [
         col("c_idx"),
         col("c_id"),
@@ -399,8 +348,19 @@ pub fn drift_table(
             text("erp_value"),
             text("proposed_action"),
         ])
-        .sort(["kind_ord", "contract_id", "erp_record_id", "field"], sort)
+        .sort(
+            [
+                "kind_ord",
+                "contract_id",
+                "erp_record_id",
+                "field",
+                "erp_value",
+                "spotdraft_value",
+            ],
+            sort,
+        )
         .select(DRIFT_COLUMNS.map(col))
+        .unique_stable(None, UniqueKeepStrategy::First)
         .collect()?;
     Ok(df)
 }

@@ -5,7 +5,9 @@
 //! kind is derived from them, so no join is computed twice.
 
 use super::normalize::{normalize_key, null_str, trimmed};
-use super::spec::{KeySource, ReconcileSpec};
+use super::spec::{
+    unusable_flag, KeySource, ReconcileSpec, CANONICAL_ERP_FIELDS, UNUSABLE_FLAG_PREFIX,
+};
 use super::ReconcileError;
 use polars::prelude::*;
 
@@ -35,8 +37,31 @@ pub(crate) fn key_source<'a>(spec: &'a ReconcileSpec, name: &str) -> Option<&'a 
 /// Snapshot columns the engine reads, besides the spec's own.
 const SNAPSHOT_BASE: [&str; 4] = ["id", "contract_num", "contract_status", "deleted_at"];
 
-/// Snapshot columns the engine reads for `spec` (`document_sha256` is read when
-/// present, so callers that load the snapshot can project to these plus it).
+/// Snapshot columns the engine reads when present (see [`needed_snapshot_columns`]):
+/// the executed document's checksum, and when the contract's metadata values and
+/// document checksum were fetched (null: never, so those comparisons are skipped).
+pub const OPTIONAL_SNAPSHOT_COLUMNS: [&str; 3] = [
+    "document_sha256",
+    KEY_POINTERS_FETCHED_AT,
+    DOCUMENT_FETCHED_AT,
+];
+
+/// Snapshot column: when the contract's `key_pointers` were fetched (RFC 3339);
+/// null means never, so `key_pointers.*` comparisons are skipped for it.
+pub const KEY_POINTERS_FETCHED_AT: &str = "key_pointers_fetched_at";
+/// Snapshot column: when the contract's executed-document checksum was fetched
+/// (RFC 3339); null means never, so the checksum comparison is skipped for it.
+pub const DOCUMENT_FETCHED_AT: &str = "document_fetched_at";
+
+/// Whether a compared field's SpotDraft source is a metadata value (`key_pointers.*`),
+/// fetched only when a contract is enriched.
+pub fn is_key_pointer_source(column: &str) -> bool {
+    column.starts_with("key_pointers.")
+}
+
+/// Snapshot columns the engine requires for `spec`. It also reads
+/// [`OPTIONAL_SNAPSHOT_COLUMNS`] when present, so callers that load the
+/// snapshot can project to these plus those.
 pub fn needed_snapshot_columns(spec: &ReconcileSpec) -> Vec<String> {
     let mut needed: Vec<String> = SNAPSHOT_BASE.iter().map(|c| c.to_string()).collect();
     let keys = KEY_NAMES.iter().filter_map(|k| key_source(spec, k));
@@ -70,13 +95,23 @@ pub fn check_snapshot_columns(
     }
 }
 
-/// Contract frame: `c_idx`, ids and keys, scope flags and raw compared values (`c_cmp_<i>`).
+/// Contract frame: `c_idx`, ids and keys, scope flags, enrichment flags
+/// (`c_kp_fetched`, `c_doc_fetched`) and raw compared values (`c_cmp_<i>`).
 pub fn prepare_contracts(
     snapshot: DataFrame,
     spec: &ReconcileSpec,
 ) -> Result<DataFrame, ReconcileError> {
     check_snapshot_columns(&snapshot, spec)?;
-    let has_doc = snapshot.schema().contains("document_sha256");
+    let schema = snapshot.schema().clone();
+    let has_doc = schema.contains("document_sha256");
+    // Without the column every contract counts as fetched (older snapshots).
+    let fetched = |column: &str| {
+        if schema.contains(column) {
+            trimmed(col(column).cast(DataType::String)).is_not_null()
+        } else {
+            lit(true)
+        }
+    };
     let back = &spec.keys.spotdraft_contract_id_normalize;
     let status = trimmed(col("contract_status")).str().to_uppercase();
     let in_status = spec
@@ -115,6 +150,8 @@ pub fn prepare_contracts(
             null_str()
         }
         .alias("c_doc"),
+        fetched(KEY_POINTERS_FETCHED_AT).alias("c_kp_fetched"),
+        fetched(DOCUMENT_FETCHED_AT).alias("c_doc_fetched"),
     ];
     for name in KEY_NAMES {
         let (raw, key) = match key_source(spec, name) {
@@ -142,9 +179,44 @@ pub fn prepare_contracts(
     Ok(lf.collect()?)
 }
 
-/// Record frame: `r_idx`, ids, back-reference, keys and raw compared values (`r_cmp_<i>`).
+/// The canonical fields whose unusable-value flag (`_unusable_<field>`) the ERP
+/// frame carries, in column order.
+fn flagged_in(schema: &Schema) -> Vec<String> {
+    schema
+        .iter_names()
+        .filter_map(|n| n.strip_prefix(UNUSABLE_FLAG_PREFIX))
+        .filter(|f| CANONICAL_ERP_FIELDS.contains(f) && schema.contains(f))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The canonical fields a prepared record frame has unusable-value columns for
+/// (`r_unusable_<field>`, `r_value_<field>`).
+pub fn unusable_fields(records: &DataFrame) -> Vec<String> {
+    records
+        .get_column_names()
+        .iter()
+        .filter_map(|n| n.strip_prefix("r_unusable_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Record frame: `r_idx`, ids, back-reference, keys, raw compared values
+/// (`r_cmp_<i>`) and whether each is unusable (`r_bad_<i>`), and per flagged
+/// field its flag and raw value (`r_unusable_<field>`, `r_value_<field>`), and
+/// `r_any_unusable`.
 pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame, ReconcileError> {
     let schema = erp.schema().clone();
+    let flagged = flagged_in(&schema);
+    let flag = |field: &str| {
+        if flagged.iter().any(|f| f == field) {
+            col(unusable_flag(field))
+                .cast(DataType::Boolean)
+                .fill_null(lit(false))
+        } else {
+            lit(false)
+        }
+    };
     let missing = |column: &str| ReconcileError::MissingErpColumn {
         column: column.to_string(),
         available: schema.iter_names().map(|n| n.to_string()).collect(),
@@ -194,7 +266,22 @@ pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame
                 .cast(DataType::String)
                 .alias(format!("r_cmp_{i}")),
         );
+        exprs.push(flag(&c.erp_column).alias(format!("r_bad_{i}")));
     }
+    for f in &flagged {
+        exprs.push(flag(f).alias(format!("r_unusable_{f}")));
+        exprs.push(
+            col(f.as_str())
+                .cast(DataType::String)
+                .alias(format!("r_value_{f}")),
+        );
+    }
+    let any = flagged
+        .iter()
+        .map(|f| flag(f))
+        .reduce(|a, b| a.or(b))
+        .unwrap_or(lit(false));
+    exprs.push(any.alias("r_any_unusable"));
     Ok(erp
         .lazy()
         .with_row_index("r_idx", None)

@@ -9,9 +9,12 @@
 //! them, so no join runs twice.
 
 pub mod compare;
+pub mod conflict;
 pub mod drift;
 pub mod link;
 pub mod normalize;
+pub mod orphans;
+pub mod pairs;
 pub mod spec;
 pub mod testing;
 
@@ -24,9 +27,11 @@ use spec::{kinds, ReconcileSpec};
 use std::collections::BTreeMap;
 
 pub use drift::DRIFT_COLUMNS;
+pub use orphans::orphan_candidates;
 pub use testing::demo_spec;
 
-/// Identifies one run in every drift row.
+/// What a run adds to the two frames: its identity, written in every drift
+/// row, and what it learned about contracts outside the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunContext {
     /// Run id (also the report folder name).
@@ -35,6 +40,13 @@ pub struct RunContext {
     pub job: String,
     /// When the run detected the drift, ISO 8601 UTC.
     pub detected_at: String,
+    /// Contracts known to exist in SpotDraft although they are not live in the
+    /// snapshot (e.g. outside the walk's `status_filter`): ERP records naming
+    /// them are not `orphan_erp_record`. Composite (`T-123`) or integer
+    /// (`123`) ids, matched like back-references; a composite id also matches
+    /// its integer form. Fill it by looking up [`orphans::orphan_candidates`]
+    /// in SpotDraft; empty when nothing was looked up.
+    pub known_existing_contract_ids: Vec<String>,
 }
 
 /// Links counted by the first rule that made them.
@@ -59,12 +71,23 @@ pub struct ReconcileStats {
     pub contracts_in_scope: u64,
     /// Contracts skipped because they are deleted.
     pub contracts_deleted_skipped: u64,
-    /// ERP extract rows (valid rows only).
+    /// ERP records whose values are all usable (the extract's valid rows).
     pub erp_records: u64,
+    /// ERP records reconciled although a value could not be read: linked and
+    /// reported (`unusable_erp_value`), that value not compared. The extract
+    /// lists them in its rejects too.
+    pub erp_records_with_unusable_values: u64,
     /// 1:1 linked pairs, the ones whose fields were compared.
     pub linked_pairs: u64,
     /// All links by rule, duplicates included.
     pub links_by_rule: LinksByRule,
+    /// 1:1 linked contracts with at least one comparison skipped because
+    /// SpotDraft's values were never fetched (`key_pointers_fetched_at` or
+    /// `document_fetched_at` null in the snapshot).
+    pub not_enriched_contracts: u64,
+    /// Comparisons skipped for that reason: one per `key_pointers.*` compared
+    /// field, and one per executed document checksum.
+    pub not_enriched_comparisons: u64,
     /// Drift rows per kind; every kind is listed, zeros included.
     pub drift_by_kind: BTreeMap<String, u64>,
     /// Drift rows per severity; `low`, `medium` and `high` are always listed.
@@ -114,7 +137,8 @@ pub enum ReconcileError {
 ///
 /// `snapshot`: one row per contract, String columns except `contract_num`
 /// (Int64): `id`, `contract_num`, `contract_status`, `deleted_at` and every
-/// column the spec names (optionally `document_sha256`). `erp`: the extract's
+/// column the spec names (optionally those of [`link::OPTIONAL_SNAPSHOT_COLUMNS`]:
+/// `document_sha256`, `key_pointers_fetched_at`, `document_fetched_at`). `erp`: the extract's
 /// valid records with canonical column names (`erp::extract::Extract::records`).
 pub fn reconcile(
     snapshot: DataFrame,
@@ -123,7 +147,6 @@ pub fn reconcile(
     ctx: &RunContext,
 ) -> Result<ReconcileOutput, ReconcileError> {
     let contracts_total = snapshot.height() as u64;
-    let erp_records = erp.height() as u64;
     let clock = std::time::Instant::now();
     let lap = |stage: &str| {
         tracing::debug!(
@@ -138,10 +161,12 @@ pub fn reconcile(
     lap("prepare records");
     let links = link::link(&contracts, &records, spec)?;
     lap("link");
-    let pairs = drift::one_to_one_pairs(&contracts, &records, &links, spec)?;
+    let pairs = pairs::one_to_one_pairs(&contracts, &records, &links, spec)?;
     lap("pairs");
     let drift = drift::drift_table(&contracts, &records, &links, &pairs, spec, ctx)?;
     lap("drift table");
+    let (not_enriched_contracts, not_enriched_comparisons) =
+        pairs::not_enriched_counts(&contracts, &links, spec)?;
 
     let flags = contracts
         .clone()
@@ -160,6 +185,8 @@ pub fn reconcile(
     let flag = |name: &str| -> Result<u64, ReconcileError> {
         Ok(flags.column(name)?.u64()?.get(0).unwrap_or(0))
     };
+    let unusable = records.column("r_any_unusable")?.bool()?.sum().unwrap_or(0) as u64;
+    let erp_records = records.height() as u64 - unusable;
     let mut links_by_rule = LinksByRule::default();
     for (rule, n) in drift::count_by(&links, "rule")? {
         match rule.parse::<i32>() {
@@ -183,8 +210,11 @@ pub fn reconcile(
         contracts_in_scope: flag("in_scope")?,
         contracts_deleted_skipped: flag("deleted")?,
         erp_records,
-        linked_pairs: drift::one_to_one_count(&links)?,
+        erp_records_with_unusable_values: unusable,
+        linked_pairs: pairs::one_to_one_count(&links)?,
         links_by_rule,
+        not_enriched_contracts,
+        not_enriched_comparisons,
         drift_by_kind,
         drift_by_severity,
     };

@@ -4,7 +4,11 @@
 //! # Drift rules (the contract between the engine, the fixture generator and the docs)
 //!
 //! Inputs: the contract snapshot (one row per contract; rows with `deleted_at`
-//! set are gone) and the ERP extract (valid rows only, canonical column names).
+//! set are gone), the ERP extract (every row with a record id, canonical column
+//! names, unusable values flagged; see below) and the ids of contracts known to
+//! exist outside the snapshot
+//! (`RunContext::known_existing_contract_ids`, e.g. contracts a `status_filter`
+//! walk left out, looked up in SpotDraft by the runner).
 //! Keys are normalized per [`KeySource::normalize`]; an empty string is null and
 //! a null key links nothing (two nulls never match).
 //!
@@ -19,20 +23,78 @@
 //!    sides and equal, used only between contracts and records that have no
 //!    link by 1 or 2.
 //!
-//! *Kinds* (one row each, `field` empty except for `field_mismatch`):
+//! *Unusable ERP values*: a row the extract loader rejects for a value it cannot
+//! read (an `effective_date` or `expiry_date` that is not a date, an `amount`
+//! that is not a number) is listed in the rejects and is still an ERP record:
+//! its raw text is kept, the value flagged `_unusable_<field>`
+//! ([`unusable_flag`]). Such a record links by every rule above like any
+//! other, so its contract is never `missing_in_erp`. The unusable value is never
+//! compared (no `field_mismatch` on a guessed value); the record's other fields
+//! are compared as usual. A row without a usable record id cannot be linked: it
+//! is in the rejects only and never reaches the engine.
+//!
+//! *Not enriched is never drift*: when the snapshot has a
+//! `key_pointers_fetched_at` column, a contract where it is null never had its
+//! metadata values fetched, so no comparison whose SpotDraft source is a
+//! `key_pointers.*` field is made for it (no `field_mismatch` either way). When
+//! the snapshot has `document_fetched_at`, a contract where it is null never had
+//! its executed document's checksum fetched, so `missing_document` does not
+//! compare checksums for it (an ERP record without a document is still drift).
+//! Without these columns (older snapshots) every contract counts as fetched.
+//! Skipped comparisons are counted in `ReconcileStats`.
+//!
+//! *Kinds* (one row each, `field` empty except for `field_mismatch` and
+//! `unusable_erp_value`):
 //! - `unlinked_contract` (C, R or empty): C has no ERP record id; R is the record
 //!   linked by rule 2 or 3 when there is exactly one.
-//! - `missing_in_erp` (C, id): C names an ERP record id that no ERP row has.
+//! - `missing_in_erp` (C, id): C names an ERP record id that no ERP row has,
+//!   unless C has a `link_conflict` row with action
+//!   `set_spotdraft_external_metadata_id`, which replaces it (the analyst gets
+//!   one row saying which id to write).
+//! - `link_conflict` (C, id, `erp_value` = the other id): C names an ERP record
+//!   id X, and a record R' whose id is not X names C back (R' links to C by
+//!   rule 2 only). One row per such R': `erp_record_id` is X as C writes it
+//!   (whether or not a record has it), `erp_value` is R''s `erp_record_id` as
+//!   the extract writes it, `field` and `spotdraft_value` are empty. With
+//!   `n_id` the ERP rows whose id is X and `n_back` such records R' of C, the
+//!   action is:
+//!   - `set_spotdraft_external_metadata_id` when `n_id` = 0, `n_back` = 1 and
+//!     R' links to no other contract: write R''s id on C;
+//!   - `update_erp_back_reference` when `n_id` = 1, `n_back` = 1 and R' links
+//!     to no other contract: R''s back-reference is stale, correct it in the ERP;
+//!   - `review_link_conflict` otherwise.
+//!
+//!   It adds to `duplicate_link` (C's links to X and to R' still form a
+//!   duplicate group when X exists, and those pairs are not compared). When X
+//!   is absent and C's only link is R', the pair (C, R') is 1:1 and compared.
 //! - `orphan_erp_record` (named id, R): R names a SpotDraft contract that is not in
-//!   the snapshot or is deleted. `contract_id` holds the id R names, as written.
+//!   the snapshot or is deleted, and is not a known existing contract either.
+//!   A known id matches a back-reference as a snapshot contract does: normalized
+//!   like back-references, the composite id (`T-123`) or its integer part
+//!   (`123`); an integer-only known id matches integer back-references only.
+//!   `contract_id` holds the id R names, as written. The back-references that
+//!   are candidates (named, not live in the snapshot) are what
+//!   `orphans::orphan_candidates` returns.
 //! - `duplicate_link` (C, R): one row per link when R links to several contracts or
 //!   C links to several records. Pairs in a duplicate group are not compared.
+//! - `unusable_erp_value` (C or empty, R, field): one row per unusable value of
+//!   R. `field` is the canonical ERP field (`amount`, `expiry_date`, ...),
+//!   `erp_value` its raw text; `contract_id` is the contract R links to when it
+//!   links to exactly one (else empty), and then `spotdraft_value` is that
+//!   contract's value of the first [`CompareSpec`] reading this ERP field (empty
+//!   when none does). Action `fix_erp_value`: a person corrects the ERP value;
+//!   nothing is written automatically.
 //! - `field_mismatch` (C, R, field): for each 1:1 linked pair and each
 //!   [`CompareSpec`], when the values differ under the field's type. Null on both
-//!   sides is equal; null on one side is a mismatch.
+//!   sides is equal; null on one side is a mismatch. Not for an unusable ERP
+//!   value, nor for a comparison skipped as not enriched.
 //! - `missing_document` (C, R): C's status is `EXECUTED`, the pair is 1:1 linked,
 //!   and R has no `document_sha256`, or the snapshot has the document's
 //!   checksum and it differs from R's (case-insensitive hex).
+//!
+//! *Uniqueness*: the drift table never holds two identical rows (equal in every
+//! column). Rules that would produce the same row twice, such as two ERP rows
+//! with one record id linked to one contract, report it once.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,6 +113,16 @@ pub const CANONICAL_ERP_FIELDS: [&str; 11] = [
     "expiry_date",
     "document_sha256",
 ];
+
+/// Prefix of the ERP frame's unusable-value flags: `_unusable_<canonical field>`
+/// (Boolean) is true on a row whose value of that field could not be read (the
+/// extract loader lists the row in the rejects and keeps it as a record).
+pub const UNUSABLE_FLAG_PREFIX: &str = "_unusable_";
+
+/// The name of the unusable-value flag column of a canonical ERP field.
+pub fn unusable_flag(field: &str) -> String {
+    format!("{UNUSABLE_FLAG_PREFIX}{field}")
+}
 
 /// One normalization step applied to a key or compared string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,20 +257,26 @@ pub mod kinds {
     pub const UNLINKED_CONTRACT: &str = "unlinked_contract";
     /// Contract names an ERP record the extract lacks.
     pub const MISSING_IN_ERP: &str = "missing_in_erp";
+    /// Contract names one ERP record while another record names the contract back.
+    pub const LINK_CONFLICT: &str = "link_conflict";
     /// ERP record names a contract that does not exist.
     pub const ORPHAN_ERP_RECORD: &str = "orphan_erp_record";
     /// Several contracts per record, or several records per contract.
     pub const DUPLICATE_LINK: &str = "duplicate_link";
+    /// An ERP value the extract loader could not read (the row is in the rejects).
+    pub const UNUSABLE_ERP_VALUE: &str = "unusable_erp_value";
     /// A compared field differs.
     pub const FIELD_MISMATCH: &str = "field_mismatch";
     /// Executed contract whose ERP record lacks the executed document.
     pub const MISSING_DOCUMENT: &str = "missing_document";
     /// All kinds, in report order.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 8] = [
         UNLINKED_CONTRACT,
         MISSING_IN_ERP,
+        LINK_CONFLICT,
         ORPHAN_ERP_RECORD,
         DUPLICATE_LINK,
+        UNUSABLE_ERP_VALUE,
         FIELD_MISMATCH,
         MISSING_DOCUMENT,
     ];

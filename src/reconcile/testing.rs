@@ -119,8 +119,10 @@ pub fn demo_spec() -> ReconcileSpec {
         kind_severity: [
             ("unlinked_contract", Severity::Medium),
             ("missing_in_erp", Severity::High),
+            ("link_conflict", Severity::High),
             ("orphan_erp_record", Severity::Medium),
             ("duplicate_link", Severity::High),
+            ("unusable_erp_value", Severity::Medium),
             ("missing_document", Severity::High),
         ]
         .into_iter()

@@ -6,6 +6,11 @@ use super::spec::{
 use super::*;
 use std::collections::BTreeMap;
 
+mod conflicts;
+mod enrichment;
+mod orphans;
+mod unusable;
+
 /// One contract row: (id, num, status, deleted, erp id, vendor, po, amount, doc).
 type C<'a> = (
     &'a str,
@@ -95,6 +100,7 @@ fn ctx() -> RunContext {
         run_id: "run-1".into(),
         job: "demo".into(),
         detected_at: "2026-03-01T00:00:00Z".into(),
+        known_existing_contract_ids: Vec::new(),
     }
 }
 
@@ -293,7 +299,8 @@ fn duplicate_links_in_both_directions_are_reported_and_not_compared() {
                 None,
             ),
             ("T-2", 2, "SIGN", false, None, None, None, Some("2"), None),
-            // T-4 links to E-4 (by id) and E-5 (by back-reference).
+            // T-4 links to E-4 (by id) and E-5 (by back-reference): also a
+            // link conflict, covered in `conflicts`.
             (
                 "T-4",
                 4,
@@ -316,15 +323,16 @@ fn duplicate_links_in_both_directions_are_reported_and_not_compared() {
         rows(&out),
         [
             row("unlinked_contract", "T-2", "E-9", ""),
+            row("link_conflict", "T-4", "E-4", ""),
             row("duplicate_link", "T-1", "E-9", ""),
             row("duplicate_link", "T-2", "E-9", ""),
             row("duplicate_link", "T-4", "E-4", ""),
             row("duplicate_link", "T-4", "E-5", ""),
         ]
     );
-    assert_eq!(column(&out, "severity")[1].as_deref(), Some("high"));
+    assert_eq!(column(&out, "severity")[2].as_deref(), Some("high"));
     assert_eq!(
-        column(&out, "proposed_action")[1].as_deref(),
+        column(&out, "proposed_action")[2].as_deref(),
         Some("resolve_duplicate_link")
     );
     assert_eq!(out.stats.linked_pairs, 0);

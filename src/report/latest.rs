@@ -108,7 +108,7 @@ pub(super) async fn update_latest(
     let path = latest_path(prefix, &run.job);
     let candidate = LatestPointer::to_run(prefix, run);
     for _ in 0..ATTEMPTS {
-        let (current, version) = read_versioned(store, prefix, &run, &path).await?;
+        let (current, version) = read_versioned(store, prefix, run, &path).await?;
         let newest = match current {
             Some(cur) if cur.order_key() >= candidate.order_key() => cur,
             _ => candidate.clone(),

@@ -17,6 +17,10 @@
 //! `run_id`. pyarrow refuses a column that is both in the file and in the path,
 //! hence the drop.
 //!
+//! `drift.csv` and `rejects.csv` neutralize cells a spreadsheet would run as
+//! formulas (a leading `'`, see [`write`]'s module doc); null is an empty field
+//! and an empty string `""`. The Parquet files keep raw values.
+//!
 //! The drift frame has the String columns of [`DRIFT_COLUMNS`], in that order;
 //! the rejects frame has `row` (u64), `reason` and `erp_record_id`.
 

@@ -64,7 +64,8 @@ pub struct Summary {
     pub by_severity: BTreeMap<String, u64>,
     /// Drift rows per legal entity; rows without one count under `(none)`.
     pub by_legal_entity: BTreeMap<String, u64>,
-    /// `field_mismatch` rows per field (rows without a field are not counted).
+    /// `field_mismatch` rows per field (other kinds are not counted here, even
+    /// when they name a field, like `unusable_erp_value`).
     pub by_field: BTreeMap<String, u64>,
     /// Stage timings in milliseconds, by stage name; set by the runner.
     pub timings_ms: BTreeMap<String, u64>,
@@ -107,12 +108,25 @@ impl Summary {
             by_kind,
             by_severity,
             by_legal_entity: count_by(&drift, "legal_entity_id", Some(NO_LEGAL_ENTITY))?,
-            by_field: count_by(&drift, "field", None)?,
+            by_field: count_by(&field_mismatches(&drift)?, "field", None)?,
             timings_ms: BTreeMap::new(),
             ingestion: Default::default(),
             reconcile: Default::default(),
         })
     }
+}
+
+/// The `field_mismatch` rows of `drift` (other kinds may name a field too).
+fn field_mismatches(drift: &DataFrame) -> Result<DataFrame, ReportError> {
+    drift
+        .clone()
+        .lazy()
+        .filter(col("drift_kind").eq(lit(crate::reconcile::spec::kinds::FIELD_MISMATCH)))
+        .collect()
+        .map_err(|source| ReportError::Polars {
+            path: "summary.by_field".into(),
+            source: Box::new(source),
+        })
 }
 
 /// Counts rows per value of `column`. Null values count under `null_label`,

@@ -9,6 +9,7 @@ use polars::prelude::*;
 use recording_store::RecordingStore;
 use std::sync::Arc;
 
+mod csv_safety;
 mod publishing;
 mod recording_store;
 mod sample;
@@ -79,10 +80,12 @@ fn summary_counts_by_kind_severity_entity_and_field() {
         map(&[
             ("duplicate_link", 0),
             ("field_mismatch", 3),
+            ("link_conflict", 0),
             ("missing_document", 0),
             ("missing_in_erp", 1),
             ("orphan_erp_record", 0),
             ("unlinked_contract", 1),
+            ("unusable_erp_value", 0),
         ])
     );
     assert_eq!(
@@ -97,6 +100,20 @@ fn summary_counts_by_kind_severity_entity_and_field() {
     assert_eq!(s.inputs, inputs());
     let json = serde_json::to_string(&s).unwrap();
     assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), s);
+}
+
+#[test]
+fn summary_counts_fields_of_field_mismatches_only() {
+    let info = run("r1", "2025-03-01", "2025-03-01T06:05:00Z");
+    let mut drift = drift_frame("r1");
+    let kinds: Vec<&str> = ["unusable_erp_value"; 5].to_vec();
+    drift
+        .with_column(Column::new("drift_kind".into(), kinds))
+        .unwrap();
+    let s = Summary::from_drift(&info, &drift, inputs()).unwrap();
+    assert_eq!(s.by_kind["unusable_erp_value"], 5);
+    assert_eq!(s.by_kind.len(), crate::reconcile::spec::kinds::ALL.len());
+    assert!(s.by_field.is_empty(), "{:?}", s.by_field);
 }
 
 #[test]

@@ -1,5 +1,15 @@
 //! Report stage: serializes a run's files (Parquet, CSV, JSON, HTML), then
 //! stages and publishes them.
+//!
+//! CSV files are written for spreadsheets, so they follow OWASP's guidance on
+//! CSV injection: a text cell that begins with `=`, `+`, `-`, `@`, a tab or a
+//! carriage return gets a leading `'`, so a spreadsheet shows it as text instead
+//! of running it as a formula. Negative numbers in text columns are no
+//! exception (`-12.5` is written `'-12.5`): one rule, no guessing what is a
+//! number. A cell that already begins with `'` gets one too, so the rule can be
+//! undone exactly: remove one leading `'` from every cell that starts with one.
+//! A null is an empty field and an empty string is `""`, so the two stay apart.
+//! Parquet files hold the raw values, untouched.
 
 use super::layout::{table_run_dir, DRIFT_TABLE, REJECTS_TABLE, RUNS_TABLE};
 use super::publish::{exists, publish, stage, ReportLocation, RunManifest};
@@ -19,6 +29,10 @@ pub const SUCCESS_FILE: &str = "_SUCCESS";
 pub const PARQUET_DROPPED_COLUMNS: [&str; 2] = ["job", "run_id"];
 /// Name of the pointer to a job's newest complete run (`{output}/runs/job=<job>/latest.json`).
 pub const LATEST_FILE: &str = "latest.json";
+/// A text cell matching this gets a leading `'` in CSV files: the characters a
+/// spreadsheet takes as the start of a formula (OWASP), and `'` itself so the
+/// prefix can be removed without ambiguity.
+pub const CSV_ESCAPED_START: &str = r"^[=+\-@\t\r']";
 
 /// Which optional formats to write. `summary.json`, `rejects.csv` and `_SUCCESS`
 /// are always written.
@@ -105,7 +119,7 @@ fn serialize_files(
     formats: &ReportFormats,
     dir: &str,
 ) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
-    let mut drift = normalize_drift(drift)?;
+    let drift = normalize_drift(drift)?;
     let mut rejects = normalize_rejects(rejects)?;
     let polars_err = |name: &str| {
         let path = format!("{dir}: {name}");
@@ -136,10 +150,7 @@ fn serialize_files(
     }
     if formats.csv {
         let name = drift_file("drift.csv");
-        files.push((
-            name.clone(),
-            write_csv(&mut drift).map_err(polars_err(&name))?,
-        ));
+        files.push((name.clone(), write_csv(&drift).map_err(polars_err(&name))?));
     }
     if formats.parquet {
         let name = rejects_file("rejects.parquet");
@@ -151,7 +162,7 @@ fn serialize_files(
     let name = rejects_file("rejects.csv");
     files.push((
         name.clone(),
-        write_csv(&mut rejects).map_err(polars_err(&name))?,
+        write_csv(&rejects).map_err(polars_err(&name))?,
     ));
     let summary_json = serde_json::to_vec_pretty(summary).map_err(|source| ReportError::Json {
         path: format!("{dir}/summary.json"),
@@ -171,8 +182,36 @@ fn write_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
     Ok(buf)
 }
 
-fn write_csv(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
+/// `df` as CSV: text cells escaped per [`CSV_ESCAPED_START`], null as an empty
+/// field, an empty string as `""` (Polars quotes it under `Necessary`).
+pub(crate) fn write_csv(df: &DataFrame) -> PolarsResult<Vec<u8>> {
+    let mut safe = csv_safe(df)?;
     let mut buf = Vec::new();
-    CsvWriter::new(&mut buf).include_header(true).finish(df)?;
+    CsvWriter::new(&mut buf)
+        .include_header(true)
+        .with_quote_style(QuoteStyle::Necessary)
+        .with_null_value(PlSmallStr::EMPTY)
+        .finish(&mut safe)?;
     Ok(buf)
+}
+
+/// `df` with a leading `'` on every text cell that matches [`CSV_ESCAPED_START`];
+/// other columns and cells unchanged.
+pub(crate) fn csv_safe(df: &DataFrame) -> PolarsResult<DataFrame> {
+    let exprs: Vec<Expr> = df
+        .schema()
+        .iter()
+        .map(|(name, dtype)| {
+            let c = col(name.clone());
+            if dtype == &DataType::String {
+                when(c.clone().str().contains(lit(CSV_ESCAPED_START), true))
+                    .then(concat_str([lit("'"), c.clone()], "", false))
+                    .otherwise(c)
+                    .alias(name.clone())
+            } else {
+                c
+            }
+        })
+        .collect();
+    df.clone().lazy().select(exprs).collect()
 }

@@ -79,7 +79,7 @@ pub struct GenRates {
     pub field_mismatch_per_field: f64,
     /// Share of clean in-scope contracts with one kind of noise.
     pub noise: f64,
-    /// Extra unusable extract rows per contract.
+    /// Extra rejected extract rows, belonging to no contract, per contract.
     pub rejects: f64,
 }
 
@@ -96,7 +96,8 @@ pub struct GenSummary {
     pub in_scope_statuses: Vec<String>,
     /// Contracts in those statuses.
     pub in_scope_contracts: u64,
-    /// Rows of `erp_records.jsonl` (the extract without its reject rows).
+    /// Rows of `erp_records.jsonl`: the extract's rows with a record id, rejected
+    /// for an unusable value or not.
     pub erp_records: u64,
     /// Data rows of `erp_extract.csv` / `.parquet`.
     pub extract_rows: u64,
@@ -181,6 +182,7 @@ struct Sinks {
     extract: output::TextColumns,
     snapshot: Option<SnapshotColumns>,
     extract_rows: u64,
+    erp_records: u64,
 }
 
 impl Sinks {
@@ -193,13 +195,16 @@ impl Sinks {
             extract: output::extract_columns(),
             snapshot: opts.snapshot.then(SnapshotColumns::new),
             extract_rows: 0,
+            erp_records: 0,
         };
         s.extract_csv.write(output::extract_header().as_bytes())?;
         s.rejects.write(b"row,reason_kind\n")?;
         Ok(s)
     }
 
-    /// Appends an extract row; usable rows also go to `erp_records.jsonl`.
+    /// Appends an extract row, and its reject line when the loader rejects it.
+    /// Every row with a record id is an ERP record, rejected or not, so it also
+    /// goes to `erp_records.jsonl`.
     fn record(
         &mut self,
         r: &crate::sandbox::dataset::ErpRecord,
@@ -208,15 +213,16 @@ impl Sinks {
         self.extract_rows += 1;
         self.extract_csv.write(output::extract_line(r).as_bytes())?;
         self.extract.push(&output::extract_values(r));
-        match reject {
-            Some(kind) => self
-                .rejects
-                .write(format!("{},{kind}\n", self.extract_rows).as_bytes()),
-            None => {
-                let line = json_line(self.erp_jsonl.path(), r)?;
-                self.erp_jsonl.write(&line)
-            }
+        if let Some(kind) = reject {
+            self.rejects
+                .write(format!("{},{kind}\n", self.extract_rows).as_bytes())?;
         }
+        if r.erp_record_id.is_empty() {
+            return Ok(());
+        }
+        self.erp_records += 1;
+        let line = json_line(self.erp_jsonl.path(), r)?;
+        self.erp_jsonl.write(&line)
     }
 }
 
@@ -298,8 +304,11 @@ pub fn generate(opts: &GenOptions) -> Result<GenSummary, GenError> {
         if let Some(s) = sinks.snapshot.as_mut() {
             s.push(&out.contract, base.sha());
         }
+        if let Some(kind) = out.reject {
+            count(&mut summary.rejects, kind.name());
+        }
         for r in &out.records {
-            sinks.record(r, None)?;
+            sinks.record(r, out.reject.map(|k| k.name()))?;
         }
         drift.extend(out.drift);
         if let Some((file, bytes, _)) = &base.pdf {
@@ -321,10 +330,9 @@ pub fn generate(opts: &GenOptions) -> Result<GenSummary, GenError> {
                     drift.push(row);
                 }
                 Extra::Reject(kind) => {
-                    sinks.record(
-                        &inject::reject(*kind, &mut ids, &mut rng),
-                        Some(kind.name()),
-                    )?;
+                    let (record, row) = inject::reject(*kind, &mut ids, &mut rng);
+                    sinks.record(&record, Some(kind.name()))?;
+                    drift.extend(row);
                     count(&mut summary.rejects, kind.name());
                 }
             }
@@ -332,12 +340,12 @@ pub fn generate(opts: &GenOptions) -> Result<GenSummary, GenError> {
     }
     for d in &drift {
         count(&mut summary.expected_drift, &d.drift_kind);
-        if let Some(f) = &d.field {
+        if let (kinds::FIELD_MISMATCH, Some(f)) = (d.drift_kind.as_str(), &d.field) {
             count(&mut summary.field_mismatch_by_field, f);
         }
     }
     summary.extract_rows = sinks.extract_rows;
-    summary.erp_records = sinks.extract_rows - summary.rejects.values().sum::<u64>();
+    summary.erp_records = sinks.erp_records;
 
     let Sinks {
         contracts,

@@ -1,19 +1,20 @@
 //! Integration tests: fixtures. Generated datasets are deterministic, parse, and
 //! their `expected_drift.csv` agrees with an independent reading of the drift rules.
 
-use chrono::NaiveDate;
 use contract_recon::sandbox::dataset::files::{EXPECTED_REJECTS, SNAPSHOT};
 use contract_recon::sandbox::dataset::{
     files, ErpRecord, ExpectedDrift, FixtureContract, ERP_EXTRACT_COLUMNS,
 };
 use contract_recon::sandbox::gen::{generate, GenOptions, GenSummary};
-use contract_recon::spotdraft::model::value_text;
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const IN_SCOPE: [&str; 4] = ["SIGN", "EXECUTED", "ON_HOLD", "VOIDED"];
+use crate::fixture_rules::{
+    derive_drift, differing_fields, erp_status, key, kp, po_key, rd, readable_amount,
+    readable_date, IN_SCOPE,
+};
 
 fn gen(dir: &Path, contracts: u64, seed: u64, snapshot: bool) -> GenSummary {
     let opts = GenOptions {
@@ -112,228 +113,6 @@ fn text_col(df: &DataFrame, name: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-// ---- An independent reading of the drift rules (spec.rs module doc) ----
-
-fn key(v: Option<&str>) -> Option<String> {
-    v.map(|s| s.trim().to_uppercase()).filter(|s| !s.is_empty())
-}
-
-fn po_key(v: Option<&str>) -> Option<String> {
-    key(v).map(|s| match s.trim_start_matches('0') {
-        "" => "0".to_string(),
-        rest => rest.to_string(),
-    })
-}
-
-fn cents(v: Option<&str>) -> Option<i64> {
-    v.map(|s| (s.trim().parse::<f64>().expect("amount parses") * 100.0).round() as i64)
-}
-
-fn date(v: Option<&str>) -> Option<NaiveDate> {
-    v.map(|s| NaiveDate::parse_from_str(&s.trim()[..10], "%Y-%m-%d").expect("date parses"))
-}
-
-fn erp_status(sd: &str) -> &'static str {
-    match sd {
-        "EXECUTED" => "ACTIVE",
-        "SIGN" => "PENDING_SIGNATURE",
-        "ON_HOLD" => "ON_HOLD",
-        "VOIDED" => "CANCELLED",
-        other => panic!("out of scope status {other}"),
-    }
-}
-
-fn kp(c: &FixtureContract, name: &str) -> Option<String> {
-    c.key_pointers
-        .iter()
-        .find(|k| k.field_name == name)
-        .and_then(|k| value_text(&k.value))
-}
-
-fn rd(c: &FixtureContract, name: &str) -> Option<String> {
-    c.contract
-        .external_metadata
-        .record_data
-        .get(name)
-        .and_then(value_text)
-}
-
-/// Compared fields that differ between a contract and a record, under their types.
-fn differing_fields(c: &FixtureContract, r: &ErpRecord) -> Vec<&'static str> {
-    let checks: [(&str, bool); 7] = [
-        (
-            "vendor_id",
-            key(rd(c, "vendor_id").as_deref()) == key(r.vendor_id.as_deref()),
-        ),
-        (
-            "po_number",
-            po_key(rd(c, "po_number").as_deref()) == po_key(r.po_number.as_deref()),
-        ),
-        (
-            "status",
-            Some(erp_status(&c.contract.contract_status)) == key(r.status.as_deref()).as_deref(),
-        ),
-        (
-            "amount",
-            cents(kp(c, "contract_value").as_deref()) == cents(r.amount.as_deref()),
-        ),
-        (
-            "currency",
-            key(kp(c, "currency").as_deref()) == key(r.currency.as_deref()),
-        ),
-        (
-            "effective_date",
-            date(kp(c, "effective_date").as_deref()) == date(r.effective_date.as_deref()),
-        ),
-        (
-            "expiry_date",
-            date(kp(c, "expiry_date").as_deref()) == date(r.expiry_date.as_deref()),
-        ),
-    ];
-    checks
-        .iter()
-        .filter(|(_, eq)| !eq)
-        .map(|(f, _)| *f)
-        .collect()
-}
-
-/// Drift rows derived from the files alone, by the spec's rules.
-fn derive_drift(dir: &Path, cs: &[FixtureContract], rs: &[ErpRecord]) -> BTreeSet<ExpectedDrift> {
-    let row = |k: &str, c: Option<&str>, r: Option<&str>, f: Option<&str>| ExpectedDrift {
-        drift_kind: k.into(),
-        contract_id: c.map(str::to_string),
-        erp_record_id: r.map(str::to_string),
-        field: f.map(str::to_string),
-    };
-    let scope: Vec<usize> = (0..cs.len())
-        .filter(|&i| IN_SCOPE.contains(&cs[i].contract.contract_status.as_str()))
-        .collect();
-    let mut by_id: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let mut by_ref: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let mut by_fallback: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for (j, r) in rs.iter().enumerate() {
-        if let Some(k) = key(Some(&r.erp_record_id)) {
-            by_id.entry(k).or_default().push(j);
-        }
-        if let Some(k) = key(r.spotdraft_contract_id.as_deref()) {
-            by_ref.entry(k).or_default().push(j);
-        }
-        if let (Some(v), Some(p)) = (key(r.vendor_id.as_deref()), po_key(r.po_number.as_deref())) {
-            by_fallback.entry((v, p)).or_default().push(j);
-        }
-    }
-    let mut links: BTreeSet<(usize, usize)> = BTreeSet::new();
-    for &i in &scope {
-        let c = &cs[i].contract;
-        let id_hits = key(c.external_metadata.id.as_deref()).and_then(|k| by_id.get(&k));
-        let ref_hits = [
-            c.id.composite().to_string(),
-            c.id.number().unwrap().to_string(),
-        ]
-        .map(|k| by_ref.get(&k));
-        for hits in [id_hits].into_iter().chain(ref_hits).flatten() {
-            links.extend(hits.iter().map(|&j| (i, j)));
-        }
-    }
-    let linked_c: BTreeSet<usize> = links.iter().map(|l| l.0).collect();
-    let linked_r: BTreeSet<usize> = links.iter().map(|l| l.1).collect();
-    for &i in scope.iter().filter(|i| !linked_c.contains(i)) {
-        let c = &cs[i];
-        if let (Some(v), Some(p)) = (
-            key(rd(c, "vendor_id").as_deref()),
-            po_key(rd(c, "po_number").as_deref()),
-        ) {
-            for &j in by_fallback
-                .get(&(v, p))
-                .into_iter()
-                .flatten()
-                .filter(|j| !linked_r.contains(j))
-            {
-                links.insert((i, j));
-            }
-        }
-    }
-    let mut count_c: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut count_r: BTreeMap<usize, usize> = BTreeMap::new();
-    for &(i, j) in &links {
-        *count_c.entry(i).or_default() += 1;
-        *count_r.entry(j).or_default() += 1;
-    }
-    let per_c = |i: usize| count_c.get(&i).copied().unwrap_or(0);
-    let per_r = |j: usize| count_r.get(&j).copied().unwrap_or(0);
-    let mut out = BTreeSet::new();
-    let ids: BTreeSet<String> = rs
-        .iter()
-        .filter_map(|r| key(Some(&r.erp_record_id)))
-        .collect();
-    for &i in &scope {
-        let c = &cs[i];
-        let cid = Some(c.contract.id.composite());
-        match key(c.contract.external_metadata.id.as_deref()) {
-            None => {
-                let only = (per_c(i) == 1).then(|| links.iter().find(|l| l.0 == i).unwrap().1);
-                out.insert(row(
-                    "unlinked_contract",
-                    cid,
-                    only.map(|j| rs[j].erp_record_id.as_str()),
-                    None,
-                ));
-            }
-            Some(id) if !ids.contains(&id) => {
-                out.insert(row(
-                    "missing_in_erp",
-                    cid,
-                    c.contract.external_metadata.id.as_deref(),
-                    None,
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    let numbers: BTreeSet<String> = cs
-        .iter()
-        .flat_map(|c| {
-            [
-                c.contract.id.composite().to_string(),
-                c.contract.id.number().unwrap().to_string(),
-            ]
-        })
-        .collect();
-    for r in rs {
-        if key(r.spotdraft_contract_id.as_deref()).is_some_and(|b| !numbers.contains(&b)) {
-            out.insert(row(
-                "orphan_erp_record",
-                r.spotdraft_contract_id.as_deref(),
-                Some(&r.erp_record_id),
-                None,
-            ));
-        }
-    }
-    for &(i, j) in &links {
-        let (c, r) = (&cs[i], &rs[j]);
-        let cid = Some(c.contract.id.composite());
-        if per_c(i) > 1 || per_r(j) > 1 {
-            out.insert(row("duplicate_link", cid, Some(&r.erp_record_id), None));
-            continue;
-        }
-        for f in differing_fields(c, r) {
-            out.insert(row("field_mismatch", cid, Some(&r.erp_record_id), Some(f)));
-        }
-        if c.contract.contract_status == "EXECUTED" {
-            let doc = std::fs::read(
-                dir.join(files::DOCUMENTS_DIR)
-                    .join(c.document.as_ref().unwrap()),
-            )
-            .unwrap();
-            let sha = hex::encode(Sha256::digest(&doc));
-            if r.document_sha256.as_deref().map(str::to_lowercase) != Some(sha) {
-                out.insert(row("missing_document", cid, Some(&r.erp_record_id), None));
-            }
-        }
-    }
-    out
-}
-
 // ---- Tests ----
 
 #[test]
@@ -398,6 +177,7 @@ fn every_kind_appears_at_its_rate() {
         ("orphan_erp_record", in_scope),
         ("duplicate_link", in_scope),
         ("missing_document", executed),
+        ("unusable_erp_value", in_scope),
     ] {
         let rate = contracts_of(kind) / pool;
         assert!((0.007..=0.013).contains(&rate), "{kind}: {rate}");
@@ -413,7 +193,7 @@ fn every_kind_appears_at_its_rate() {
     ] {
         let n = rows
             .iter()
-            .filter(|r| r.field.as_deref() == Some(field))
+            .filter(|r| r.drift_kind == "field_mismatch" && r.field.as_deref() == Some(field))
             .count() as f64;
         assert!(
             (0.003..=0.007).contains(&(n / in_scope)),
@@ -421,6 +201,13 @@ fn every_kind_appears_at_its_rate() {
             n / in_scope
         );
     }
+    // Link conflicts: one per duplicate (the second record's back-reference)
+    // and one per injected conflict (the contract's named record is absent).
+    let conflicts = contracts_of("link_conflict") / in_scope;
+    assert!(
+        (0.015..=0.025).contains(&conflicts),
+        "link_conflict: {conflicts}"
+    );
     assert!(rows
         .iter()
         .any(|r| r.drift_kind == "unlinked_contract" && r.erp_record_id.is_none()));
@@ -432,9 +219,20 @@ fn every_kind_appears_at_its_rate() {
         m
     });
     assert_eq!(summary.expected_drift, by_kind);
+    // Extra rows no contract owns (about 0.2% of contracts), plus the records
+    // with an unusable value (about 1% of in-scope contracts).
     let rejects: u64 = summary.rejects.values().sum();
+    let unusable_owned = rows
+        .iter()
+        .filter(|r| r.drift_kind == "unusable_erp_value" && r.contract_id.is_some())
+        .count() as f64;
     assert!(
-        (4..=12).contains(&rejects) && summary.rejects.len() == 3,
+        (0.007..=0.013).contains(&(unusable_owned / in_scope)),
+        "{}",
+        unusable_owned / in_scope
+    );
+    assert!(
+        (4..=12).contains(&(rejects - unusable_owned as u64)) && summary.rejects.len() == 3,
         "{:?}",
         summary.rejects
     );
@@ -533,11 +331,14 @@ fn files_parse_and_documents_match_the_erp_checksums() {
         names
     );
     assert_eq!(csv.height() as u64, summary.extract_rows);
-    let (ids, dates, amounts) = (
+    let (ids, dates, expiry, amounts) = (
         text_col(&csv, "RECORD_ID"),
         text_col(&csv, "EFFECTIVE_DATE"),
+        text_col(&csv, "EXPIRY_DATE"),
         text_col(&csv, "AMOUNT"),
     );
+    let unreadable_date =
+        |v: &Option<String>| v.as_deref().is_some_and(|d| readable_date(d).is_none());
     let back_refs = text_col(&csv, "SD_CONTRACT_ID");
     let rejects_text = std::fs::read_to_string(dir.path().join(EXPECTED_REJECTS)).unwrap();
     let mut reject_rows = BTreeSet::new();
@@ -545,24 +346,26 @@ fn files_parse_and_documents_match_the_erp_checksums() {
         let (row, kind) = line.split_once(',').unwrap();
         let i = row.parse::<usize>().unwrap() - 1;
         reject_rows.insert(i);
-        assert!(back_refs[i].is_none(), "reject row {row} names no contract");
         match kind {
-            "empty_erp_record_id" => assert!(ids[i].is_none()),
-            "bad_date" => {
-                assert!(
-                    NaiveDate::parse_from_str(dates[i].as_deref().unwrap(), "%Y-%m-%d").is_err()
-                )
+            "empty_erp_record_id" => {
+                assert!(ids[i].is_none() && back_refs[i].is_none(), "row {row}")
             }
-            "bad_amount" => assert!(amounts[i].as_deref().unwrap().parse::<f64>().is_err()),
+            "bad_date" => assert!(unreadable_date(&dates[i]) || unreadable_date(&expiry[i])),
+            "bad_amount" => assert!(readable_amount(amounts[i].as_deref().unwrap()).is_none()),
             other => panic!("unknown reason {other}"),
         }
+        if kind != "empty_erp_record_id" {
+            assert!(ids[i].is_some(), "row {row} has a record id");
+        }
     }
-    let usable: Vec<Option<String>> = (0..ids.len())
-        .filter(|i| !reject_rows.contains(i))
-        .map(|i| ids[i].clone())
-        .collect();
+    assert!(
+        reject_rows.iter().any(|&i| back_refs[i].is_some()),
+        "some rejected rows belong to contracts"
+    );
+    // Every row with a record id is an ERP record, rejected for a value or not.
+    let records: Vec<Option<String>> = ids.iter().filter(|id| id.is_some()).cloned().collect();
     assert_eq!(
-        usable,
+        records,
         rs.iter()
             .map(|r| Some(r.erp_record_id.clone()))
             .collect::<Vec<_>>()
@@ -600,13 +403,22 @@ fn expected_drift_agrees_with_an_independent_reading_of_the_rules() {
     let known: BTreeSet<&str> = cs.iter().map(|c| c.contract.id.composite()).collect();
     let records: BTreeSet<&str> = rs.iter().map(|r| r.erp_record_id.as_str()).collect();
     for row in &expected {
-        let c = row.contract_id.as_deref().unwrap();
+        let Some(c) = row.contract_id.as_deref() else {
+            // Only a record no contract links to has none.
+            assert_eq!(row.drift_kind, "unusable_erp_value", "{row:?}");
+            continue;
+        };
         assert_eq!(
             known.contains(c),
             row.drift_kind != "orphan_erp_record",
             "{row:?}"
         );
         let r = row.erp_record_id.as_deref();
+        if row.drift_kind == "link_conflict" {
+            // The id the contract names, present in the extract or not.
+            assert!(r.is_some(), "{row:?}");
+            continue;
+        }
         assert_eq!(
             r.is_some_and(|r| records.contains(r)),
             !matches!(row.drift_kind.as_str(), "missing_in_erp") && r.is_some(),

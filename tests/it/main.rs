@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod fixture_rules;
 mod fixtures;
 mod ingest;
 mod pipeline;

@@ -74,19 +74,53 @@ fn s(v: &str) -> Option<String> {
     Some(v.to_string())
 }
 
+fn bools(df: &DataFrame, name: &str) -> Vec<bool> {
+    df.column(name)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .bool()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect()
+}
+
 fn assert_csv_extract(x: &Extract) {
     assert_eq!(x.rows_read, 5);
-    assert_eq!(u64s(&x.records, "_row"), [1, 5]);
+    assert_eq!(
+        u64s(&x.records, "_row"),
+        [1, 3, 4, 5],
+        "rows with an unusable value are records too; only the id-less row is not"
+    );
     assert_eq!(
         strings(&x.records, "erp_record_id"),
-        [s("ERP-1"), s("ERP-5")]
+        [s("ERP-1"), s("ERP-3"), s("ERP-4"), s("ERP-5")]
     );
     assert_eq!(
         strings(&x.records, "po_number"),
-        [s("00123"), None],
+        [s("00123"), None, None, None],
         "text kept verbatim, blank is null"
     );
-    assert_eq!(strings(&x.records, "amount"), [s("1,234.50"), s("-3")]);
+    assert_eq!(
+        strings(&x.records, "amount"),
+        [s("1,234.50"), s("12.5"), s("12,34"), s("-3")]
+    );
+    assert_eq!(
+        strings(&x.records, "effective_date")[1],
+        s("2026-13-45"),
+        "the unusable value is kept raw"
+    );
+    assert_eq!(
+        bools(&x.records, "_unusable_effective_date"),
+        [false, true, false, false]
+    );
+    assert_eq!(
+        bools(&x.records, "_unusable_amount"),
+        [false, false, true, false]
+    );
+    assert_eq!(
+        bools(&x.records, "_unusable_expiry_date"),
+        [false, false, false, false]
+    );
     assert!(x.records.column("IGNORED").is_err() && x.records.column("RECORD_ID").is_err());
     assert_eq!(u64s(&x.rejects, "row"), [2, 3, 4]);
     assert_eq!(
@@ -124,8 +158,9 @@ async fn csv_extract_from_local_file_system_keeps_text_and_rejects_bad_rows() {
     );
     assert_eq!(
         strings(&x.records, "erp_record_id"),
-        [s("ERP-1"), s("ERP-5")]
+        [s("ERP-1"), s("ERP-3"), s("ERP-4"), s("ERP-5")]
     );
+    assert!(bools(&x.records, "_unusable_amount")[2]);
     assert_eq!(strings(&x.records, "po_number")[0], s("00123"));
 }
 
@@ -186,10 +221,20 @@ async fn parquet_extract_casts_typed_columns_to_text() {
             x.records.column("amount").unwrap().dtype(),
             &DataType::String
         );
-        assert_eq!(strings(&x.records, "erp_record_id"), [s("P-1"), s("P-3")]);
-        assert_eq!(strings(&x.records, "amount"), [s("12500.5"), s("-1.0")]);
-        assert_eq!(strings(&x.records, "po_number"), [s("123"), None]);
-        assert_eq!(u64s(&x.records, "_row"), [1, 3]);
+        assert_eq!(
+            strings(&x.records, "erp_record_id"),
+            [s("P-1"), s("P-2"), s("P-3")]
+        );
+        assert_eq!(
+            strings(&x.records, "amount"),
+            [s("12500.5"), None, s("-1.0")]
+        );
+        assert_eq!(strings(&x.records, "po_number"), [s("123"), s("7"), None]);
+        assert_eq!(u64s(&x.records, "_row"), [1, 2, 3]);
+        assert_eq!(
+            bools(&x.records, "_unusable_effective_date"),
+            [false, true, false]
+        );
         assert_eq!(
             strings(&x.rejects, "reason"),
             [s("EFFECTIVE_DATE: unparsable date \"2026-02-30\"")]
@@ -302,6 +347,7 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
             run_id: "r".into(),
             job: "demo".into(),
             detected_at: "2026-11-01T00:00:00Z".into(),
+            known_existing_contract_ids: Vec::new(),
         };
         reconcile(snapshot, records, &demo_spec(), &ctx).unwrap()
     })
@@ -319,8 +365,10 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
     for kind in [
         "unlinked_contract",
         "missing_in_erp",
+        "link_conflict",
         "orphan_erp_record",
         "duplicate_link",
+        "unusable_erp_value",
         "field_mismatch",
         "missing_document",
     ] {

@@ -315,3 +315,38 @@ fn a_run_killed_while_publishing_is_rolled_forward_by_the_next() {
     assert_eq!(runs_a_reader_sees(&out).len(), 2);
     assert!(watermark(&out).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_naming_contracts_outside_the_status_filter_are_not_orphans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_against_own_sandbox(tmp.path()).await;
+    // Walk only the reconciled statuses: DRAFT and REDLINING contracts stay out
+    // of the snapshot, and ERP records naming them must not become orphans.
+    job.fetch.status_filter = job.reconcile.statuses.clone();
+    // An ERP record created for DRAFT contract T-1005 (no drift of any kind: a
+    // contract outside the reconciled statuses is not compared).
+    let mut extract =
+        std::fs::read_to_string(repo().join("fixtures/demo/erp_extract.csv")).unwrap();
+    extract.push_str("ERP-DRAFT-1005,T-1005,,,LE-GB-01,,,,,,\n");
+    let extract_path = tmp.path().join("erp_extract.csv");
+    std::fs::write(&extract_path, extract).unwrap();
+    job.extract.url = extract_path.display().to_string();
+    let outcome = run_job(&job, RunOptions::default()).await.unwrap();
+    let truth = expected_drift(&repo().join("fixtures/demo"));
+    let orphans = |set: &std::collections::BTreeSet<crate::common::DriftKey>| {
+        set.iter()
+            .filter(|k| k.0 == "orphan_erp_record")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let found = reported_drift(Path::new(&outcome.tables["drift"]));
+    assert_eq!(orphans(&found), orphans(&truth));
+    assert!(!orphans(&truth).is_empty(), "the demo has real orphans");
+    assert!(
+        outcome.summary.ingestion.orphan_check_requests >= 1,
+        "{:?}",
+        outcome.summary.ingestion
+    );
+    assert_eq!(found, truth);
+    sandbox.shutdown().await;
+}

@@ -305,3 +305,32 @@ fn refresh_per_run_takes_a_count_or_a_percentage() {
         assert_eq!(p[0].key, "spotdraft.refresh_per_run", "{bad}");
     }
 }
+
+#[test]
+fn severity_accepts_every_drift_kind_but_field_mismatch() {
+    let text = demo_text()
+        .replace("unusable_erp_value = \"medium\"\n", "")
+        .replace("link_conflict = \"high\"\n", "")
+        .replace(
+            "[severity]\n",
+            "[severity]\nunusable_erp_value = \"low\"\nlink_conflict = \"low\"\n",
+        );
+    let job = check(&text, &env_with_secrets).unwrap();
+    for kind in ["unusable_erp_value", "link_conflict"] {
+        assert_eq!(
+            job.reconcile.kind_severity.get(kind),
+            Some(&Severity::Low),
+            "{kind}"
+        );
+    }
+    let text = demo_text().replace(
+        "[severity]\n",
+        "[severity]\nunusable_erp_values = \"low\"\nfield_mismatch = \"high\"\n",
+    );
+    let mut got = keys(&text);
+    got.sort();
+    assert_eq!(
+        got,
+        ["severity.field_mismatch", "severity.unusable_erp_values"]
+    );
+}

@@ -23,7 +23,7 @@ async fn write_sample_reports() {
     let kinds = crate::reconcile::spec::kinds::ALL;
     let pick = |i: usize, options: &[&str]| options[(i * 7 + i / 3) % options.len()].to_string();
     let kind: Vec<String> = (0..n)
-        .map(|i| kinds[(i * 13 + i / 5) % 6].to_string())
+        .map(|i| kinds[(i * 13 + i / 5) % kinds.len()].to_string())
         .collect();
     let field: Vec<Option<String>> = (0..n)
         .map(|i| {

@@ -24,6 +24,8 @@ pub(crate) struct Outcome {
     pub(crate) drift: Vec<ExpectedDrift>,
     /// The noise actually applied, if any.
     pub(crate) noise: Option<Noise>,
+    /// Why the extract loader rejects the contract's record, if it does.
+    pub(crate) reject: Option<RejectKind>,
 }
 
 fn drift(
@@ -63,6 +65,7 @@ pub(crate) fn apply(base: &Base, role: Role, ids: &mut Ids, rng: &mut StdRng) ->
             records: vec![],
             drift: vec![],
             noise: None,
+            reject: None,
         };
     }
     let erp_id = ids.erp_id();
@@ -73,6 +76,7 @@ pub(crate) fn apply(base: &Base, role: Role, ids: &mut Ids, rng: &mut StdRng) ->
         records: vec![],
         drift: vec![],
         noise: None,
+        reject: None,
     };
     match role {
         Role::OutOfScope => unreachable!("handled above"),
@@ -114,8 +118,20 @@ pub(crate) fn apply(base: &Base, role: Role, ids: &mut Ids, rng: &mut StdRng) ->
                 Some(&second_id),
                 None,
             ));
+            // The contract's record exists; the second one's back-reference is stale.
+            out.drift
+                .push(drift(kinds::LINK_CONFLICT, Some(c), Some(&erp_id), None));
             out.records.push(record);
             out.records.push(second);
+        }
+        Role::LinkConflict => {
+            // The contract keeps naming `erp_id`; its record carries another id
+            // and still names the contract: the fix is to write that id on the
+            // contract, and the conflict row replaces `missing_in_erp`.
+            record.erp_record_id = ids.erp_id();
+            out.drift
+                .push(drift(kinds::LINK_CONFLICT, Some(c), Some(&erp_id), None));
+            out.records.push(record);
         }
         Role::Mismatch(field) => {
             mismatch(base, field, &mut record, rng);
@@ -140,8 +156,40 @@ pub(crate) fn apply(base: &Base, role: Role, ids: &mut Ids, rng: &mut StdRng) ->
                 .push(drift(kinds::MISSING_DOCUMENT, Some(c), Some(&erp_id), None));
             out.records.push(record);
         }
+        Role::Unusable(kind) => {
+            // Still the contract's record: reported for its unreadable value, and
+            // neither missing nor compared on that value.
+            let field = unusable(kind, &mut record);
+            out.drift.push(drift(
+                kinds::UNUSABLE_ERP_VALUE,
+                Some(c),
+                Some(&erp_id),
+                field,
+            ));
+            out.reject = Some(kind);
+            out.records.push(record);
+        }
     }
     out
+}
+
+/// Gives `record` the value the loader rejects for `kind`; the field it is in
+/// (`None` for an empty id).
+fn unusable(kind: RejectKind, record: &mut ErpRecord) -> Option<Field> {
+    match kind {
+        RejectKind::EmptyId => {
+            record.erp_record_id = String::new();
+            None
+        }
+        RejectKind::BadDate => {
+            record.expiry_date = Some("31/02/2026".into());
+            Some(Field::ExpiryDate)
+        }
+        RejectKind::BadAmount => {
+            record.amount = Some("12,3.4".into());
+            Some(Field::Amount)
+        }
+    }
 }
 
 /// Changes `field` on the ERP side so it differs from the contract under the field's type.
@@ -255,15 +303,38 @@ pub(crate) fn orphan(named: u64, ids: &mut Ids, rng: &mut StdRng) -> (ErpRecord,
     (record, row)
 }
 
-/// An ERP row the extract loader must reject; it names no contract.
-pub(crate) fn reject(kind: RejectKind, ids: &mut Ids, rng: &mut StdRng) -> ErpRecord {
+/// An ERP row the extract loader must reject; it names no contract and links
+/// to none. With a record id it is still a record: its drift row (an
+/// `unusable_erp_value` without a contract) comes along.
+pub(crate) fn reject(
+    kind: RejectKind,
+    ids: &mut Ids,
+    rng: &mut StdRng,
+) -> (ErpRecord, Option<ExpectedDrift>) {
     let mut record = loose_record(ids, rng);
-    match kind {
-        RejectKind::EmptyId => record.erp_record_id = String::new(),
-        RejectKind::BadDate => record.effective_date = Some("2026-13-45".into()),
-        RejectKind::BadAmount => record.amount = Some("12,5x".into()),
-    }
-    record
+    let field = match kind {
+        RejectKind::EmptyId => {
+            record.erp_record_id = String::new();
+            None
+        }
+        RejectKind::BadDate => {
+            record.effective_date = Some("2026-13-45".into());
+            Some(Field::EffectiveDate)
+        }
+        RejectKind::BadAmount => {
+            record.amount = Some("12,5x".into());
+            Some(Field::Amount)
+        }
+    };
+    let row = field.map(|f| {
+        drift(
+            kinds::UNUSABLE_ERP_VALUE,
+            None,
+            Some(&record.erp_record_id),
+            Some(f),
+        )
+    });
+    (record, row)
 }
 
 /// A valid-looking record with a fresh id and a vendor/PO pair no contract has.
@@ -322,7 +393,45 @@ mod tests {
         let out = apply(&b, Role::Duplicate, &mut ids, &mut rng);
         assert_eq!(out.records.len(), 2);
         assert_ne!(out.records[0].erp_record_id, out.records[1].erp_record_id);
-        assert!(out.drift.iter().all(|d| d.drift_kind == "duplicate_link"));
+        let kinds: Vec<&str> = out.drift.iter().map(|d| d.drift_kind.as_str()).collect();
+        assert_eq!(kinds, ["duplicate_link", "duplicate_link", "link_conflict"]);
+    }
+
+    #[test]
+    fn unusable_keeps_the_record_and_names_the_field() {
+        let (b, mut ids, mut rng) = base(Status::Sign);
+        let out = apply(&b, Role::Unusable(RejectKind::BadDate), &mut ids, &mut rng);
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(out.records[0].expiry_date.as_deref(), Some("31/02/2026"));
+        assert_eq!(out.reject, Some(RejectKind::BadDate));
+        let d = &out.drift[..];
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].drift_kind.as_str(), d[0].field.as_deref()),
+            ("unusable_erp_value", Some("expiry_date"))
+        );
+        assert_eq!(d[0].contract_id.as_deref(), Some(b.id.as_str()));
+        let out = apply(
+            &b,
+            Role::Unusable(RejectKind::BadAmount),
+            &mut ids,
+            &mut rng,
+        );
+        assert_eq!(out.records[0].amount.as_deref(), Some("12,3.4"));
+        assert_eq!(out.drift[0].field.as_deref(), Some("amount"));
+    }
+
+    #[test]
+    fn link_conflict_record_names_the_contract_under_another_id() {
+        let (b, mut ids, mut rng) = base(Status::Executed);
+        let out = apply(&b, Role::LinkConflict, &mut ids, &mut rng);
+        let named = out.contract.contract.external_metadata.id.clone().unwrap();
+        assert_eq!(out.records.len(), 1);
+        assert_ne!(out.records[0].erp_record_id, named);
+        assert!(out.records[0].spotdraft_contract_id.is_some());
+        assert_eq!(out.drift.len(), 1);
+        assert_eq!(out.drift[0].drift_kind, "link_conflict");
+        assert_eq!(out.drift[0].erp_record_id.as_deref(), Some(named.as_str()));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(crate) const DRIFT_KIND_RATE: f64 = 0.01;
 pub(crate) const FIELD_MISMATCH_RATE: f64 = 0.005;
 /// Share of clean in-scope contracts that carry one kind of noise (spread over all kinds).
 pub(crate) const NOISE_RATE: f64 = 0.25;
-/// Share of extra, unusable ERP rows (per contract).
+/// Share of extra, rejected ERP rows that belong to no contract (per contract).
 pub(crate) const REJECT_RATE: f64 = 0.002;
 
 /// A contract status, with its share of the generated contracts.
@@ -174,15 +174,22 @@ pub(crate) enum Role {
     UnlinkedDrop,
     /// The contract names an ERP record that is not in the extract.
     MissingInErp,
-    /// A second ERP record back-references the contract.
+    /// A second ERP record back-references the contract (also a link conflict:
+    /// its back-reference contradicts the contract's id).
     Duplicate,
+    /// The contract names an ERP record id the extract lacks, and its record,
+    /// under another id, names the contract back.
+    LinkConflict,
     /// One compared field differs on the ERP side.
     Mismatch(Field),
     /// EXECUTED contract whose ERP record has no or a wrong document hash.
     MissingDocument,
+    /// The contract's ERP record has a value the extract loader rejects
+    /// (`BadDate`: expiry date, `BadAmount`: amount); the record still exists.
+    Unusable(RejectKind),
 }
 
-/// Why an extra ERP row cannot be used.
+/// Why an ERP row is rejected by the extract loader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RejectKind {
     EmptyId,
@@ -274,6 +281,10 @@ impl Plan {
         for f in Field::ALL {
             demand.push((Role::Mismatch(f), quota(FIELD_MISMATCH_RATE, in_scope)));
         }
+        let unusable = quota(DRIFT_KIND_RATE, in_scope);
+        demand.push((Role::Unusable(RejectKind::BadDate), unusable.div_ceil(2)));
+        demand.push((Role::Unusable(RejectKind::BadAmount), unusable / 2));
+        demand.push((Role::LinkConflict, quota(DRIFT_KIND_RATE, in_scope)));
         let free: Vec<usize> = pool
             .iter()
             .copied()
@@ -341,8 +352,14 @@ mod tests {
         let per_kind = (in_scope as f64 * DRIFT_KIND_RATE).round() as usize;
         assert_eq!(count(Role::MissingInErp), per_kind);
         assert_eq!(count(Role::Duplicate), per_kind);
+        assert_eq!(count(Role::LinkConflict), per_kind);
         assert_eq!(
             count(Role::UnlinkedKeep) + count(Role::UnlinkedDrop),
+            per_kind
+        );
+        assert_eq!(
+            count(Role::Unusable(RejectKind::BadDate))
+                + count(Role::Unusable(RejectKind::BadAmount)),
             per_kind
         );
         for f in Field::ALL {
@@ -378,6 +395,9 @@ mod tests {
             assert!(plan.roles.contains(&Role::Mismatch(f)), "{f:?}");
         }
         assert!(plan.roles.contains(&Role::MissingDocument));
+        assert!(plan.roles.contains(&Role::LinkConflict));
+        assert!(plan.roles.contains(&Role::Unusable(RejectKind::BadDate)));
+        assert!(plan.roles.contains(&Role::Unusable(RejectKind::BadAmount)));
         assert!(plan.extras.iter().any(|e| e.1 == Extra::Orphan));
         assert_eq!(
             plan.extras
