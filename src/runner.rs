@@ -84,6 +84,34 @@ impl RunOutcome {
             api.http.retries,
             api.achieved_requests_per_s,
         ));
+        let mut notes = Vec::new();
+        if api.contracts_vanished > 0 {
+            notes.push(format!(
+                "{} vanished during the run",
+                api.contracts_vanished
+            ));
+        }
+        if api.documents_unavailable > 0 {
+            notes.push(format!(
+                "{} executed without a downloadable document",
+                api.documents_unavailable
+            ));
+        }
+        if api.key_pointers_refreshed > 0 {
+            notes.push(format!(
+                "{} metadata values re-verified",
+                api.key_pointers_refreshed
+            ));
+        }
+        if let Some(age) = api.oldest_key_pointers_age_secs {
+            notes.push(format!(
+                "oldest metadata value {:.1} days old",
+                age as f64 / 86_400.0
+            ));
+        }
+        if !notes.is_empty() {
+            out.push_str(&format!("        {}\n", notes.join("; ")));
+        }
         for (kind, n) in &s.by_kind {
             out.push_str(&format!("  {kind:<20} {n}\n"));
         }
@@ -163,8 +191,7 @@ async fn run_under_lease(
     };
     let ingested = ingest_with_control(&settings, store.clone(), prefix, opts.mode, &control).await;
     lease.check()?;
-    let ingested =
-        ingested.with_context(|| format!("ingesting contracts for job {:?}", job.name))?;
+    let ingested = ingested.context("ingesting contracts from SpotDraft")?;
     timings.insert("ingest".to_string(), t.elapsed().as_millis() as u64);
 
     // 4. Contracts that ERP records name but the snapshot lacks (created after

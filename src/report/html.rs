@@ -75,9 +75,19 @@ pub fn render_html(
         );
     } else {
         charts(&mut out, summary);
-        drift_table(&mut out, &drift)?;
+        drift_table(
+            &mut out,
+            &drift,
+            &dataset_dir(summary, super::layout::DRIFT_TABLE),
+        )?;
     }
-    rejects_table(&mut out, &rejects, summary.inputs.erp_rows_rejected)?;
+    let rejects_dir = dataset_dir(summary, super::layout::REJECTS_TABLE);
+    rejects_table(
+        &mut out,
+        &rejects,
+        summary.inputs.erp_rows_rejected,
+        &rejects_dir,
+    )?;
     out.push_str("</body></html>\n");
     Ok(out)
 }
@@ -217,7 +227,20 @@ fn rank_expr(column: &str, order: &[&str]) -> Expr {
         })
 }
 
-fn drift_table(out: &mut String, drift: &DataFrame) -> Result<(), ReportError> {
+/// The run's folder in `table`, relative to the output folder, as a reader
+/// finds it next to this page's own folder under `runs/`.
+fn dataset_dir(s: &Summary, table: &str) -> String {
+    super::layout::table_run_dir(
+        &object_store::path::Path::default(),
+        table,
+        &s.job,
+        s.run_date,
+        &s.run_id,
+    )
+    .to_string()
+}
+
+fn drift_table(out: &mut String, drift: &DataFrame, dir: &str) -> Result<(), ReportError> {
     let top = drift
         .clone()
         .lazy()
@@ -237,9 +260,11 @@ fn drift_table(out: &mut String, drift: &DataFrame) -> Result<(), ReportError> {
     let _ = write!(
         out,
         "<h2>Drift rows</h2><p class=\"muted\">Showing {} of {} rows, highest severity first. \
-         The full list is in drift.csv and drift.parquet.</p><table><thead><tr>",
+         The full list is in drift.csv and drift.parquet under <code>{}/</code> in the \
+         output folder.</p><table><thead><tr>",
         fmt_int(top.height() as u64),
-        fmt_int(drift.height() as u64)
+        fmt_int(drift.height() as u64),
+        esc(dir)
     );
     for (_, heading) in TABLE_COLUMNS {
         let _ = write!(out, "<th>{heading}</th>");
@@ -270,7 +295,12 @@ fn drift_table(out: &mut String, drift: &DataFrame) -> Result<(), ReportError> {
     Ok(())
 }
 
-fn rejects_table(out: &mut String, rejects: &DataFrame, rejected: u64) -> Result<(), ReportError> {
+fn rejects_table(
+    out: &mut String,
+    rejects: &DataFrame,
+    rejected: u64,
+    dir: &str,
+) -> Result<(), ReportError> {
     out.push_str("<h2>Rejected ERP rows</h2>");
     if rejects.height() == 0 {
         if rejected == 0 {
@@ -298,10 +328,12 @@ fn rejects_table(out: &mut String, rejects: &DataFrame, rejected: u64) -> Result
         .map_err(err)?;
     let _ = write!(
         out,
-        "<p class=\"muted\">Showing {} of {} rejected rows; all are in rejects.csv.</p>\
+        "<p class=\"muted\">Showing {} of {} rejected rows; all are in rejects.csv under \
+         <code>{}/</code>.</p>\
          <table><thead><tr><th>Row</th><th>ERP record</th><th>Reason</th></tr></thead><tbody>",
         fmt_int(shown.height() as u64),
-        fmt_int(rejects.height() as u64)
+        fmt_int(rejects.height() as u64),
+        esc(dir)
     );
     for i in 0..shown.height() {
         out.push_str("<tr>");
