@@ -103,7 +103,7 @@ impl RunOutcome {
                 api.key_pointers_refreshed
             ));
         }
-        if let Some(age) = api.oldest_key_pointers_age_secs {
+        if let Some(age) = api.oldest_key_pointers_age_secs.filter(|a| *a >= 86_400) {
             notes.push(format!(
                 "oldest metadata value {:.1} days old",
                 age as f64 / 86_400.0
