@@ -1,3 +1,4 @@
 //! ERP side: extract loading.
 
 pub mod extract;
+pub mod sink;
