@@ -85,6 +85,17 @@ pub enum HttpError {
         /// The URL requested.
         url: String,
     },
+    /// The caller could not build the next attempt (a streamed body could not
+    /// be opened again, or the caller stopped retrying on purpose).
+    #[error("request to {url} stopped after {attempts} attempt(s): {reason}")]
+    Aborted {
+        /// The URL requested.
+        url: String,
+        /// Attempts made before it stopped.
+        attempts: u32,
+        /// Why the caller stopped.
+        reason: String,
+    },
 }
 
 /// A `reqwest::Client` bound to a [`Throttle`] and a [`RetryPolicy`].
@@ -142,6 +153,9 @@ impl RetryingClient {
     ///
     /// Timeouts are retried only for idempotent requests too: a request that
     /// timed out may have been applied, and this project never writes twice.
+    /// A write that carries an `Idempotency-Key` the server honours (the ERP
+    /// API) IS idempotent: a resend with the same key is answered with the
+    /// first result, never applied again, so such writes pass `true`.
     pub async fn send(
         &self,
         request: reqwest::Request,
@@ -162,13 +176,36 @@ impl RetryingClient {
         parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Result<(HttpResponse, T), HttpError> {
         let url = request.url().to_string();
+        let build = |_attempt: u32| {
+            let req = request
+                .try_clone()
+                .ok_or_else(|| HttpError::NotCloneable { url: url.clone() });
+            std::future::ready(req)
+        };
+        self.send_built(&url, build, idempotent, parse).await
+    }
+
+    /// [`RetryingClient::send_parsed`] for a request built afresh for every
+    /// attempt by `build(attempt)` (1 = first): a streamed body cannot be
+    /// cloned, so each attempt opens its stream again. `build` may refuse an
+    /// attempt with [`HttpError::Aborted`] (or any error), which ends the loop.
+    pub async fn send_built<T, F, Fut>(
+        &self,
+        url: &str,
+        mut build: F,
+        idempotent: bool,
+        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<(HttpResponse, T), HttpError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::Request, HttpError>>,
+    {
+        let url = url.to_string();
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let req = request
-                .try_clone()
-                .ok_or_else(|| HttpError::NotCloneable { url: url.clone() })?;
+            let req = build(attempt).await?;
             let outcome = self.attempt(req, &url, attempt).await;
             let (retry_after, give_up) = match outcome {
                 Ok(resp) => match classify_status(resp.status) {

@@ -346,6 +346,7 @@ impl SpotDraftClient {
                 | HttpError::Transport { attempts, .. }
                 | HttpError::MalformedBody { attempts, .. },
             ) => *attempts as u64,
+            Err(HttpError::Aborted { attempts, .. }) => *attempts as u64,
             Err(HttpError::NotCloneable { .. }) => 0,
         };
         counter.fetch_add(attempts, Ordering::Relaxed);
