@@ -264,6 +264,93 @@ impl RetryingClient {
         }
     }
 
+    /// Sends `request` (retried like [`RetryingClient::send`] until a 2xx
+    /// answer starts) and returns that answer with its body unread, to be
+    /// streamed by the caller. Only the request start waits for the throttle
+    /// and holds an in-flight slot; an error while streaming the body is the
+    /// caller's to handle (it is not retried here).
+    pub async fn open_stream(
+        &self,
+        request: reqwest::Request,
+        idempotent: bool,
+    ) -> Result<(reqwest::Response, u32), HttpError> {
+        let url = request.url().to_string();
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let req = request
+                .try_clone()
+                .ok_or_else(|| HttpError::NotCloneable { url: url.clone() })?;
+            let sent = {
+                let _slot = self.throttle.admit().await;
+                self.client.execute(req).await
+            };
+            let stats = self.throttle.stats();
+            let (retry_after, give_up) = match sent {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    stats.record_status(status);
+                    match classify_status(status) {
+                        StatusClass::Success => return Ok((resp, attempt)),
+                        StatusClass::Fail => {
+                            let headers = resp.headers().clone();
+                            let body = resp.bytes().await.unwrap_or_default();
+                            return Err(HttpError::Status(Box::new(HttpResponse {
+                                url,
+                                status,
+                                headers,
+                                body,
+                                attempts: attempt,
+                            })));
+                        }
+                        StatusClass::Retry => (
+                            resp.headers()
+                                .get("retry-after")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(parse_retry_after),
+                            HttpError::RetriesExhausted {
+                                url: url.clone(),
+                                status,
+                                attempts: attempt,
+                                elapsed: started.elapsed(),
+                            },
+                        ),
+                    }
+                }
+                Err(e) => {
+                    stats.record_transport_error();
+                    let kind = if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "connection"
+                    };
+                    let err = HttpError::Transport {
+                        url: url.clone(),
+                        kind,
+                        attempts: attempt,
+                        source: e.without_url(),
+                    };
+                    if !idempotent {
+                        return Err(err);
+                    }
+                    (None, err)
+                }
+            };
+            let wait = {
+                let unit: f64 = self.rng.lock().expect("rng lock").random();
+                backoff_delay(&self.policy, attempt, retry_after, unit)
+            };
+            if attempt >= self.policy.max_attempts
+                || started.elapsed() + wait > self.policy.max_total
+            {
+                return Err(give_up);
+            }
+            self.throttle.stats().record_retry();
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     async fn attempt(
         &self,
         req: reqwest::Request,

@@ -4,6 +4,7 @@
 
 mod auth;
 mod documents;
+mod spotdraft;
 mod writes;
 
 use crate::sandbox_api::dataset;
