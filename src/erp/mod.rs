@@ -1,4 +1,5 @@
-//! ERP side: extract loading.
+//! ERP side: extract loading and correction sinks.
 
 pub mod extract;
+pub mod rest;
 pub mod sink;
