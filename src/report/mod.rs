@@ -27,6 +27,7 @@
 mod html;
 mod latest;
 pub mod layout;
+pub mod lifecycle;
 pub mod migrate;
 pub mod publish;
 mod summary;
@@ -39,7 +40,10 @@ pub use html::{render_html, HTML_DRIFT_ROWS, HTML_REJECT_ROWS};
 pub use latest::{read_latest, rebuild_latest, LatestPointer};
 pub use publish::{publish, recover_staged, Recovery, ReportLocation, RunManifest};
 pub use summary::{empty_drift_frame, InputCounts, RunInfo, Summary, NO_LEGAL_ENTITY};
-pub use write::{write_reports, ReportFormats, LATEST_FILE, PARQUET_DROPPED_COLUMNS, SUCCESS_FILE};
+pub use write::{
+    write_reports, write_run_reports, ReportFormats, RunTables, LATEST_FILE,
+    PARQUET_DROPPED_COLUMNS, SUCCESS_FILE,
+};
 
 /// Columns of the drift frame, in order (all String): the reconciliation engine's output.
 pub use crate::reconcile::DRIFT_COLUMNS;
