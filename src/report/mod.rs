@@ -25,6 +25,7 @@
 //! the rejects frame has `row` (u64), `reason` and `erp_record_id`.
 
 mod html;
+mod html_lifecycle;
 mod latest;
 pub mod layout;
 pub mod lifecycle;

@@ -10,6 +10,7 @@ use recording_store::RecordingStore;
 use std::sync::Arc;
 
 mod csv_safety;
+mod lifecycle_html;
 mod publishing;
 mod recording_store;
 mod sample;
