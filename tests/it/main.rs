@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod fixture_rules;
 mod fixtures;
+mod history;
 mod ingest;
 mod pipeline;
 mod reconcile;
