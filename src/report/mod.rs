@@ -4,7 +4,9 @@
 //! Every table is its own Hive dataset, kept apart per job (see [`layout`]):
 //! `{output}/drift/job=<job>/run_date=YYYY-MM-DD/run_id=<id>/drift.parquet`
 //! (and `drift.csv`), `{output}/rejects/...` (`rejects.parquet`, `rejects.csv`),
-//! and `{output}/runs/...` (`summary.json`, `report.html`). Each run folder gets
+//! `{output}/resolved/...` (`resolved.parquet`, `resolved.csv`: drift of the
+//! previous nightly run that is gone, see [`lifecycle`]) and
+//! `{output}/runs/...` (`summary.json`, `report.html`). Each run folder gets
 //! `_SUCCESS` once its files are in place, the run's folder in `runs` last,
 //! then `{output}/runs/job=<job>/latest.json` points at the job's newest
 //! complete run. How a run is staged, committed and published, and how an
