@@ -39,13 +39,32 @@ pub fn validate(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
+/// When `run` exits with [`EXIT_DRIFT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOnDrift {
+    /// Any drift row, acknowledged or not (plain `--fail-on-drift`).
+    Any,
+    /// Drift first seen in this run (`--fail-on-drift=new`): a nightly alert.
+    New,
+}
+
+impl FailOnDrift {
+    /// True when `outcome` should exit with [`EXIT_DRIFT`].
+    pub fn fails(self, outcome: &runner::RunOutcome) -> bool {
+        match self {
+            FailOnDrift::Any => outcome.drift_total() > 0,
+            FailOnDrift::New => outcome.drift_new() > 0,
+        }
+    }
+}
+
 /// What `run` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
     /// The job file.
     pub job: PathBuf,
-    /// Exit with 3 when drift is found.
-    pub fail_on_drift: bool,
+    /// Exit with 3 when drift (or new drift) is found.
+    pub fail_on_drift: Option<FailOnDrift>,
     /// Full, incremental or automatic walk.
     pub mode: IngestMode,
     /// Take the job's lease from a holder known to be gone.
@@ -66,8 +85,10 @@ pub async fn run(request: RunRequest) -> ExitCode {
 }
 
 /// `demo`: runs the demo job (by default `jobs/demo.toml`) against the embedded
-/// sandbox, optionally writing to `output` instead of the job's folder.
-pub async fn demo(job: &Path, output: Option<PathBuf>) -> ExitCode {
+/// sandbox, optionally writing to `output` instead of the job's folder. With
+/// `change`, the sandbox edits one contract first ([`sandbox::demo_change`]),
+/// so a second run shows new and resolved drift.
+pub async fn demo(job: &Path, output: Option<PathBuf>, change: bool) -> ExitCode {
     let path = locate_demo_job(job);
     let Some(mut job) = load_or_report(&path) else {
         return ExitCode::from(2);
@@ -81,7 +102,15 @@ pub async fn demo(job: &Path, output: Option<PathBuf>) -> ExitCode {
             }
         }
     }
-    run_loaded(&job, RunOptions::default(), false).await
+    let mut opts = RunOptions::default();
+    if change {
+        opts.edit_sandbox = Some(std::sync::Arc::new(|state: &sandbox::StateHandle| {
+            for line in sandbox::demo_change(state) {
+                println!("demo --change: {line}");
+            }
+        }));
+    }
+    run_loaded(&job, opts, None).await
 }
 
 /// `fixtures gen`: writes a deterministic dataset.
@@ -167,11 +196,11 @@ fn locate_demo_job(path: &Path) -> PathBuf {
     }
 }
 
-async fn run_loaded(job: &Job, opts: RunOptions, fail_on_drift: bool) -> ExitCode {
+async fn run_loaded(job: &Job, opts: RunOptions, fail_on_drift: Option<FailOnDrift>) -> ExitCode {
     match runner::run_job(job, opts).await {
         Ok(outcome) => {
             println!("{}", outcome.render_summary());
-            if fail_on_drift && outcome.drift_total() > 0 {
+            if fail_on_drift.is_some_and(|f| f.fails(&outcome)) {
                 ExitCode::from(EXIT_DRIFT)
             } else {
                 ExitCode::SUCCESS

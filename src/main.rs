@@ -5,7 +5,7 @@
 //! with `--fail-on-drift`, 4 another run of the job holds its lease.
 
 use clap::{Args, Parser, Subcommand};
-use contract_recon::commands::{self, RunRequest};
+use contract_recon::commands::{self, FailOnDrift, RunRequest};
 use contract_recon::ingest::IngestMode;
 use contract_recon::sandbox;
 use std::net::SocketAddr;
@@ -38,6 +38,11 @@ enum Command {
         /// Write the reports here instead of the job's `output.url` (`out/demo`).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Edit one contract in the sandbox before this run (T-1072 gets the
+        /// ERP's vendor id and a new PO number): run the demo, then
+        /// `demo --change`, to see resolved and new drift.
+        #[arg(long)]
+        change: bool,
     },
     /// Serve the local SpotDraft and ERP sandbox until Ctrl-C.
     Sandbox {
@@ -62,9 +67,10 @@ enum Command {
 struct RunArgs {
     /// The job file.
     job: PathBuf,
-    /// Exit with 3 when any drift is found.
-    #[arg(long)]
-    fail_on_drift: bool,
+    /// Exit with 3 when drift is found: any drift row (`--fail-on-drift`), or
+    /// only drift first seen in this run (`--fail-on-drift=new`).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "any")]
+    fail_on_drift: Option<FailOnDrift>,
     /// Walk every contract even when an earlier run left a watermark.
     #[arg(long, conflicts_with = "incremental")]
     full: bool,
@@ -141,7 +147,11 @@ async fn dispatch(command: Command) -> ExitCode {
             })
             .await
         }
-        Command::Demo { job, output } => commands::demo(&job, output).await,
+        Command::Demo {
+            job,
+            output,
+            change,
+        } => commands::demo(&job, output, change).await,
         Command::Sandbox {
             listen,
             fixtures,

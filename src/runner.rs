@@ -1,7 +1,7 @@
 //! Runs a job end to end, in pipeline order: take the job's lease -> finish
 //! what an interrupted run left -> load the ERP extract (cheap checks first) ->
-//! ingest contracts from SpotDraft -> reconcile -> publish reports -> advance
-//! the watermark -> release the lease.
+//! ingest contracts from SpotDraft -> reconcile -> compare with the previous
+//! nightly run -> publish reports -> advance the watermark -> release the lease.
 
 use crate::erp::extract::{load_extract, Extract, ExtractFormat, ExtractSource};
 use crate::ingest::IngestStats;
@@ -11,9 +11,15 @@ use crate::ingest::{
 use crate::job::{ExtractFileFormat, Job, SpotDraftTarget};
 use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
 use crate::reconcile::{orphan_candidates, reconcile, RunContext};
+use crate::report::lifecycle::{
+    compare_with_previous_run, load_acknowledgements, recent_trend, Acknowledgements, RunKind,
+    Tracked, TrackedRun, TrendPoint,
+};
 use crate::report::migrate::migrate_legacy_reports;
-use crate::report::{recover_staged, write_reports, InputCounts, ReportFormats, RunInfo, Summary};
-use crate::sandbox::{Dataset, Sandbox, SandboxConfig};
+use crate::report::{
+    recover_staged, write_run_reports, InputCounts, ReportFormats, RunInfo, RunTables, Summary,
+};
+use crate::sandbox::{Dataset, Sandbox, SandboxConfig, StateHandle};
 use crate::secret::Secret;
 use crate::spotdraft::model::ContractId;
 use crate::spotdraft::SpotDraftClient;
@@ -24,6 +30,9 @@ use polars::prelude::DataFrame;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// An edit of the embedded sandbox's state before ingestion.
+pub type SandboxEdit = Arc<dyn Fn(&StateHandle) + Send + Sync>;
 
 /// How a run is done.
 #[derive(Clone, Default)]
@@ -37,6 +46,12 @@ pub struct RunOptions {
     pub break_lease: bool,
     /// Lease expiry and renewal (tests shorten it).
     pub lease: LeaseConfig,
+    /// Why the run is made: only nightly runs (the default) are compared with
+    /// by later runs.
+    pub kind: RunKind,
+    /// Called with the embedded sandbox's state once it has started, before
+    /// ingestion (`demo --change` edits a contract there).
+    pub edit_sandbox: Option<SandboxEdit>,
 }
 
 /// What a finished run produced.
@@ -56,6 +71,14 @@ impl RunOutcome {
     /// Number of drift rows.
     pub fn drift_total(&self) -> u64 {
         self.summary.drift_total
+    }
+
+    /// Drift rows first seen in this run (all of them in the job's first nightly run).
+    pub fn drift_new(&self) -> u64 {
+        self.summary
+            .lifecycle
+            .as_ref()
+            .map_or(self.summary.drift_total, |l| l.new)
     }
 
     /// A short, human summary for the terminal.
@@ -115,9 +138,28 @@ impl RunOutcome {
         for (kind, n) in &s.by_kind {
             out.push_str(&format!("  {kind:<20} {n}\n"));
         }
+        if let Some(l) = &s.lifecycle {
+            let since = match &l.previous_run_id {
+                Some(id) => format!("since run {id}"),
+                None => "first nightly run".to_string(),
+            };
+            out.push_str(&format!(
+                "drift: {} new, {} open, {} acknowledged, {} resolved ({since})\n",
+                l.new, l.open, l.acknowledged, l.resolved
+            ));
+            if l.changed > 0 {
+                out.push_str(&format!(
+                    "        {} changed values since the last run\n",
+                    l.changed
+                ));
+            }
+        }
         out.push_str(&format!("reports: {}\n", self.report_dir));
         if let Some(drift) = self.tables.get(crate::report::layout::DRIFT_TABLE) {
             out.push_str(&format!("drift:   {drift}\n"));
+        }
+        if let Some(resolved) = self.tables.get(crate::report::layout::RESOLVED_TABLE) {
+            out.push_str(&format!("resolved: {resolved}\n"));
         }
         if let Some(html) = &self.report_html {
             out.push_str(&format!("open:    {html}\n"));
@@ -179,11 +221,15 @@ async fn run_under_lease(
     //    before any SpotDraft request is spent.
     let t = Instant::now();
     let extract = load_job_extract(job).await?;
+    let acks = load_job_acknowledgements(job)?;
     timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
 
     // 3. SpotDraft. The walk stops at its next page if the lease is lost
     //    (another run may then own the job's run state).
     let (sandbox, settings) = ingest_settings(job).await?;
+    if let (Some(sandbox), Some(edit)) = (&sandbox, &opts.edit_sandbox) {
+        edit(&sandbox.state());
+    }
     let t = Instant::now();
     let control = WalkControl {
         stop: Some(lease.lost_flag()),
@@ -227,14 +273,25 @@ async fn run_under_lease(
         .context("reconciliation stopped")??;
     timings.insert("reconcile".to_string(), t.elapsed().as_millis() as u64);
 
-    // 6. Reports, published only while the lease is still ours.
+    // 6. Compare with the job's last complete nightly run: every row's status
+    //    and age, the rows resolved since, the trend of recent runs.
     let t = Instant::now();
     let run = RunInfo {
         job: job.name.clone(),
         run_id,
         run_date: started.date_naive(),
         started_at,
+        finished_at: String::new(),
+    };
+    let (tracked, trend) =
+        track_across_runs(store, prefix, &run, reconciled.drift.clone(), acks).await?;
+    timings.insert("lifecycle".to_string(), t.elapsed().as_millis() as u64);
+
+    // 7. Reports, published only while the lease is still ours.
+    let t = Instant::now();
+    let run = RunInfo {
         finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ..run
     };
     let stats = &reconciled.stats;
     let inputs = InputCounts {
@@ -244,31 +301,31 @@ async fn run_under_lease(
         erp_rows_valid: stats.erp_records,
         erp_rows_rejected: extract.rejects.height() as u64,
     };
-    let mut summary = Summary::from_drift(&run, &reconciled.drift, inputs)?;
+    let mut summary = Summary::from_drift(&run, &tracked.drift, inputs)?;
     summary.ingestion = ingestion;
     summary.reconcile = reconciled.stats.clone();
     summary.timings_ms = timings;
+    summary.run_kind = opts.kind;
+    summary.lifecycle = Some(tracked.counts.clone());
+    summary.trend = trend;
     let formats = ReportFormats {
         parquet: job.output.parquet,
         csv: job.output.csv,
         html: job.output.html,
     };
     lease.check()?;
-    let location = write_reports(
-        store.clone(),
-        prefix,
-        &run,
-        &reconciled.drift,
-        &extract.rejects,
-        &summary,
-        &formats,
-    )
-    .await?;
+    let tables = RunTables {
+        drift: &tracked.drift,
+        rejects: &extract.rejects,
+        resolved: Some(&tracked.resolved),
+    };
+    let location =
+        write_run_reports(store.clone(), prefix, &run, tables, &summary, &formats).await?;
     summary
         .timings_ms
         .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);
 
-    // 7. The watermark moves once ingestion, reconciliation and reports are done.
+    // 8. The watermark moves once ingestion, reconciliation and reports are done.
     lease.check()?;
     commit_watermark(store.clone(), prefix, &job.name, &ingested.pending)
         .await
@@ -287,6 +344,48 @@ async fn run_under_lease(
         tables,
         report_html,
     })
+}
+
+/// This run's drift against the job's last complete nightly run (see
+/// [`crate::report::lifecycle`]), and the counts of recent nightly runs ending
+/// with this one.
+async fn track_across_runs(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &object_store::path::Path,
+    run: &RunInfo,
+    drift: DataFrame,
+    acks: Acknowledgements,
+) -> anyhow::Result<(Tracked, Vec<TrendPoint>)> {
+    let tracked_run = TrackedRun {
+        run_id: &run.run_id,
+        job: &run.job,
+        run_date: run.run_date,
+        detected_at: &run.started_at,
+    };
+    let tracked = compare_with_previous_run(store, prefix, drift, acks, &tracked_run)
+        .await
+        .with_context(|| {
+            format!(
+                "comparing with the previous nightly run of job {:?}",
+                run.job
+            )
+        })?;
+    let point = TrendPoint {
+        run_id: run.run_id.clone(),
+        run_date: run.run_date,
+        counts: tracked.counts.clone(),
+    };
+    let trend = recent_trend(store, prefix, &run.job, point).await?;
+    Ok((tracked, trend))
+}
+
+/// The job's acknowledgement file (`[report] acknowledgements`), if it has one.
+fn load_job_acknowledgements(job: &Job) -> anyhow::Result<Acknowledgements> {
+    match &job.report.acknowledgements {
+        Some(path) => Ok(load_acknowledgements(path)
+            .with_context(|| format!("report.acknowledgements of job {:?}", job.name))?),
+        None => Ok(Acknowledgements::default()),
+    }
 }
 
 /// The contracts that ERP records name, are not live in the snapshot, and

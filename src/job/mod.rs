@@ -33,6 +33,16 @@ pub struct Job {
     pub reconcile: ReconcileSpec,
     /// Where results go.
     pub output: OutputSettings,
+    /// How drift is followed from run to run.
+    pub report: ReportSettings,
+}
+
+/// `[report]`: how drift is followed from run to run.
+#[derive(Debug, Clone, Default)]
+pub struct ReportSettings {
+    /// The acknowledgement file (absolute, or relative to the working folder
+    /// when the job file's path was), read at the start of every run.
+    pub acknowledgements: Option<PathBuf>,
 }
 
 /// A cron schedule, seconds first, read in a time zone.

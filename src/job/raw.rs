@@ -31,6 +31,8 @@ pub struct RawJobFile {
     pub output: RawOutput,
     /// `[apply]`: corrections pushed into the ERP. Reserved: only `enabled = false` is accepted for now.
     pub apply: Option<RawApply>,
+    /// `[report]`: how drift is followed from run to run.
+    pub report: Option<RawReport>,
 }
 
 /// `[job]`
@@ -198,6 +200,17 @@ pub struct RawOutput {
     pub url: String,
     /// Report formats among `parquet`, `csv`, `html` (default all three). `summary.json` is always written.
     pub formats: Option<Vec<String>>,
+}
+
+/// `[report]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    /// Acknowledgement file (TOML, relative to the job file's folder): drift
+    /// identities accepted for now, each with a `reason`, an `author` and an
+    /// optional `expires` date. Listed rows are reported as `acknowledged` and
+    /// not counted as open. Default: none.
+    pub acknowledgements: Option<String>,
 }
 
 /// `[apply]` (reserved for corrections)

@@ -1,7 +1,7 @@
 //! Job file validation: TOML -> [`RawJobFile`] -> [`Job`], every problem reported
 //! as `file: key: reason`.
 
-use super::raw::{RawCompare, RawJobFile, RawMatch, RawRefresh};
+use super::raw::{RawCompare, RawJobFile, RawMatch, RawRefresh, RawReport};
 use super::*;
 use crate::ingest::{snapshot, RefreshBudget};
 use crate::reconcile::spec::{
@@ -221,6 +221,7 @@ impl Validator {
                 );
             }
         }
+        let report = self.report(raw.report.as_ref());
         let mut fetch = fetch?;
         let reconcile = reconcile?;
         for source in reconcile
@@ -244,6 +245,28 @@ impl Validator {
             extract: extract?,
             reconcile,
             output: output?,
+            report: report?,
+        })
+    }
+
+    fn report(&mut self, raw: Option<&RawReport>) -> Option<ReportSettings> {
+        let Some(file) = raw.and_then(|r| r.acknowledgements.as_deref()) else {
+            return Some(ReportSettings::default());
+        };
+        if file.trim().is_empty() {
+            self.bad("report.acknowledgements", "empty path");
+            return None;
+        }
+        let path = self.base_dir.join(file.trim());
+        if !path.is_file() {
+            self.bad(
+                "report.acknowledgements",
+                format!("{} is not a file", path.display()),
+            );
+            return None;
+        }
+        Some(ReportSettings {
+            acknowledgements: Some(path),
         })
     }
 

@@ -2,6 +2,7 @@
 //! links, and assembles the sorted drift table.
 
 use super::conflict::link_conflicts;
+use super::identity::with_drift_id;
 use super::link::unusable_fields;
 use super::normalize::null_str;
 use super::orphans::known_contract_keys;
@@ -9,8 +10,9 @@ use super::spec::{kinds, ReconcileSpec, Severity};
 use super::{ReconcileError, RunContext};
 use polars::prelude::*;
 
-/// Columns of the drift table, in order.
-pub const DRIFT_COLUMNS: [&str; 14] = [
+/// Columns of the drift table, in order. Columns are only ever added, at the
+/// end (readers combine runs by name).
+pub const DRIFT_COLUMNS: [&str; 15] = [
     "run_id",
     "job",
     "detected_at",
@@ -25,6 +27,7 @@ pub const DRIFT_COLUMNS: [&str; 14] = [
     "spotdraft_value",
     "erp_value",
     "proposed_action",
+    super::identity::DRIFT_ID,
 ];
 
 /// The action a person takes for each non-field drift kind.
@@ -292,7 +295,8 @@ fn with_details(
 /// run columns, sorted by kind (report order), contract id, record id, field,
 /// ERP value and SpotDraft value.
 /// Rows are unique on all their columns: identical rows (two ERP rows with one
-/// record id linked to one contract, say) are kept once, in sorted order.
+/// record id linked to one contract, say) are kept once, in sorted order. The
+/// last column, `drift_id`, is the row's identity across runs (see [`super::identity`]).
 pub fn drift_table(
     contracts: &DataFrame,
     records: &DataFrame,
@@ -359,10 +363,15 @@ pub fn drift_table(
             ],
             sort,
         )
-        .select(DRIFT_COLUMNS.map(col))
+        .select(
+            DRIFT_COLUMNS[..DRIFT_COLUMNS.len() - 1]
+                .iter()
+                .map(|c| col(*c))
+                .collect::<Vec<_>>(),
+        )
         .unique_stable(None, UniqueKeepStrategy::First)
         .collect()?;
-    Ok(df)
+    with_drift_id(df, spec)
 }
 
 /// `(value, count)` of one column of `df`, counted in Polars.

@@ -11,6 +11,7 @@
 pub mod compare;
 pub mod conflict;
 pub mod drift;
+pub mod identity;
 pub mod link;
 pub mod normalize;
 pub mod orphans;

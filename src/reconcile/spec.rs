@@ -95,6 +95,10 @@
 //! *Uniqueness*: the drift table never holds two identical rows (equal in every
 //! column). Rules that would produce the same row twice, such as two ERP rows
 //! with one record id linked to one contract, report it once.
+//!
+//! *Identity*: every row has a `drift_id`, unique within the run and stable
+//! across runs: kind + normalized contract id + normalized record id + field
+//! (see `identity`'s module doc for the exact key).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,5 +1,8 @@
 //! Report stage: the self-contained HTML page (inline CSS and SVG, no scripts).
 
+use super::html_lifecycle::{
+    lifecycle_cards, new_since_last_run, status_cell, trend_chart, LIFECYCLE_CSS,
+};
 use super::summary::{normalize_drift, normalize_rejects};
 use super::{ReportError, Summary};
 use crate::reconcile::spec::kinds;
@@ -16,8 +19,10 @@ const CHART_BARS: usize = 15;
 const CELL_CHARS: usize = 120;
 
 /// Table columns: (frame column, heading).
-const TABLE_COLUMNS: [(&str, &str); 11] = [
+const TABLE_COLUMNS: [(&str, &str); 14] = [
     ("severity", "Severity"),
+    ("status", "Status"),
+    ("age_days", "Age (days)"),
     ("drift_kind", "Kind"),
     ("contract_id", "Contract"),
     ("erp_record_id", "ERP record"),
@@ -28,6 +33,7 @@ const TABLE_COLUMNS: [(&str, &str); 11] = [
     ("spotdraft_value", "SpotDraft value"),
     ("erp_value", "ERP value"),
     ("proposed_action", "Proposed action"),
+    ("drift_id", "Drift id"),
 ];
 
 const CSS: &str = "body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;\
@@ -62,10 +68,12 @@ pub fn render_html(
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{CSS}</style></head><body>",
+         <title>{}</title><style>{CSS}{LIFECYCLE_CSS}</style></head><body>",
         esc(&title)
     );
     header(&mut out, summary);
+    lifecycle_cards(&mut out, summary);
+    new_since_last_run(&mut out, summary, &drift)?;
     if summary.drift_total == 0 && drift.height() == 0 {
         let _ = write!(
             out,
@@ -75,6 +83,7 @@ pub fn render_html(
         );
     } else {
         charts(&mut out, summary);
+        trend_chart(&mut out, &summary.trend);
         drift_table(
             &mut out,
             &drift,
@@ -125,7 +134,7 @@ fn header(out: &mut String, s: &Summary) {
     out.push_str("</div>");
 }
 
-fn card(out: &mut String, class: &str, number: &str, label: &str) {
+pub(super) fn card(out: &mut String, class: &str, number: &str, label: &str) {
     let _ = write!(
         out,
         "<div class=\"card {class}\"><div class=\"n\">{}</div><div class=\"l\">{}</div></div>",
@@ -215,7 +224,7 @@ fn bar_chart(out: &mut String, title: &str, bars: &[(String, u64)], color: &str)
 }
 
 /// Rank of a value in `order` (unknown values last), as a Polars expression.
-fn rank_expr(column: &str, order: &[&str]) -> Expr {
+pub(super) fn rank_expr(column: &str, order: &[&str]) -> Expr {
     order
         .iter()
         .enumerate()
@@ -270,14 +279,22 @@ fn drift_table(out: &mut String, drift: &DataFrame, dir: &str) -> Result<(), Rep
         let _ = write!(out, "<th>{heading}</th>");
     }
     out.push_str("</tr></thead><tbody>");
-    let columns: Vec<&StringChunked> = TABLE_COLUMNS
+    let texts: Vec<Column> = TABLE_COLUMNS
         .iter()
-        .map(|(name, _)| top.column(name).and_then(|c| c.str()))
+        .map(|(name, _)| top.column(name).and_then(|c| c.cast(&DataType::String)))
         .collect::<PolarsResult<_>>()
         .map_err(|source| ReportError::Polars {
             path: "report.html drift table".into(),
             source: Box::new(source),
         })?;
+    let columns: Vec<&StringChunked> = texts
+        .iter()
+        .map(|c| c.str())
+        .collect::<PolarsResult<_>>()
+        .map_err(|source| ReportError::Polars {
+        path: "report.html drift table".into(),
+        source: Box::new(source),
+    })?;
     for row in 0..top.height() {
         let severity = columns[0].get(row).unwrap_or("");
         let class = match severity {
@@ -286,8 +303,11 @@ fn drift_table(out: &mut String, drift: &DataFrame, dir: &str) -> Result<(), Rep
         };
         let _ = write!(out, "<tr class=\"{class}\">");
         for (i, column) in columns.iter().enumerate() {
-            let td = if i == 0 { "<td class=\"sev\"" } else { "<td" };
-            cell(out, td, column.get(row));
+            match i {
+                0 => cell(out, "<td class=\"sev\"", column.get(row)),
+                1 => status_cell(out, column.get(row)),
+                _ => cell(out, "<td", column.get(row)),
+            }
         }
         out.push_str("</tr>");
     }
@@ -347,7 +367,7 @@ fn rejects_table(
 }
 
 /// One escaped cell; long values are cut, with the value (capped) as a tooltip.
-fn cell(out: &mut String, open: &str, value: Option<&str>) {
+pub(super) fn cell(out: &mut String, open: &str, value: Option<&str>) {
     match value {
         None => {
             let _ = write!(out, "{open}></td>");
@@ -391,7 +411,7 @@ pub(crate) fn esc(s: &str) -> String {
 }
 
 /// `1234567` -> `1,234,567`.
-fn fmt_int(n: u64) -> String {
+pub(super) fn fmt_int(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, d) in digits.chars().enumerate() {

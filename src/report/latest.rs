@@ -37,6 +37,9 @@ pub struct LatestPointer {
     pub finished_at: String,
     /// Number of drift rows.
     pub drift_total: u64,
+    /// Why the run was made (pointers without it name a nightly run).
+    #[serde(default)]
+    pub kind: super::lifecycle::RunKind,
 }
 
 impl LatestPointer {
@@ -56,6 +59,7 @@ impl LatestPointer {
                 .collect(),
             finished_at: run.finished_at.clone(),
             drift_total: run.drift_total,
+            kind: run.kind,
         }
     }
 

@@ -6,11 +6,12 @@
 //! {output}/drift/job=<job>/run_date=YYYY-MM-DD/run_id=<id>/drift.parquet, drift.csv, _SUCCESS
 //! {output}/rejects/job=<job>/run_date=YYYY-MM-DD/run_id=<id>/rejects.parquet, rejects.csv, _SUCCESS
 //! {output}/runs/job=<job>/run_date=YYYY-MM-DD/run_id=<id>/summary.json, report.html, _SUCCESS
+//! {output}/resolved/job=<job>/run_date=YYYY-MM-DD/run_id=<id>/resolved.parquet, resolved.csv, _SUCCESS
 //! {output}/runs/job=<job>/latest.json
 //! {output}/_staging/<job>/<run_id>/...      (outside every dataset root)
 //! ```
 //!
-//! The coming tables (`plan`, `apply_results`, `resolved`, `drift_history`)
+//! The coming tables (`plan`, `apply_results`, `drift_history`)
 //! take the same shape, so a `{output}/drift/**/*.parquet` glob never mixes
 //! them into drift rows.
 
@@ -23,6 +24,9 @@ pub const REJECTS_TABLE: &str = "rejects";
 /// One folder per run: `summary.json`, `report.html` and the run's `_SUCCESS`
 /// (written last, holding the run record).
 pub const RUNS_TABLE: &str = "runs";
+/// The dataset of drift rows that were gone in a nightly run (one file per run,
+/// listing the previous nightly run's rows that this run no longer finds).
+pub const RESOLVED_TABLE: &str = "resolved";
 /// Folder, under the output prefix, where runs are written before they are published.
 pub const STAGING_DIR: &str = "_staging";
 

@@ -143,6 +143,8 @@ async fn move_complete_run(
         run_date: summary.run_date,
         finished_at: summary.finished_at.clone(),
         drift_total: summary.drift_total,
+        kind: Default::default(),
+        lifecycle: None,
         files: files.iter().map(|(n, _)| n.clone()).collect(),
     };
     stage(store, prefix, &manifest, files).await?;

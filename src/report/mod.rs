@@ -4,7 +4,9 @@
 //! Every table is its own Hive dataset, kept apart per job (see [`layout`]):
 //! `{output}/drift/job=<job>/run_date=YYYY-MM-DD/run_id=<id>/drift.parquet`
 //! (and `drift.csv`), `{output}/rejects/...` (`rejects.parquet`, `rejects.csv`),
-//! and `{output}/runs/...` (`summary.json`, `report.html`). Each run folder gets
+//! `{output}/resolved/...` (`resolved.parquet`, `resolved.csv`: drift of the
+//! previous nightly run that is gone, see [`lifecycle`]) and
+//! `{output}/runs/...` (`summary.json`, `report.html`). Each run folder gets
 //! `_SUCCESS` once its files are in place, the run's folder in `runs` last,
 //! then `{output}/runs/job=<job>/latest.json` points at the job's newest
 //! complete run. How a run is staged, committed and published, and how an
@@ -25,8 +27,10 @@
 //! the rejects frame has `row` (u64), `reason` and `erp_record_id`.
 
 mod html;
+mod html_lifecycle;
 mod latest;
 pub mod layout;
+pub mod lifecycle;
 pub mod migrate;
 pub mod publish;
 mod summary;
@@ -39,7 +43,10 @@ pub use html::{render_html, HTML_DRIFT_ROWS, HTML_REJECT_ROWS};
 pub use latest::{read_latest, rebuild_latest, LatestPointer};
 pub use publish::{publish, recover_staged, Recovery, ReportLocation, RunManifest};
 pub use summary::{empty_drift_frame, InputCounts, RunInfo, Summary, NO_LEGAL_ENTITY};
-pub use write::{write_reports, ReportFormats, LATEST_FILE, PARQUET_DROPPED_COLUMNS, SUCCESS_FILE};
+pub use write::{
+    write_reports, write_run_reports, ReportFormats, RunTables, LATEST_FILE,
+    PARQUET_DROPPED_COLUMNS, SUCCESS_FILE,
+};
 
 /// Columns of the drift frame, in order (all String): the reconciliation engine's output.
 pub use crate::reconcile::DRIFT_COLUMNS;

@@ -44,6 +44,14 @@ pub struct RunManifest {
     pub finished_at: String,
     /// Number of drift rows.
     pub drift_total: u64,
+    /// Why the run was made; only nightly runs are compared with (records
+    /// without it are nightly).
+    #[serde(default)]
+    pub kind: super::lifecycle::RunKind,
+    /// Drift by status and rows resolved, when the run tracked them: the
+    /// report's trend reads these, not the Parquet files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<super::lifecycle::LifecycleCounts>,
     /// Files as `<table>/<file name>`, in publish order.
     pub files: Vec<String>,
 }

@@ -1,6 +1,8 @@
 //! Report stage: the run summary (`summary.json`) and the frame checks every writer shares.
 
+use super::lifecycle::{LifecycleCounts, RunKind, TrendPoint, LIFECYCLE_COLUMNS};
 use super::{ReportError, DRIFT_COLUMNS, REJECT_COLUMNS};
+use crate::reconcile::identity::DRIFT_ID;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,6 +75,15 @@ pub struct Summary {
     pub ingestion: crate::ingest::IngestStats,
     /// Reconciliation engine statistics; set by the runner.
     pub reconcile: crate::reconcile::ReconcileStats,
+    /// Why the run was made (summaries without it are nightly).
+    #[serde(default)]
+    pub run_kind: RunKind,
+    /// Drift by status and rows resolved since the previous nightly run; set by the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<LifecycleCounts>,
+    /// Counts of the job's recent nightly runs, oldest first, this run last; set by the runner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trend: Vec<TrendPoint>,
 }
 
 impl Summary {
@@ -112,6 +123,9 @@ impl Summary {
             timings_ms: BTreeMap::new(),
             ingestion: Default::default(),
             reconcile: Default::default(),
+            run_kind: RunKind::default(),
+            lifecycle: None,
+            trend: Vec::new(),
         })
     }
 }
@@ -172,19 +186,46 @@ pub fn empty_drift_frame() -> DataFrame {
     let columns: Vec<Column> = DRIFT_COLUMNS
         .iter()
         .map(|name| Column::new_empty((*name).into(), &DataType::String))
+        .chain(
+            LIFECYCLE_COLUMNS
+                .iter()
+                .map(|(name, dtype)| Column::new_empty((*name).into(), dtype)),
+        )
         .collect();
     DataFrame::new(0, columns).expect("columns of equal (zero) length")
 }
 
-/// The drift frame as the reports write it: exactly [`DRIFT_COLUMNS`] in order,
-/// all String (all-null columns are cast). A frame without columns is an empty report.
+/// The drift frame as the reports write it: [`DRIFT_COLUMNS`] in order, all
+/// String (all-null columns are cast), then the [`LIFECYCLE_COLUMNS`] with their
+/// types. `drift_id` and the lifecycle columns are null when the frame lacks
+/// them. A frame without columns is an empty report.
 pub(crate) fn normalize_drift(drift: &DataFrame) -> Result<DataFrame, ReportError> {
     if drift.width() == 0 {
         return Ok(empty_drift_frame());
     }
-    let mut columns = Vec::with_capacity(DRIFT_COLUMNS.len());
+    let mut columns = Vec::with_capacity(DRIFT_COLUMNS.len() + LIFECYCLE_COLUMNS.len());
     for name in DRIFT_COLUMNS {
+        if name == DRIFT_ID && drift.column(name).is_err() {
+            columns.push(Column::full_null(
+                name.into(),
+                drift.height(),
+                &DataType::String,
+            ));
+            continue;
+        }
         columns.push(string_column("drift", drift, name)?);
+    }
+    for (name, dtype) in &LIFECYCLE_COLUMNS {
+        let column = match drift.column(name) {
+            Ok(c) => c.cast(dtype).map_err(|source| ReportError::Column {
+                frame: "drift",
+                column: name.to_string(),
+                expected: "of the lifecycle column's type",
+                source: Box::new(source),
+            })?,
+            Err(_) => Column::full_null((*name).into(), drift.height(), dtype),
+        };
+        columns.push(column);
     }
     DataFrame::new(drift.height(), columns).map_err(|source| ReportError::Polars {
         path: "drift frame".into(),

@@ -10,6 +10,7 @@ use recording_store::RecordingStore;
 use std::sync::Arc;
 
 mod csv_safety;
+mod lifecycle_html;
 mod publishing;
 mod recording_store;
 mod sample;
@@ -43,6 +44,7 @@ fn drift_frame(run_id: &str) -> DataFrame {
         "spotdraft_value" => [Some("100.00"), Some("<script>alert('x')</script>"), None, Some("5"), None],
         "erp_value" => [Some("100.50"), Some("ACTIVE"), None, Some("6"), None],
         "proposed_action" => ["update_erp", "update_erp", "create_erp_record", "update_erp", "link_contract"],
+        "drift_id" => ["00000000000000a1", "00000000000000a2", "00000000000000a3", "00000000000000a4", "00000000000000a5"],
     }
     .unwrap()
 }
@@ -187,14 +189,18 @@ async fn parquet_and_csv_read_back_equal_to_input() {
     let back = ParquetReader::new(std::io::Cursor::new(parquet))
         .finish()
         .unwrap();
-    let drift_in_file = drift.drop_many(PARQUET_DROPPED_COLUMNS);
+    let drift_in_file = drift.clone().drop_many(PARQUET_DROPPED_COLUMNS);
+    // The lifecycle columns the frame lacks are written null.
+    let back = back.select(drift_in_file.get_column_names_owned()).unwrap();
     assert!(
         back.equals_missing(&drift_in_file),
         "parquet:\n{back}\ninput:\n{drift_in_file}"
     );
 
     let csv = get_bytes(store.as_ref(), &format!("{dir}/drift.csv")).await;
-    let back = read_csv_as_strings(csv);
+    let back = read_csv_as_strings(csv)
+        .select(drift.get_column_names_owned())
+        .unwrap();
     assert!(back.equals_missing(&drift), "csv:\n{back}\ninput:\n{drift}");
 
     let rejects_dir = "out/rejects/job=acme-vendors/run_date=2025-03-01/run_id=r1";
@@ -319,7 +325,12 @@ async fn empty_drift_writes_headers_and_says_clean() {
     let dir = loc.tables["drift"].to_string();
     let csv =
         String::from_utf8(get_bytes(store.as_ref(), &format!("{dir}/drift.csv")).await).unwrap();
-    assert_eq!(csv.trim_end(), DRIFT_COLUMNS.join(","));
+    let header: Vec<&str> = DRIFT_COLUMNS
+        .iter()
+        .copied()
+        .chain(lifecycle::LIFECYCLE_COLUMNS.iter().map(|(n, _)| *n))
+        .collect();
+    assert_eq!(csv.trim_end(), header.join(","));
     let rejects_dir = loc.tables["rejects"].to_string();
     let rejects =
         String::from_utf8(get_bytes(store.as_ref(), &format!("{rejects_dir}/rejects.csv")).await)
@@ -335,7 +346,7 @@ async fn empty_drift_writes_headers_and_says_clean() {
         .iter()
         .map(|n| n.to_string())
         .collect();
-    assert_eq!(names, DRIFT_COLUMNS[2..]);
+    assert_eq!(names, header[2..]);
     let html =
         String::from_utf8(get_bytes(store.as_ref(), &format!("{}/report.html", loc.dir)).await)
             .unwrap();

@@ -11,10 +11,10 @@
 //! A null is an empty field and an empty string is `""`, so the two stay apart.
 //! Parquet files hold the raw values, untouched.
 
-use super::layout::{table_run_dir, DRIFT_TABLE, REJECTS_TABLE, RUNS_TABLE};
+use super::layout::{table_run_dir, DRIFT_TABLE, REJECTS_TABLE, RESOLVED_TABLE, RUNS_TABLE};
 use super::publish::{exists, publish, stage, ReportLocation, RunManifest};
 use super::summary::{normalize_drift, normalize_rejects};
-use super::{render_html, ReportError, RunInfo, Summary, DRIFT_COLUMNS};
+use super::{render_html, ReportError, RunInfo, Summary};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use polars::prelude::*;
@@ -72,6 +72,37 @@ pub async fn write_reports(
     summary: &Summary,
     formats: &ReportFormats,
 ) -> Result<ReportLocation, ReportError> {
+    let tables = RunTables {
+        drift,
+        rejects,
+        resolved: None,
+    };
+    write_run_reports(store, output_prefix, run, tables, summary, formats).await
+}
+
+/// The frames of one run's tables.
+#[derive(Debug, Clone, Copy)]
+pub struct RunTables<'a> {
+    /// Drift rows ([`DRIFT_COLUMNS`], then the lifecycle columns when tracked).
+    pub drift: &'a DataFrame,
+    /// Rejected ERP rows.
+    pub rejects: &'a DataFrame,
+    /// Drift of the previous nightly run that is gone (the `resolved` table),
+    /// when the run tracked its drift across runs.
+    pub resolved: Option<&'a DataFrame>,
+}
+
+/// [`write_reports`] with every table of the run, the `resolved` table included.
+pub async fn write_run_reports(
+    store: Arc<dyn ObjectStore>,
+    output_prefix: &Path,
+    run: &RunInfo,
+    tables: RunTables<'_>,
+    summary: &Summary,
+    formats: &ReportFormats,
+) -> Result<ReportLocation, ReportError> {
+    let (drift, rejects) = (tables.drift, tables.rejects);
+    let resolved = tables.resolved.cloned();
     let runs_dir = table_run_dir(
         output_prefix,
         RUNS_TABLE,
@@ -90,7 +121,18 @@ pub async fn write_reports(
     let (summary_owned, formats_owned, dir_name) =
         (summary.clone(), *formats, runs_dir.to_string());
     let files = tokio::task::spawn_blocking(move || {
-        serialize_files(&drift, &rejects, &summary_owned, &formats_owned, &dir_name)
+        let mut files =
+            serialize_files(&drift, &rejects, &summary_owned, &formats_owned, &dir_name)?;
+        if let Some(resolved) = resolved {
+            // Before the `runs` files: the run record is published last.
+            let at = files
+                .iter()
+                .position(|(name, _)| name.starts_with(&format!("{RUNS_TABLE}/")))
+                .unwrap_or(files.len());
+            let extra = serialize_resolved(&resolved, &formats_owned, &dir_name)?;
+            files.splice(at..at, extra);
+        }
+        Ok::<_, ReportError>(files)
     })
     .await
     .map_err(|source| ReportError::Task {
@@ -104,6 +146,8 @@ pub async fn write_reports(
         run_date: run.run_date,
         finished_at: run.finished_at.clone(),
         drift_total: summary.drift_total,
+        kind: summary.run_kind,
+        lifecycle: summary.lifecycle.clone(),
         files: files.iter().map(|(name, _)| name.clone()).collect(),
     };
     stage(&store, output_prefix, &manifest, files).await?;
@@ -135,14 +179,7 @@ fn serialize_files(
         // `job` and `run_id` come from the Hive path; in the file too, pyarrow
         // (pandas) refuses to merge the file's column with the partition's.
         let name = drift_file("drift.parquet");
-        let mut in_file = drift
-            .select(
-                DRIFT_COLUMNS
-                    .iter()
-                    .copied()
-                    .filter(|c| !PARQUET_DROPPED_COLUMNS.contains(c)),
-            )
-            .map_err(polars_err(&name))?;
+        let mut in_file = without_path_columns(&drift).map_err(polars_err(&name))?;
         files.push((
             name.clone(),
             write_parquet(&mut in_file).map_err(polars_err(&name))?,
@@ -174,6 +211,47 @@ fn serialize_files(
         files.push((format!("{RUNS_TABLE}/report.html"), page.into_bytes()));
     }
     Ok(files)
+}
+
+/// The `resolved` table's files (`resolved.parquet` with the `parquet` format,
+/// `resolved.csv` with `csv`), as `(<table>/<name>, bytes)`.
+fn serialize_resolved(
+    resolved: &DataFrame,
+    formats: &ReportFormats,
+    dir: &str,
+) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
+    let err = |name: &str| {
+        let path = format!("{dir}: {name}");
+        move |source| ReportError::Polars {
+            path,
+            source: Box::new(source),
+        }
+    };
+    let mut files = Vec::new();
+    if formats.parquet {
+        let name = format!("{RESOLVED_TABLE}/resolved.parquet");
+        let mut in_file = without_path_columns(resolved).map_err(err(&name))?;
+        files.push((
+            name.clone(),
+            write_parquet(&mut in_file).map_err(err(&name))?,
+        ));
+    }
+    if formats.csv {
+        let name = format!("{RESOLVED_TABLE}/resolved.csv");
+        files.push((name.clone(), write_csv(resolved).map_err(err(&name))?));
+    }
+    Ok(files)
+}
+
+/// `df` without `job` and `run_id`, which Hive readers take from the path.
+fn without_path_columns(df: &DataFrame) -> PolarsResult<DataFrame> {
+    let keep: Vec<PlSmallStr> = df
+        .get_column_names()
+        .into_iter()
+        .filter(|c| !PARQUET_DROPPED_COLUMNS.contains(&c.as_str()))
+        .cloned()
+        .collect();
+    df.select(keep)
 }
 
 fn write_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {

@@ -6,6 +6,7 @@
 //! [`FaultsConfig`] JSON, `GET /_sandbox/stats`, and the signed download links).
 
 pub mod dataset;
+mod demo_change;
 pub mod gen;
 
 pub mod erp;
@@ -18,6 +19,7 @@ pub mod server;
 pub mod spotdraft;
 pub mod store;
 
+pub use demo_change::{demo_change, DEMO_CHANGE_CONTRACT};
 pub use faults::{ErpFaults, FaultsConfig, FaultsHandle, HttpFaults, PageShift, SpotDraftFaults};
 pub use load::Dataset;
 pub use server::{Sandbox, SandboxConfig, SandboxCredentials, SandboxError};

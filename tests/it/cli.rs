@@ -86,6 +86,16 @@ fn run_with_fail_on_drift_exits_3_and_prints_the_report_path() {
         .expect("report path printed")
         .trim();
     assert!(std::path::Path::new(html).is_file(), "{html}");
+
+    // The same drift again: nothing new, so `--fail-on-drift=new` passes while
+    // plain `--fail-on-drift` still fails on it.
+    let again = cli(&["run", job.to_str().unwrap(), "--fail-on-drift=new"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("drift: 0 new, "), "{stdout}");
+    // A value needs `=`, so the job path after the flag is not taken for one.
+    let plain = cli(&["run", "--fail-on-drift", job.to_str().unwrap()]);
+    assert_eq!(plain.status.code(), Some(3));
 }
 
 #[test]

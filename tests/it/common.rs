@@ -50,6 +50,15 @@ pub fn drift_keys(df: &DataFrame) -> BTreeSet<DriftKey> {
         .collect()
 }
 
+/// Asserts that every drift row has a `drift_id` and no two rows share one.
+pub fn assert_drift_ids_unique(df: &DataFrame) {
+    let ids = text(df, "drift_id");
+    assert!(ids.iter().all(|id| id.len() == 16), "{ids:?}");
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "drift_id repeats within a run");
+    assert!(!ids.is_empty());
+}
+
 /// Reads a CSV with every column as text.
 pub fn read_csv_text(path: &Path) -> DataFrame {
     CsvReadOptions::default()

@@ -5,6 +5,7 @@ mod common;
 mod erp_sink;
 mod fixture_rules;
 mod fixtures;
+mod history;
 mod ingest;
 mod pipeline;
 mod reconcile;

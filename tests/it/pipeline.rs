@@ -36,6 +36,12 @@ async fn demo_job_finds_exactly_the_injected_drift() {
         "missing {missing:#?}\nextra {extra:#?}"
     );
     assert_eq!(first.drift_total(), truth.len() as u64);
+    let file = std::fs::File::open(drift_dir.join("drift.parquet")).unwrap();
+    let rows = {
+        use polars::prelude::*;
+        ParquetReader::new(file).finish().unwrap()
+    };
+    crate::common::assert_drift_ids_unique(&rows);
     for (table, files) in [
         ("drift", &["drift.parquet", "drift.csv", "_SUCCESS"][..]),
         ("rejects", &["rejects.parquet", "rejects.csv", "_SUCCESS"]),

@@ -356,6 +356,7 @@ async fn generated_dataset_reconciles_to_exactly_the_expected_drift() {
 
     let got = drift_keys(&out.drift);
     let want = expected_drift(dir.path());
+    crate::common::assert_drift_ids_unique(&out.drift);
     let missing: Vec<_> = want.difference(&got).take(10).collect();
     let extra: Vec<_> = got.difference(&want).take(10).collect();
     assert!(

@@ -19,6 +19,7 @@ async fn scan_drift(root: &std::path::Path) -> DataFrame {
     tokio::task::spawn_blocking(move || {
         let args = ScanArgsParquet {
             hive_options: HiveOptions::new_enabled(),
+            allow_missing_columns: true,
             ..Default::default()
         };
         LazyFrame::scan_parquet(PlRefPath::new(glob), args)
@@ -198,6 +199,8 @@ async fn polars_reads_only_committed_runs_and_recovery_completes_them() {
         run_date: "2025-03-02".parse().unwrap(),
         finished_at: "2025-03-02T06:05:00Z".into(),
         drift_total: 5,
+        kind: Default::default(),
+        lifecycle: None,
         files: vec!["drift/drift.parquet".into()],
     };
     let mut frame = drift_frame("r-b").drop_many(PARQUET_DROPPED_COLUMNS);
@@ -263,6 +266,7 @@ async fn latest_pointing_at_an_incomplete_run_is_an_error() {
         tables: Default::default(),
         finished_at: "t".into(),
         drift_total: 0,
+        kind: Default::default(),
     };
     store
         .put(
