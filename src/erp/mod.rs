@@ -1,4 +1,5 @@
-//! ERP side: extract loading.
+//! ERP side: extract loading, and the correction sinks (`sink`, `files`).
 
 pub mod extract;
+pub mod files;
 pub mod sink;

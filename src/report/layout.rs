@@ -10,7 +10,7 @@
 //! {output}/_staging/<job>/<run_id>/...      (outside every dataset root)
 //! ```
 //!
-//! The coming tables (`plan`, `apply_results`, `resolved`, `drift_history`)
+//! `plan` and `apply_results` (corrections), and the coming tables (`resolved`, `drift_history`),
 //! take the same shape, so a `{output}/drift/**/*.parquet` glob never mixes
 //! them into drift rows.
 
@@ -23,6 +23,10 @@ pub const REJECTS_TABLE: &str = "rejects";
 /// One folder per run: `summary.json`, `report.html` and the run's `_SUCCESS`
 /// (written last, holding the run record).
 pub const RUNS_TABLE: &str = "runs";
+/// The dataset of planned corrections (one row per action).
+pub const PLAN_TABLE: &str = "plan";
+/// The dataset of what each applied action did.
+pub const APPLY_RESULTS_TABLE: &str = "apply_results";
 /// Folder, under the output prefix, where runs are written before they are published.
 pub const STAGING_DIR: &str = "_staging";
 

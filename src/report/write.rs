@@ -14,7 +14,7 @@
 use super::layout::{table_run_dir, DRIFT_TABLE, REJECTS_TABLE, RUNS_TABLE};
 use super::publish::{exists, publish, stage, ReportLocation, RunManifest};
 use super::summary::{normalize_drift, normalize_rejects};
-use super::{render_html, ReportError, RunInfo, Summary, DRIFT_COLUMNS};
+use super::{render_html_with_plan, ReportError, RunInfo, Summary, DRIFT_COLUMNS};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use polars::prelude::*;
@@ -72,6 +72,44 @@ pub async fn write_reports(
     summary: &Summary,
     formats: &ReportFormats,
 ) -> Result<ReportLocation, ReportError> {
+    write_run_tables(
+        store,
+        output_prefix,
+        run,
+        drift,
+        rejects,
+        summary,
+        formats,
+        &[],
+    )
+    .await
+}
+
+/// A table a run writes besides drift and rejects (`plan`): written as
+/// `<name>.parquet` (when Parquet is on) and `<name>.csv` (always, escaped like
+/// `drift.csv`) in the run's folder of dataset `<name>`, staged and published
+/// with the run's other files.
+#[derive(Debug, Clone)]
+pub struct ExtraTable {
+    /// Table (dataset) name, also the file name.
+    pub name: &'static str,
+    /// Its rows.
+    pub frame: DataFrame,
+}
+
+/// [`write_reports`] with further tables published in the same commit; the
+/// `plan` table, when there is one, also gets a section in `report.html`.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_run_tables(
+    store: Arc<dyn ObjectStore>,
+    output_prefix: &Path,
+    run: &RunInfo,
+    drift: &DataFrame,
+    rejects: &DataFrame,
+    summary: &Summary,
+    formats: &ReportFormats,
+    extra: &[ExtraTable],
+) -> Result<ReportLocation, ReportError> {
     let runs_dir = table_run_dir(
         output_prefix,
         RUNS_TABLE,
@@ -86,11 +124,18 @@ pub async fn write_reports(
         });
     }
 
-    let (drift, rejects) = (drift.clone(), rejects.clone());
+    let (drift, rejects, extra) = (drift.clone(), rejects.clone(), extra.to_vec());
     let (summary_owned, formats_owned, dir_name) =
         (summary.clone(), *formats, runs_dir.to_string());
     let files = tokio::task::spawn_blocking(move || {
-        serialize_files(&drift, &rejects, &summary_owned, &formats_owned, &dir_name)
+        serialize_files(
+            &drift,
+            &rejects,
+            &extra,
+            &summary_owned,
+            &formats_owned,
+            &dir_name,
+        )
     })
     .await
     .map_err(|source| ReportError::Task {
@@ -115,6 +160,7 @@ pub async fn write_reports(
 fn serialize_files(
     drift: &DataFrame,
     rejects: &DataFrame,
+    extra: &[ExtraTable],
     summary: &Summary,
     formats: &ReportFormats,
     dir: &str,
@@ -164,16 +210,84 @@ fn serialize_files(
         name.clone(),
         write_csv(&rejects).map_err(polars_err(&name))?,
     ));
+    for t in extra {
+        files.extend(table_files(t, formats, dir)?);
+    }
     let summary_json = serde_json::to_vec_pretty(summary).map_err(|source| ReportError::Json {
         path: format!("{dir}/summary.json"),
         source,
     })?;
     files.push((format!("{RUNS_TABLE}/summary.json"), summary_json));
     if formats.html {
-        let page = render_html(summary, &drift, &rejects)?;
+        let plan = extra
+            .iter()
+            .find(|t| t.name == super::layout::PLAN_TABLE)
+            .map(|t| &t.frame);
+        let page = render_html_with_plan(summary, &drift, &rejects, plan)?;
         files.push((format!("{RUNS_TABLE}/report.html"), page.into_bytes()));
     }
     Ok(files)
+}
+
+/// `(<table>/<table>.parquet | .csv, bytes)` of one extra table.
+fn table_files(
+    t: &ExtraTable,
+    formats: &ReportFormats,
+    dir: &str,
+) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
+    let err = |name: &str| {
+        let path = format!("{dir}: {name}");
+        move |source| ReportError::Polars {
+            path,
+            source: Box::new(source),
+        }
+    };
+    let mut files = Vec::new();
+    if formats.parquet {
+        let name = format!("{0}/{0}.parquet", t.name);
+        let mut frame = t.frame.clone();
+        files.push((name.clone(), write_parquet(&mut frame).map_err(err(&name))?));
+    }
+    let name = format!("{0}/{0}.csv", t.name);
+    files.push((name.clone(), write_csv(&t.frame).map_err(err(&name))?));
+    Ok(files)
+}
+
+/// Publishes one table for a run through staging and a manifest, as
+/// [`write_reports`] does, without touching the run's record or `latest.json`
+/// (the `apply_results` of an application, written after the run's reports).
+/// `run.run_id` names the folder (`run_id=`) and the staging area.
+pub async fn write_table_run(
+    store: Arc<dyn ObjectStore>,
+    output_prefix: &Path,
+    run: &RunInfo,
+    table: ExtraTable,
+    formats: &ReportFormats,
+) -> Result<ReportLocation, ReportError> {
+    let dir = table_run_dir(
+        output_prefix,
+        table.name,
+        &run.job,
+        run.run_date,
+        &run.run_id,
+    );
+    let (formats_owned, dir_name) = (*formats, dir.to_string());
+    let files = tokio::task::spawn_blocking(move || table_files(&table, &formats_owned, &dir_name))
+        .await
+        .map_err(|source| ReportError::Task {
+            dir: dir.to_string(),
+            source,
+        })??;
+    let manifest = RunManifest {
+        job: run.job.clone(),
+        run_id: run.run_id.clone(),
+        run_date: run.run_date,
+        finished_at: run.finished_at.clone(),
+        drift_total: 0,
+        files: files.iter().map(|(name, _)| name.clone()).collect(),
+    };
+    stage(&store, output_prefix, &manifest, files).await?;
+    publish(&store, output_prefix, &manifest).await
 }
 
 fn write_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
