@@ -380,6 +380,10 @@ async fn run_under_lease(
             approved_by: None,
             force: opts.force_apply,
         };
+        let targets = crate::apply::stage::Targets {
+            sandbox_erp: sandbox_erp(sandbox.as_ref())?,
+            spotdraft: Some(ingested.client.clone()),
+        };
         let (_, applied) = apply_actions(
             job,
             store,
@@ -388,6 +392,7 @@ async fn run_under_lease(
             &journal,
             &request,
             plan_summary.clone(),
+            targets,
         )
         .await
         .with_context(|| format!("applying the corrections of run {}", run.run_id))?;
@@ -484,7 +489,21 @@ pub async fn apply_plan(job: &Job, request: ApplyPlanRequest) -> anyhow::Result<
             approved_by: request.approved_by.as_deref(),
             force: request.force,
         };
-        let (execution, summary) = apply_actions(
+        // The sandbox's ERP, when the job writes to it (a fresh one: the demo's
+        // sandbox lives only as long as a command).
+        let sandbox = match (&job.spotdraft, &job.apply.sink) {
+            (SpotDraftTarget::Sandbox { .. }, Some(crate::job::SinkSettings::Rest(r)))
+                if r.base_url.is_none() =>
+            {
+                ingest_settings(job).await?.0
+            }
+            _ => None,
+        };
+        let targets = crate::apply::stage::Targets {
+            sandbox_erp: sandbox_erp(sandbox.as_ref())?,
+            spotdraft: None,
+        };
+        let applied = apply_actions(
             job,
             store,
             prefix,
@@ -492,8 +511,13 @@ pub async fn apply_plan(job: &Job, request: ApplyPlanRequest) -> anyhow::Result<
             &journal,
             &apply_request,
             planned,
+            targets,
         )
-        .await?;
+        .await;
+        if let Some(sandbox) = sandbox {
+            sandbox.shutdown().await;
+        }
+        let (execution, summary) = applied?;
         let dir = crate::report::layout::table_run_dir(
             prefix,
             crate::report::layout::APPLY_RESULTS_TABLE,
@@ -543,6 +567,18 @@ async fn confirm_named_contracts(
     })?;
     stats.orphan_check_requests = client.request_counts().list - before;
     Ok(found.into_iter().collect())
+}
+
+/// The embedded sandbox's ERP base URL and token.
+fn sandbox_erp(sandbox: Option<&Sandbox>) -> anyhow::Result<Option<(url::Url, Secret)>> {
+    let Some(sandbox) = sandbox else {
+        return Ok(None);
+    };
+    let url = url::Url::parse(&sandbox.erp_base_url())?;
+    Ok(Some((
+        url,
+        Secret::new(sandbox.credentials().erp_token.clone()),
+    )))
 }
 
 /// When the extract was taken: its object's last modification. `None` when the

@@ -17,10 +17,9 @@ use super::journal::{append_batch, BatchRecord, JournalEntry, JournalView};
 use super::keys::{batch_key, content_hash};
 use super::results::ActionResult;
 use super::ApplyError;
-use crate::erp::sink::{DocumentUpload, ErpSink, FieldUpdate, WriteOutcome};
+use crate::erp::sink::{DocumentUpload, ErpSink, FieldUpdate, OpenDocument, WriteOutcome};
 use crate::job::ApplySettings;
-use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use std::collections::BTreeMap;
@@ -28,19 +27,18 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// A document's bytes, streamed, and its length when known.
-pub type DocumentStream = (
-    BoxStream<'static, Result<Bytes, std::io::Error>>,
-    Option<u64>,
-);
+/// A document ready to upload: how to open its bytes (once per upload
+/// attempt), and its length when known.
+pub type OpenedDocument = (OpenDocument, Option<u64>);
 
 /// Where executed documents are read from (SpotDraft's download).
 pub trait DocumentSource: Send + Sync {
-    /// Opens the executed document of `contract_id`.
+    /// Opens the executed document of `contract_id` (the first stream is
+    /// opened here, to learn its length; a retried upload opens it again).
     fn open_document(
         &self,
         contract_id: &str,
-    ) -> impl Future<Output = Result<DocumentStream, String>> + Send;
+    ) -> impl Future<Output = Result<OpenedDocument, String>> + Send;
 }
 
 /// Writes values into a contract's `external_metadata` (merged with what is there).
@@ -58,7 +56,7 @@ pub trait MetadataWriter: Send + Sync {
 pub struct NoSpotDraft;
 
 impl DocumentSource for NoSpotDraft {
-    async fn open_document(&self, _contract_id: &str) -> Result<DocumentStream, String> {
+    async fn open_document(&self, _contract_id: &str) -> Result<OpenedDocument, String> {
         Err("no SpotDraft client to download the document from".into())
     }
 }
@@ -404,7 +402,7 @@ async fn documents_lane<S: ErpSink, D: DocumentSource>(
                 ));
                 continue;
             }
-            let (body, length) = match spotdraft
+            let (open, length) = match spotdraft
                 .open_document(a.contract_id.as_deref().unwrap_or(""))
                 .await
             {
@@ -415,24 +413,34 @@ async fn documents_lane<S: ErpSink, D: DocumentSource>(
                 }
             };
             if length.is_some_and(|len| used + len > budget) {
-                done.push((i, result(a, "not_sent", None, Some(format!("document of {} bytes would pass [apply] max_document_bytes_per_run = {budget}; sent next run", length.unwrap_or(0))), 0)));
+                let message = format!(
+                    "document of {} bytes would pass [apply] max_document_bytes_per_run = {budget}; sent next run",
+                    length.unwrap_or(0)
+                );
+                done.push((i, result(a, "not_sent", None, Some(message), 0)));
                 continue;
             }
             let counter = Arc::new(AtomicU64::new(0));
             let seen = counter.clone();
-            let body = body
-                .inspect(move |chunk| {
-                    if let Ok(c) = chunk {
-                        seen.fetch_add(c.len() as u64, Ordering::Relaxed);
-                    }
+            let counted: OpenDocument = Arc::new(move || {
+                let (opening, seen) = (open(), seen.clone());
+                Box::pin(async move {
+                    let stream = opening.await?;
+                    Ok(stream
+                        .inspect(move |chunk| {
+                            if let Ok(c) = chunk {
+                                seen.fetch_add(c.len() as u64, Ordering::Relaxed);
+                            }
+                        })
+                        .boxed())
                 })
-                .boxed();
+            });
             let upload = DocumentUpload {
                 erp_record_id: a.erp_record_id.clone().unwrap_or_default(),
                 file_name: format!("{}.pdf", a.contract_id.as_deref().unwrap_or("document")),
                 sha256: a.document_sha256.clone(),
                 length,
-                body,
+                open: counted,
                 idempotency_key: a.key.clone(),
             };
             let outcome = sink.attach_document(upload).await;

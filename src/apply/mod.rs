@@ -9,6 +9,7 @@
 //! - [`journal`]: the append-only record of what was applied, one object per batch;
 //! - [`execute`]: runs a plan's actions in bounded batches, documents in their own lane;
 //! - [`results`]: the `apply_results` table and the summary's `apply` section;
+//! - [`spotdraft`]: documents downloaded and `external_metadata` written back;
 //! - [`stage`]: plan a run, apply a plan and publish its results, load a published plan.
 
 pub mod actions;
@@ -17,6 +18,7 @@ pub mod journal;
 pub mod keys;
 pub mod plan;
 pub mod results;
+pub mod spotdraft;
 pub mod stage;
 
 pub use actions::{plan_actions, Action, ActionKind, PlanInput};

@@ -3,18 +3,21 @@
 //! `contract-recon apply` (refusing one that must not be applied).
 
 use super::actions::{plan_actions, Action, ActionKind, PlanInput};
-use super::execute::{execute_plan, ApplyContext, Execution, NoSpotDraft};
+use super::execute::{execute_plan, ApplyContext, Execution};
 use super::journal::JournalView;
 use super::keys::{action_key, assign_keys, content_hash};
 use super::plan::{plan_checksum, plan_frame, plan_from_frame};
 use super::results::results_frame;
+use super::spotdraft::SpotDraftSide;
 use super::ApplyError;
 use crate::erp::files::FilesSink;
-use crate::job::{Job, SinkSettings};
+use crate::erp::rest::{ErpAuth as RestAuth, PathTemplates, RestSink, RestSinkConfig};
+use crate::job::{ErpAuth, Job, RestSinkSettings, SinkSettings};
 use crate::report::layout::{job_root, table_run_dir, APPLY_RESULTS_TABLE, PLAN_TABLE, RUNS_TABLE};
 use crate::report::{
     write_table_run, ApplySummary, ExtraTable, ReportFormats, RunInfo, Summary, SUCCESS_FILE,
 };
+use crate::secret::Secret;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use polars::prelude::*;
@@ -83,9 +86,71 @@ pub struct ApplyRequest<'a> {
     pub force: bool,
 }
 
+/// What corrections are written to besides the sink's own settings.
+#[derive(Default)]
+pub struct Targets {
+    /// The embedded sandbox's ERP (base URL, bearer token), when the job's
+    /// `apply.rest.base_url` is `"sandbox"`.
+    pub sandbox_erp: Option<(url::Url, Secret)>,
+    /// SpotDraft (documents, write-backs); `None`: those stay pending.
+    pub spotdraft: Option<crate::spotdraft::SpotDraftClient>,
+}
+
+/// The REST sink the job describes.
+pub fn rest_sink(
+    job: &Job,
+    rest: &RestSinkSettings,
+    sandbox_erp: Option<&(url::Url, Secret)>,
+) -> Result<RestSink, ApplyError> {
+    let bad = |message: String| ApplyError::Sink {
+        job: job.name.clone(),
+        key: "apply.rest.base_url".into(),
+        message,
+    };
+    let (base_url, auth) = match (&rest.base_url, &rest.auth, sandbox_erp) {
+        (None, _, Some((url, token))) => (url.clone(), RestAuth::Bearer(token.clone())),
+        (None, _, None) => {
+            return Err(bad(
+                "\"sandbox\" needs the embedded sandbox, which this run did not start".into(),
+            ))
+        }
+        (Some(url), ErpAuth::Bearer(t), _) => (url.clone(), RestAuth::Bearer(t.clone())),
+        (Some(url), ErpAuth::Basic { user, password }, _) => (
+            url.clone(),
+            RestAuth::Basic {
+                user: user.clone(),
+                password: password.clone(),
+            },
+        ),
+        (Some(url), ErpAuth::Header { name, value }, _) => (
+            url.clone(),
+            RestAuth::Header {
+                name: Secret::new(name.clone()),
+                value: value.clone(),
+            },
+        ),
+        (Some(_), ErpAuth::Sandbox, _) => return Err(bad("no credentials for the ERP".into())),
+    };
+    let id = |t: &str| t.replace("{erp_record_id}", "{id}");
+    let config = RestSinkConfig {
+        paths: PathTemplates {
+            record: id(&rest.update_path),
+            attachments: id(&rest.attach_path),
+            batch: rest.batch_path.clone(),
+        },
+        requests_per_second: rest.requests_per_second,
+        max_in_flight: rest.max_in_flight,
+        request_timeout: rest.request_timeout,
+        retry: rest.retry.clone(),
+        ..RestSinkConfig::new(base_url, auth)
+    };
+    RestSink::new(config).map_err(|e| bad(e.to_string()))
+}
+
 /// Applies `actions` through the job's sink, journals each batch, and
 /// publishes the `apply_results` table. Returns the execution and the summary
 /// section with outcomes counted.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply_actions(
     job: &Job,
     store: &Arc<dyn ObjectStore>,
@@ -94,7 +159,9 @@ pub async fn apply_actions(
     journal: &JournalView,
     request: &ApplyRequest<'_>,
     mut summary: ApplySummary,
+    targets: Targets,
 ) -> Result<(Execution, ApplySummary), ApplyError> {
+    let spotdraft = SpotDraftSide(targets.spotdraft);
     let settings = &job.apply;
     let ctx = |bulk: bool, max_in_flight: usize| ApplyContext {
         job: &job.name,
@@ -116,14 +183,18 @@ pub async fn apply_actions(
                 message: e.to_string(),
             })?;
             let sink = FilesSink::new(at.store.clone(), &at.path, &job.name, request.apply_id);
-            execute_plan(actions, journal, &sink, &NoSpotDraft, &ctx(true, 4)).await?
+            execute_plan(actions, journal, &sink, &spotdraft, &ctx(true, 4)).await?
         }
-        Some(SinkSettings::Rest(_)) => {
-            return Err(ApplyError::Sink {
-                job: job.name.clone(),
-                key: "apply.sink".into(),
-                message: "the rest sink is not part of this build yet; use sink = \"files\" or mode = \"plan\"".into(),
-            })
+        Some(SinkSettings::Rest(rest)) => {
+            let sink = rest_sink(job, rest, targets.sandbox_erp.as_ref())?;
+            execute_plan(
+                actions,
+                journal,
+                &sink,
+                &spotdraft,
+                &ctx(rest.use_batch, rest.max_in_flight),
+            )
+            .await?
         }
         None => {
             return Err(ApplyError::Sink {

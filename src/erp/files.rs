@@ -142,7 +142,15 @@ impl ErpSink for FilesSink {
             }
         };
         let (mut hasher, mut size) = (Sha256::new(), 0u64);
-        let mut body = upload.body;
+        let mut body = match (upload.open)().await {
+            Ok(body) => body,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return WriteOutcome::Pending {
+                    error: format!("opening the document: {e}"),
+                };
+            }
+        };
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(bytes) => {
@@ -246,11 +254,15 @@ mod tests {
             file_name: "T-1.pdf".into(),
             sha256,
             length: Some(body.len() as u64),
-            body: futures::stream::iter(vec![
-                Ok(Bytes::from_static(&body[..3])),
-                Ok(Bytes::from_static(&body[3..])),
-            ])
-            .boxed(),
+            open: Arc::new(move || {
+                Box::pin(async move {
+                    let chunks = vec![
+                        Ok(Bytes::from_static(&body[..3])),
+                        Ok(Bytes::from_static(&body[3..])),
+                    ];
+                    Ok(futures::stream::iter(chunks).boxed())
+                })
+            }),
             idempotency_key: "k".into(),
         }
     }

@@ -9,9 +9,21 @@
 //! [`WriteOutcome`]. It never fails the whole batch for one record.
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// A document's bytes, streamed (never whole in memory).
+pub type DocumentStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+/// Opens a document's byte stream, once per upload attempt: a retried upload
+/// (429, 5xx, a connection cut mid-body) needs the bytes again, so the sink
+/// calls this again (the apply stage re-downloads from SpotDraft). An error
+/// ends the retries: the upload is [`WriteOutcome::Pending`] for the next run.
+pub type OpenDocument =
+    Arc<dyn Fn() -> BoxFuture<'static, std::io::Result<DocumentStream>> + Send + Sync>;
 
 /// One ERP record's field update: every owned field that differs, in one write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +50,31 @@ pub struct DocumentUpload {
     /// verifies it while streaming and aborts the upload on a mismatch. When
     /// `None`, the sink computes it while streaming.
     pub sha256: Option<String>,
-    /// Length in bytes, when known.
+    /// Length in bytes, when known (every opened stream must have it).
     pub length: Option<u64>,
-    /// The document's bytes, streamed (never whole in memory).
-    pub body: BoxStream<'static, Result<Bytes, std::io::Error>>,
+    /// Opens the document's bytes, once per attempt (see [`OpenDocument`]).
+    pub open: OpenDocument,
     /// Derived from the record and the document's checksum.
     pub idempotency_key: String,
+}
+
+impl DocumentUpload {
+    /// An [`OpenDocument`] that hands out `stream` once: a retry needing the
+    /// bytes again finds none, so an upload that fails after its first attempt
+    /// started is [`WriteOutcome::Pending`] (the next run sends it again).
+    pub fn open_once(stream: DocumentStream) -> OpenDocument {
+        let slot = Arc::new(Mutex::new(Some(stream)));
+        Arc::new(move || {
+            let taken = slot.lock().map(|mut s| s.take()).unwrap_or(None);
+            Box::pin(async move {
+                taken.ok_or_else(|| {
+                    std::io::Error::other(
+                        "the document stream was already used by an earlier attempt",
+                    )
+                })
+            })
+        })
+    }
 }
 
 impl std::fmt::Debug for DocumentUpload {
@@ -109,6 +140,7 @@ pub trait ErpSink: Send + Sync {
         batch_key: &str,
     ) -> impl Future<Output = Vec<WriteOutcome>> + Send;
 
-    /// Attaches an executed document, streamed.
+    /// Attaches an executed document, streamed: each attempt opens the stream
+    /// again through [`DocumentUpload::open`] and sends it with the same key.
     fn attach_document(&self, upload: DocumentUpload) -> impl Future<Output = WriteOutcome> + Send;
 }

@@ -85,6 +85,17 @@ pub enum HttpError {
         /// The URL requested.
         url: String,
     },
+    /// The caller could not build the next attempt (a streamed body could not
+    /// be opened again, or the caller stopped retrying on purpose).
+    #[error("request to {url} stopped after {attempts} attempt(s): {reason}")]
+    Aborted {
+        /// The URL requested.
+        url: String,
+        /// Attempts made before it stopped.
+        attempts: u32,
+        /// Why the caller stopped.
+        reason: String,
+    },
 }
 
 /// A `reqwest::Client` bound to a [`Throttle`] and a [`RetryPolicy`].
@@ -142,6 +153,9 @@ impl RetryingClient {
     ///
     /// Timeouts are retried only for idempotent requests too: a request that
     /// timed out may have been applied, and this project never writes twice.
+    /// A write that carries an `Idempotency-Key` the server honours (the ERP
+    /// API) IS idempotent: a resend with the same key is answered with the
+    /// first result, never applied again, so such writes pass `true`.
     pub async fn send(
         &self,
         request: reqwest::Request,
@@ -162,13 +176,36 @@ impl RetryingClient {
         parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Result<(HttpResponse, T), HttpError> {
         let url = request.url().to_string();
+        let build = |_attempt: u32| {
+            let req = request
+                .try_clone()
+                .ok_or_else(|| HttpError::NotCloneable { url: url.clone() });
+            std::future::ready(req)
+        };
+        self.send_built(&url, build, idempotent, parse).await
+    }
+
+    /// [`RetryingClient::send_parsed`] for a request built afresh for every
+    /// attempt by `build(attempt)` (1 = first): a streamed body cannot be
+    /// cloned, so each attempt opens its stream again. `build` may refuse an
+    /// attempt with [`HttpError::Aborted`] (or any error), which ends the loop.
+    pub async fn send_built<T, F, Fut>(
+        &self,
+        url: &str,
+        mut build: F,
+        idempotent: bool,
+        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<(HttpResponse, T), HttpError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::Request, HttpError>>,
+    {
+        let url = url.to_string();
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let req = request
-                .try_clone()
-                .ok_or_else(|| HttpError::NotCloneable { url: url.clone() })?;
+            let req = build(attempt).await?;
             let outcome = self.attempt(req, &url, attempt).await;
             let (retry_after, give_up) = match outcome {
                 Ok(resp) => match classify_status(resp.status) {
@@ -222,6 +259,93 @@ impl RetryingClient {
                 return Err(give_up);
             }
             tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, "retrying request");
+            self.throttle.stats().record_retry();
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends `request` (retried like [`RetryingClient::send`] until a 2xx
+    /// answer starts) and returns that answer with its body unread, to be
+    /// streamed by the caller. Only the request start waits for the throttle
+    /// and holds an in-flight slot; an error while streaming the body is the
+    /// caller's to handle (it is not retried here).
+    pub async fn open_stream(
+        &self,
+        request: reqwest::Request,
+        idempotent: bool,
+    ) -> Result<(reqwest::Response, u32), HttpError> {
+        let url = request.url().to_string();
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let req = request
+                .try_clone()
+                .ok_or_else(|| HttpError::NotCloneable { url: url.clone() })?;
+            let sent = {
+                let _slot = self.throttle.admit().await;
+                self.client.execute(req).await
+            };
+            let stats = self.throttle.stats();
+            let (retry_after, give_up) = match sent {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    stats.record_status(status);
+                    match classify_status(status) {
+                        StatusClass::Success => return Ok((resp, attempt)),
+                        StatusClass::Fail => {
+                            let headers = resp.headers().clone();
+                            let body = resp.bytes().await.unwrap_or_default();
+                            return Err(HttpError::Status(Box::new(HttpResponse {
+                                url,
+                                status,
+                                headers,
+                                body,
+                                attempts: attempt,
+                            })));
+                        }
+                        StatusClass::Retry => (
+                            resp.headers()
+                                .get("retry-after")
+                                .and_then(|v| v.to_str().ok())
+                                .and_then(parse_retry_after),
+                            HttpError::RetriesExhausted {
+                                url: url.clone(),
+                                status,
+                                attempts: attempt,
+                                elapsed: started.elapsed(),
+                            },
+                        ),
+                    }
+                }
+                Err(e) => {
+                    stats.record_transport_error();
+                    let kind = if e.is_timeout() {
+                        "timeout"
+                    } else {
+                        "connection"
+                    };
+                    let err = HttpError::Transport {
+                        url: url.clone(),
+                        kind,
+                        attempts: attempt,
+                        source: e.without_url(),
+                    };
+                    if !idempotent {
+                        return Err(err);
+                    }
+                    (None, err)
+                }
+            };
+            let wait = {
+                let unit: f64 = self.rng.lock().expect("rng lock").random();
+                backoff_delay(&self.policy, attempt, retry_after, unit)
+            };
+            if attempt >= self.policy.max_attempts
+                || started.elapsed() + wait > self.policy.max_total
+            {
+                return Err(give_up);
+            }
             self.throttle.stats().record_retry();
             tokio::time::sleep(wait).await;
         }

@@ -11,7 +11,7 @@
 //! | `GET contracts/{erp_record_id}` | `200` record, `ETag: "<version>"`; `404` unknown |
 //! | `PATCH contracts/{erp_record_id}` | body `{"fields": {...}}`; `200` record with the new version |
 //! | `POST contracts/{erp_record_id}/attachments` | multipart `file`, `file_name`, `sha256`; `200` record |
-//! | `POST batch` | `{"operations": [{"op": "patch", "erp_record_id", "fields", "if_match"?}]}`; `200` `{"results": [...]}` |
+//! | `POST batch` | `{"operations": [{"op": "patch", "erp_record_id", "fields", "if_match"?, "idempotency_key"?}]}`; `200` `{"results": [...]}` |
 //! | `GET _writes` | the write log: `[{at, method, path, idempotency_key, applied, status}]` |
 //!
 //! A record is
@@ -28,17 +28,24 @@
 //! - `PATCH`: an unknown field name or a non-text value is `422 unknown_field` /
 //!   `422 invalid_value` (nothing applied). Optional `If-Match: "<version>"`:
 //!   `412 precondition_failed` when the record has moved on. Success bumps `version`.
-//! - attachments: `422 sha256_mismatch` when `sha256` (hex) is not the SHA-256 of
-//!   `file`; success stores the attachment, sets `document_sha256` and bumps `version`.
-//! - batch: one key for the whole batch; operations are applied one by one (not
-//!   atomically). Each result is `{erp_record_id, status, version?, error?}` with
-//!   the status the same operation would get alone (`200`, `404`, `412`, `422`).
+//! - attachments: parts in any order (`sha256` before or after `file`); the file
+//!   is hashed as it arrives. `422 sha256_mismatch` when `sha256` (hex) is not the SHA-256 of
+//!   `file`; a body cut short stores nothing; success stores the attachment, sets `document_sha256` and bumps `version`.
+//! - batch: the `Idempotency-Key` header keys the whole batch; operations are
+//!   applied one by one (not atomically). Each result is
+//!   `{erp_record_id, status, version?, error?, replayed?}` with the status the
+//!   same operation would get alone (`200`, `404`, `412`, `422`). An operation
+//!   may carry its own `idempotency_key` (optional): it is then applied once per
+//!   key, in any batch or as a single `PATCH` with that key (one key space), and
+//!   a repeat answers its first result with `"replayed": true`.
 //! - every write attempt, whatever its outcome, is appended to the write log
 //!   (`applied` is true only when state changed).
 //!
 //! Faults (`/_sandbox/faults`, `erp` section): random `5xx`, `429` bursts (with
-//! optional `Retry-After`), slow answers, and `applied_but_502_next`: the next N
-//! successful writes are applied, recorded and stored for replay, but answered `502`.
+//! optional `Retry-After`), slow answers, `applied_but_502_next`: the next N
+//! successful writes are applied, recorded and stored for replay, but answered
+//! `502`, and `rate_limit_per_sec`: an exact limit, more than N requests in any
+//! sliding 1-second window answered `429 rate_limited`.
 
 use crate::sandbox::dataset::ErpRecord;
 use crate::sandbox::erp_writes::{batch, patch_record, post_attachment};
@@ -53,8 +60,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-/// Largest accepted request body (attachments), bytes.
+/// Largest accepted request body (field updates, batches), bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest accepted attachment upload, bytes (streamed and hashed, never held whole).
+pub const MAX_ATTACHMENT_BYTES: usize = 4 * 1024 * 1024 * 1024;
 
 /// Response extension: whether the request changed ERP state.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +96,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         )
         .route(
             "/erp/contracts/{erp_record_id}/attachments",
-            post(post_attachment),
+            post(post_attachment).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES)),
         )
         .route("/erp/batch", post(batch))
         .route("/erp/_writes", get(list_writes))
@@ -136,6 +146,10 @@ async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
         )
     } else if path == "/erp/_writes" {
         next.run(req).await
+    } else if !admit(&s) {
+        s.store.lock().counters.erp_rate_limited += 1;
+        let msg = "more requests in one second than erp.rate_limit_per_sec allows";
+        erp_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", msg)
     } else {
         let decision = s.faults.decide(Api::Erp);
         if let Some(delay) = decision.delay {
@@ -170,6 +184,24 @@ async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
         s.store.lock().writes.push(write);
     }
     resp
+}
+
+/// Records this request in the ERP's sliding 1-second window; false when it
+/// is over `erp.rate_limit_per_sec` (always true without a limit).
+fn admit(s: &AppState) -> bool {
+    let Some(limit) = s.faults.erp_rate_limit() else {
+        return true;
+    };
+    let now = tokio::time::Instant::now();
+    let mut window = s.erp_window.lock().unwrap_or_else(|p| p.into_inner());
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(1))
+    {
+        window.pop_front();
+    }
+    window.push_back(now);
+    window.len() <= limit as usize
 }
 
 pub(crate) fn record_json(st: &Store, r: &ErpRecord) -> Value {

@@ -144,6 +144,50 @@ fn apply_patch(
     }
 }
 
+/// What a repeated key must match to replay a patch (single or batch operation).
+fn patch_fingerprint(id: &str, fields: &Map<String, Value>, if_match: Option<u64>) -> String {
+    format!("PATCH {id} {} {if_match:?}", Value::Object(fields.clone()))
+}
+
+/// A batch operation with its own `idempotency_key`: applied once per key,
+/// like a single `PATCH` with that key (the two share one key space); a
+/// repeat replays the stored answer (`replayed`).
+fn keyed_patch(
+    st: &mut Store,
+    key: &str,
+    id: &str,
+    fields: &Map<String, Value>,
+    if_match: Option<u64>,
+) -> (Outcome, bool) {
+    let fingerprint = patch_fingerprint(id, fields, if_match);
+    if let Some(prev) = st.idempotency.get(key) {
+        if prev.fingerprint != fingerprint {
+            let msg = format!("Idempotency-Key {key:?} was already used for a different request");
+            let o = Outcome::error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                msg,
+            );
+            return (o, false);
+        }
+        let status = StatusCode::from_u16(prev.status).unwrap_or(StatusCode::OK);
+        let o = Outcome {
+            status,
+            body: prev.body.clone(),
+            applied: false,
+        };
+        return (o, true);
+    }
+    let outcome = apply_patch(st, id, fields, if_match);
+    let stored = StoredResponse {
+        fingerprint,
+        status: outcome.status.as_u16(),
+        body: outcome.body.clone(),
+    };
+    st.idempotency.insert(key.to_string(), stored);
+    (outcome, false)
+}
+
 pub(crate) async fn patch_record(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -172,7 +216,7 @@ pub(crate) async fn patch_record(
         Some(Some(v)) => Some(v),
         None => None,
     };
-    let fingerprint = format!("PATCH {id} {} {if_match:?}", Value::Object(fields.clone()));
+    let fingerprint = patch_fingerprint(&id, &fields, if_match);
     idempotent(&s, &headers, fingerprint, |st| {
         apply_patch(st, &id, &fields, if_match)
     })
@@ -188,32 +232,44 @@ pub(crate) async fn post_attachment(
     let Ok(mut multipart) = multipart else {
         return bad("body must be multipart/form-data");
     };
-    let (mut file, mut file_name, mut claimed) = (None, None, None);
+    // Parts in any order; the file is hashed as it arrives, never held whole.
+    let (mut file, mut file_name, mut claimed) = (None::<(String, u64)>, None, None);
     loop {
-        let field = match multipart.next_field().await {
+        let mut field = match multipart.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => return bad(&format!("bad multipart body: {e}")),
         };
         let name = field.name().unwrap_or_default().to_string();
         let upload_name = field.file_name().map(str::to_string);
+        if name == "file" {
+            let (mut hasher, mut size) = (Sha256::new(), 0u64);
+            loop {
+                match field.chunk().await {
+                    Ok(Some(chunk)) => {
+                        hasher.update(&chunk);
+                        size += chunk.len() as u64;
+                    }
+                    Ok(None) => break,
+                    Err(e) => return bad(&format!("bad multipart body: {e}")),
+                }
+            }
+            file_name = file_name.or(upload_name);
+            file = Some((hex::encode(hasher.finalize()), size));
+            continue;
+        }
         let Ok(bytes) = field.bytes().await else {
             return bad("bad multipart body");
         };
         match name.as_str() {
-            "file" => {
-                file_name = file_name.or(upload_name);
-                file = Some(bytes);
-            }
             "file_name" => file_name = Some(String::from_utf8_lossy(&bytes).into_owned()),
             "sha256" => claimed = Some(String::from_utf8_lossy(&bytes).trim().to_lowercase()),
             _ => {}
         }
     }
-    let (Some(file), Some(file_name), Some(claimed)) = (file, file_name, claimed) else {
+    let (Some((actual, size)), Some(file_name), Some(claimed)) = (file, file_name, claimed) else {
         return bad("multipart needs the parts file, file_name and sha256");
     };
-    let actual = hex::encode(Sha256::digest(&file));
     let fingerprint = format!("ATTACH {id} {file_name} {claimed} {actual}");
     idempotent(&s, &headers, fingerprint, |st| {
         let Some(mut record) = st.erp.get(&id).cloned() else {
@@ -230,7 +286,7 @@ pub(crate) async fn post_attachment(
         let attachment = Attachment {
             file_name,
             sha256: actual.clone(),
-            size: file.len() as u64,
+            size,
         };
         st.attachments
             .entry(id.clone())
@@ -287,17 +343,25 @@ fn batch_op(st: &mut Store, op: &Value, applied: &mut bool) -> Value {
         Some(Value::String(s)) => parse_version(s).map(Some).ok_or(()),
         Some(_) => Err(()),
     };
-    let outcome = match (
+    let key = match op.get("idempotency_key") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(k)) if !k.is_empty() => Ok(Some(k.as_str())),
+        Some(_) => Err(()),
+    };
+    let (outcome, replayed) = match (
         op.get("op").and_then(Value::as_str),
         op.get("fields").and_then(Value::as_object),
         if_match,
+        key,
     ) {
-        (Some("patch"), Some(fields), Ok(if_match)) if !id.is_empty() => {
-            apply_patch(st, &id, fields, if_match)
-        }
+        (Some("patch"), Some(fields), Ok(if_match), Ok(key)) if !id.is_empty() => match key {
+            Some(key) => keyed_patch(st, key, &id, fields, if_match),
+            None => (apply_patch(st, &id, fields, if_match), false),
+        },
         _ => {
-            let msg = "operation must be {\"op\": \"patch\", \"erp_record_id\", \"fields\", \"if_match\"?}".to_string();
-            Outcome::error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_operation", msg)
+            let msg = "operation must be {\"op\": \"patch\", \"erp_record_id\", \"fields\", \"if_match\"?, \"idempotency_key\"?}".to_string();
+            let o = Outcome::error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_operation", msg);
+            (o, false)
         }
     };
     *applied |= outcome.applied;
@@ -306,6 +370,9 @@ fn batch_op(st: &mut Store, op: &Value, applied: &mut bool) -> Value {
         result["version"] = outcome.body["version"].clone();
     } else {
         result["error"] = outcome.body;
+    }
+    if replayed {
+        result["replayed"] = json!(true);
     }
     result
 }

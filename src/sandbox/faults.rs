@@ -79,6 +79,10 @@ pub struct ErpFaults {
     pub http: HttpFaults,
     /// The next N successful writes are applied and recorded, but answered 502.
     pub applied_but_502_next: u32,
+    /// An exact rate limit: a request that would make more than this many ERP
+    /// requests in any sliding 1-second window (rejected ones count too) is
+    /// answered 429 `rate_limited`. `None`: no limit.
+    pub rate_limit_per_sec: Option<u32>,
 }
 
 /// Which API a fault decision is for.
@@ -210,6 +214,11 @@ impl FaultsHandle {
     /// True (and counts down) when this successful ERP write must be answered 502.
     pub(crate) fn take_applied_but_502(&self) -> bool {
         take(&mut self.lock().config.erp.applied_but_502_next)
+    }
+
+    /// The ERP's exact rate limit, when one is set.
+    pub(crate) fn erp_rate_limit(&self) -> Option<u32> {
+        self.lock().config.erp.rate_limit_per_sec
     }
 
     /// Counts one list request; returns the mutation to perform before answering it.

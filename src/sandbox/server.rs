@@ -124,6 +124,8 @@ pub(crate) struct AppState {
     pub hmac_key: Arc<[u8]>,
     /// Per client-id request instants of the last second.
     pub windows: Arc<Mutex<HashMap<String, VecDeque<Instant>>>>,
+    /// ERP request instants of the last second (`erp.rate_limit_per_sec`).
+    pub erp_window: Arc<Mutex<VecDeque<Instant>>>,
 }
 
 /// A running sandbox. Dropping it stops the server too.
@@ -164,6 +166,7 @@ impl Sandbox {
             origin: format!("http://{addr}").into(),
             hmac_key: hmac_key.clone(),
             windows: Arc::default(),
+            erp_window: Arc::default(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(state);

@@ -30,6 +30,9 @@ pub struct Counters {
     pub faults_injected: u64,
     /// Every request that reached the ERP side (any status).
     pub erp_requests: u64,
+    /// ERP requests answered 429 by `erp.rate_limit_per_sec`.
+    #[serde(default)]
+    pub erp_rate_limited: u64,
 }
 
 /// Kind of a page-shift mutation.

@@ -175,6 +175,8 @@ pub struct RequestCounts {
     pub key_pointers: u64,
     /// Document downloads.
     pub documents: u64,
+    /// `external_metadata` reads and writes.
+    pub external_metadata: u64,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +184,7 @@ struct Counters {
     list: AtomicU64,
     key_pointers: AtomicU64,
     documents: AtomicU64,
+    external_metadata: AtomicU64,
 }
 
 /// A client for one SpotDraft workspace.
@@ -255,6 +258,7 @@ impl SpotDraftClient {
             list: r(&self.counters.list),
             key_pointers: r(&self.counters.key_pointers),
             documents: r(&self.counters.documents),
+            external_metadata: r(&self.counters.external_metadata),
         }
     }
 
@@ -266,14 +270,8 @@ impl SpotDraftClient {
         let mut url = self.endpoint(&["v2.1", "public", "contracts", ""])?;
         url.query_pairs_mut().extend_pairs(query.pairs());
         let parse = |b: &[u8]| serde_json::from_slice(b);
-        self.call_parsed(
-            Method::GET,
-            url,
-            &self.counters.list,
-            Some(query.page),
-            parse,
-        )
-        .await
+        let call = Call::new(Method::GET, url, &self.counters.list);
+        self.call_parsed(call.page(query.page), parse).await
     }
 
     /// `GET v2.1/public/contracts/{id}/key_pointers`: the contract's metadata values.
@@ -286,8 +284,11 @@ impl SpotDraftClient {
             "key_pointers",
         ])?;
         let parse = |b: &[u8]| serde_json::from_slice(b);
-        self.call_parsed(Method::GET, url, &self.counters.key_pointers, None, parse)
-            .await
+        self.call_parsed(
+            Call::new(Method::GET, url, &self.counters.key_pointers),
+            parse,
+        )
+        .await
     }
 
     /// `POST v2.1/public/contracts/{id}/download`: the latest (for executed
@@ -295,8 +296,11 @@ impl SpotDraftClient {
     pub async fn download(&self, id: &ContractId) -> Result<Bytes, FetchError> {
         let url = self.endpoint(&["v2.1", "public", "contracts", id.composite(), "download"])?;
         let parse = |b: &[u8]| Ok(Bytes::copy_from_slice(b));
-        self.call_parsed(Method::POST, url, &self.counters.documents, None, parse)
-            .await
+        self.call_parsed(
+            Call::new(Method::POST, url, &self.counters.documents),
+            parse,
+        )
+        .await
     }
 
     fn endpoint(&self, segments: &[&str]) -> Result<Url, FetchError> {
@@ -313,25 +317,38 @@ impl SpotDraftClient {
         Ok(url)
     }
 
-    /// Sends one read (retried, body parsed by `parse` and retried when it does
-    /// not parse); `page` names the list page in errors.
-    async fn call_parsed<T>(
-        &self,
-        method: Method,
-        url: Url,
-        counter: &AtomicU64,
-        page: Option<u32>,
-        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
-    ) -> Result<T, FetchError> {
+    /// A request with the auth headers.
+    fn authed(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let mut req = self
             .http
             .inner()
-            .request(method, url.clone())
+            .request(method, url)
             .header("client-id", self.config.client_id.expose())
             .header("client-secret", self.config.client_secret.expose())
             .header("accept", "application/json");
         if let Some(email) = &self.config.user_email {
             req = req.header("user-email", email);
+        }
+        req
+    }
+
+    /// Sends one idempotent call (a read, or a write of a whole object),
+    /// retried, its body parsed by `parse` and retried when it does not parse.
+    async fn call_parsed<T>(
+        &self,
+        call: Call<'_>,
+        parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<T, FetchError> {
+        let Call {
+            method,
+            url,
+            counter,
+            page,
+            body,
+        } = call;
+        let mut req = self.authed(method, url.clone());
+        if let Some(body) = body {
+            req = req.json(body);
         }
         let req = req
             .build()
@@ -339,15 +356,9 @@ impl SpotDraftClient {
         let result = self.http.send_parsed(req, true, parse).await;
         // Count attempts, not calls: a retried list request costs budget too.
         let attempts = match &result {
-            Ok((r, _)) => r.attempts as u64,
-            Err(HttpError::Status(r)) => r.attempts as u64,
-            Err(
-                HttpError::RetriesExhausted { attempts, .. }
-                | HttpError::Transport { attempts, .. }
-                | HttpError::MalformedBody { attempts, .. },
-            ) => *attempts as u64,
-            Err(HttpError::NotCloneable { .. }) => 0,
-        };
+            Ok((r, _)) => r.attempts,
+            Err(e) => attempts_of(e),
+        } as u64;
         counter.fetch_add(attempts, Ordering::Relaxed);
         result.map(|(_, t)| t).map_err(|e| self.explain(e, page))
     }
@@ -395,6 +406,52 @@ impl SpotDraftClient {
     }
 }
 
+/// Attempts a failed request made.
+fn attempts_of(err: &HttpError) -> u32 {
+    match err {
+        HttpError::Status(r) => r.attempts,
+        HttpError::RetriesExhausted { attempts, .. }
+        | HttpError::Transport { attempts, .. }
+        | HttpError::MalformedBody { attempts, .. }
+        | HttpError::Aborted { attempts, .. } => *attempts,
+        HttpError::NotCloneable { .. } => 0,
+    }
+}
+
+/// One call: where, which counter, the list page for errors, a JSON body.
+struct Call<'a> {
+    method: Method,
+    url: Url,
+    counter: &'a AtomicU64,
+    page: Option<u32>,
+    body: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, url: Url, counter: &'a AtomicU64) -> Self {
+        Call {
+            method,
+            url,
+            counter,
+            page: None,
+            body: None,
+        }
+    }
+
+    fn page(mut self, page: u32) -> Self {
+        self.page = Some(page);
+        self
+    }
+
+    fn json(mut self, body: &'a serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
+
 mod lookup;
 #[cfg(test)]
 mod tests;
+mod write_back;
+
+pub use write_back::{merge_external_metadata, DocumentDownload};

@@ -6,4 +6,7 @@ pub mod client;
 pub(crate) mod fake;
 pub mod model;
 
-pub use client::{ClientConfig, FetchError, ListQuery, RequestCounts, SpotDraftClient};
+pub use client::{
+    merge_external_metadata, ClientConfig, DocumentDownload, FetchError, ListQuery, RequestCounts,
+    SpotDraftClient,
+};

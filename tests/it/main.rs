@@ -2,6 +2,7 @@
 
 mod cli;
 mod common;
+mod erp_sink;
 mod fixture_rules;
 mod fixtures;
 mod ingest;

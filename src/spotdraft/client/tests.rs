@@ -230,7 +230,8 @@ async fn key_pointers_and_download() {
         RequestCounts {
             list: 0,
             key_pointers: 1,
-            documents: 1
+            documents: 1,
+            external_metadata: 0
         }
     );
 }

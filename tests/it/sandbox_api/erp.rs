@@ -326,3 +326,21 @@ async fn applied_but_502_is_applied_and_recorded_once() {
     assert_eq!(tail, [false, false]);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_exact_rate_limit_answers_429_over_the_window() {
+    let sb = start(2, 1000).await;
+    sb.faults().update(|f| f.erp.rate_limit_per_sec = Some(5));
+    let mut statuses = vec![];
+    for _ in 0..8 {
+        let resp = erp(&sb, Method::GET, "contracts/E-1").send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    assert_eq!(sb.state().counters().erp_rate_limited, 3);
+    tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+    let resp = erp(&sb, Method::GET, "contracts/E-1").send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the window slid");
+    sb.faults().update(|f| f.erp.rate_limit_per_sec = None);
+    sb.shutdown().await;
+}
