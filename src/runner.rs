@@ -489,19 +489,27 @@ pub async fn apply_plan(job: &Job, request: ApplyPlanRequest) -> anyhow::Result<
             approved_by: request.approved_by.as_deref(),
             force: request.force,
         };
-        // The sandbox's ERP, when the job writes to it (a fresh one: the demo's
-        // sandbox lives only as long as a command).
-        let sandbox = match (&job.spotdraft, &job.apply.sink) {
-            (SpotDraftTarget::Sandbox { .. }, Some(crate::job::SinkSettings::Rest(r)))
-                if r.base_url.is_none() =>
-            {
-                ingest_settings(job).await?.0
-            }
-            _ => None,
-        };
+        // SpotDraft (documents, write-backs) and, for the embedded sandbox, a
+        // fresh sandbox: the demo's lives only as long as a command.
+        let (sandbox, settings) = ingest_settings(job).await?;
+        let client = SpotDraftClient::new(
+            crate::spotdraft::client::ClientConfig {
+                base_url: settings.base_url.clone(),
+                client_id: settings.client_id.clone(),
+                client_secret: settings.client_secret.clone(),
+                user_email: settings.user_email.clone(),
+                request_timeout: settings.request_timeout,
+            },
+            Arc::new(crate::http::Throttle::new(
+                settings.requests_per_second,
+                settings.max_in_flight,
+            )),
+            settings.retry.clone(),
+        )
+        .context("spotdraft.base_url")?;
         let targets = crate::apply::stage::Targets {
             sandbox_erp: sandbox_erp(sandbox.as_ref())?,
-            spotdraft: None,
+            spotdraft: Some(client),
         };
         let applied = apply_actions(
             job,
