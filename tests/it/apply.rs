@@ -221,3 +221,128 @@ async fn the_cap_refuses_an_oversized_run_and_apply_refuses_modified_foreign_and
     assert!(applied_writes(&sandbox).1 > 1);
     sandbox.shutdown().await;
 }
+
+/// A job file for a child process: a generated dataset of `contracts` served
+/// by a sandbox the test owns, corrections over REST to its ERP, batches of 2.
+async fn child_job(tmp: &Path, contracts: u64) -> (std::path::PathBuf, Sandbox) {
+    let data = tmp.join("data");
+    let opts = contract_recon::sandbox::gen::GenOptions {
+        documents: Some(true),
+        ..contract_recon::sandbox::gen::GenOptions::new(contracts, 7, &data)
+    };
+    contract_recon::sandbox::gen::generate(&opts).unwrap();
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            rate_limit_per_sec: 1000,
+            ..SandboxConfig::default()
+        },
+        Dataset::load(&data).unwrap(),
+    )
+    .await
+    .unwrap();
+    let demo = std::fs::read_to_string(repo().join("jobs/demo.toml")).unwrap();
+    let (start, end) = (
+        demo.find("[spotdraft]").unwrap(),
+        demo.find("[erp.extract]").unwrap(),
+    );
+    let spotdraft = format!(
+        "[spotdraft]\nbase_url = \"{}\"\nclient_id_env = \"SD_ID\"\nclient_secret_env = \"SD_SECRET\"\nrequests_per_second = 10\nfetch_documents = true\n\n",
+        sandbox.spotdraft_base_url()
+    );
+    let apply_at = demo.find("[apply]").unwrap();
+    let apply = format!(
+        "[apply]\nenabled = true\nmode = \"apply\"\nsink = \"rest\"\nbatch_size = 2\n\n[apply.rest]\nbase_url = \"{}\"\ntoken_env = \"ERP_TOKEN\"\nrequests_per_second = 200\n",
+        sandbox.erp_base_url()
+    );
+    let text = format!(
+        "{}{}{}{}",
+        &demo[..start],
+        spotdraft,
+        &demo[end..apply_at],
+        apply
+    )
+    .replace(
+        "\"../fixtures/demo/erp_extract.csv\"",
+        &format!("{:?}", data.join("erp_extract.csv")),
+    )
+    .replace("\"../out/demo\"", &format!("{:?}", tmp.join("out")));
+    let path = tmp.join("child.toml");
+    std::fs::write(&path, text).unwrap();
+    (path, sandbox)
+}
+
+fn run_child(job: &Path, sandbox: &Sandbox, crash_at: Option<&str>) -> std::process::Output {
+    let creds = sandbox.credentials();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_contract-recon"));
+    cmd.args(["run", job.to_str().unwrap()])
+        .env("CONTRACT_RECON_LOG", "warn")
+        .env("SD_ID", &creds.client_id)
+        .env("SD_SECRET", &creds.client_secret)
+        .env("ERP_TOKEN", &creds.erp_token);
+    match crash_at {
+        Some(point) => cmd.env(contract_recon::crashpoint::CRASH_AT_ENV, point),
+        // The killed run's process is gone: take its lease.
+        None => cmd.arg("--break-lease"),
+    };
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_apply_then_run_again_has_exactly_once_effect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (job, sandbox) = child_job(tmp.path(), 40).await;
+    let killed = run_child(&job, &sandbox, Some("apply.between_batches"));
+    let stderr = String::from_utf8_lossy(&killed.stderr);
+    assert!(
+        !killed.status.success() && stderr.contains("crash point apply.between_batches"),
+        "{stderr}"
+    );
+    let after_kill = applied_writes(&sandbox);
+    assert!(
+        after_kill.1 >= 1,
+        "the first batch was applied before the kill"
+    );
+
+    let rerun = run_child(&job, &sandbox, None);
+    let stdout = String::from_utf8_lossy(&rerun.stdout);
+    assert!(
+        rerun.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let (keys, writes) = applied_writes(&sandbox);
+    assert_eq!(keys, writes, "no key applied twice");
+    assert!(writes > after_kill.1, "the rerun applied the rest");
+    // Every planned sendable action was applied exactly once over both runs.
+    let plans = glob_files(&tmp.path().join("out/plan"), "plan.parquet");
+    let last = plans.last().unwrap();
+    let plan = ParquetReader::new(std::fs::File::open(last).unwrap())
+        .finish()
+        .unwrap();
+    let sendable = text(&plan, "action")
+        .iter()
+        .filter(|a| *a != "review")
+        .count();
+    assert_eq!(
+        writes, sendable,
+        "distinct keys == applied writes == actions"
+    );
+    sandbox.shutdown().await;
+}
+
+fn glob_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
