@@ -1,8 +1,9 @@
 //! The command line's commands, behind `main.rs`'s argument parsing: each
 //! prints what a person needs and returns the process exit code.
 //!
-//! Exit codes: 0 success, 1 the run failed, 2 invalid usage or job file, 3 drift
-//! found with `--fail-on-drift`, 4 another run of the job holds its lease.
+//! Exit codes: 0 success, 1 the run failed (or an applied correction failed:
+//! rejected, or still pending after retries), 2 invalid usage or job file, 3
+//! drift found with `--fail-on-drift`, 4 another run of the job holds its lease.
 
 use crate::ingest::IngestMode;
 use crate::job::{load_job, Job};
@@ -69,6 +70,10 @@ pub struct RunRequest {
     pub mode: IngestMode,
     /// Take the job's lease from a holder known to be gone.
     pub break_lease: bool,
+    /// Overrides `[apply] mode` (`--apply`, `--plan-only`).
+    pub apply_mode: Option<crate::job::ApplyMode>,
+    /// Apply over `[apply] max_actions_per_run` (`--force`).
+    pub force_apply: bool,
 }
 
 /// `run`: one run of a job file.
@@ -79,9 +84,49 @@ pub async fn run(request: RunRequest) -> ExitCode {
     let opts = RunOptions {
         mode: request.mode,
         break_lease: request.break_lease,
+        apply_mode: request.apply_mode,
+        force_apply: request.force_apply,
         ..RunOptions::default()
     };
     run_loaded(&job, opts, request.fail_on_drift).await
+}
+
+/// `apply`: applies the reviewed plan of `run_id`, as written, under the job's lease.
+pub async fn apply(job: &Path, run_id: &str, approved_by: Option<String>, force: bool) -> ExitCode {
+    let Some(job) = load_or_report(job) else {
+        return ExitCode::from(2);
+    };
+    let request = runner::ApplyPlanRequest {
+        run_id: run_id.to_string(),
+        approved_by,
+        force,
+        ..Default::default()
+    };
+    match runner::apply_plan(&job, request).await {
+        Ok(applied) => {
+            println!(
+                "job {} plan of run {} (apply {}):",
+                job.name, run_id, applied.apply_id
+            );
+            print!("{}", runner::render_apply(&applied.summary));
+            if let Some(dir) = &applied.results_dir {
+                println!("results: {dir}");
+            }
+            if applied.summary.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            if let Some(held @ LeaseError::Held { .. }) = e.downcast_ref::<LeaseError>() {
+                eprintln!("error: {held}");
+                return ExitCode::from(EXIT_LEASE_HELD);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `demo`: runs the demo job (by default `jobs/demo.toml`) against the embedded
@@ -200,7 +245,9 @@ async fn run_loaded(job: &Job, opts: RunOptions, fail_on_drift: Option<FailOnDri
     match runner::run_job(job, opts).await {
         Ok(outcome) => {
             println!("{}", outcome.render_summary());
-            if fail_on_drift.is_some_and(|f| f.fails(&outcome)) {
+            if outcome.apply_failed() > 0 {
+                ExitCode::from(1)
+            } else if fail_on_drift.is_some_and(|f| f.fails(&outcome)) {
                 ExitCode::from(EXIT_DRIFT)
             } else {
                 ExitCode::SUCCESS

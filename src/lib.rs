@@ -15,6 +15,7 @@
 //! - [`commands`]: what each command of the CLI prints and its exit code;
 //! - [`crashpoint`]: named points where crash tests make a run die.
 
+pub mod apply;
 pub mod commands;
 pub mod crashpoint;
 pub mod erp;

@@ -7,6 +7,7 @@
 use clap::{Args, Parser, Subcommand};
 use contract_recon::commands::{self, FailOnDrift, RunRequest};
 use contract_recon::ingest::IngestMode;
+use contract_recon::job::ApplyMode;
 use contract_recon::sandbox;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,19 @@ enum Command {
     },
     /// Run a job once: ingest contracts, load the ERP extract, reconcile, write reports.
     Run(RunArgs),
+    /// Apply a reviewed plan of a job's run, as written, under the job's lease.
+    Apply {
+        /// The job file.
+        job: PathBuf,
+        /// The run whose plan is applied (`run-YYYYMMDD-HHMMSS-xxxxxxxx`).
+        run_id: String,
+        /// Who approved the plan (recorded in the journal).
+        #[arg(long)]
+        approved_by: Option<String>,
+        /// Apply even when the plan has more actions than `[apply] max_actions_per_run`.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run jobs/demo.toml against the embedded sandbox and print where the report is.
     Demo {
         /// The demo job file.
@@ -82,6 +96,15 @@ struct RunArgs {
     /// one job would overwrite each other's state.
     #[arg(long)]
     break_lease: bool,
+    /// Apply the run's planned corrections (overrides `[apply] mode`).
+    #[arg(long, conflicts_with = "plan_only")]
+    apply: bool,
+    /// Only plan corrections, whatever `[apply] mode` says.
+    #[arg(long)]
+    plan_only: bool,
+    /// With `--apply`: apply even over `[apply] max_actions_per_run`.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -144,9 +167,23 @@ async fn dispatch(command: Command) -> ExitCode {
                 fail_on_drift: args.fail_on_drift,
                 mode,
                 break_lease: args.break_lease,
+                apply_mode: if args.apply {
+                    Some(ApplyMode::Apply)
+                } else if args.plan_only {
+                    Some(ApplyMode::Plan)
+                } else {
+                    None
+                },
+                force_apply: args.force,
             })
             .await
         }
+        Command::Apply {
+            job,
+            run_id,
+            approved_by,
+            force,
+        } => commands::apply(&job, &run_id, approved_by, force).await,
         Command::Demo {
             job,
             output,

@@ -1,23 +1,28 @@
 //! Runs a job end to end, in pipeline order: take the job's lease -> finish
 //! what an interrupted run left -> load the ERP extract (cheap checks first) ->
-//! ingest contracts from SpotDraft -> reconcile -> compare with the previous
-//! nightly run -> publish reports -> advance the watermark -> release the lease.
+//! ingest contracts from SpotDraft -> reconcile -> plan corrections -> compare
+//! with the previous nightly run -> publish reports (the plan with them) ->
+//! advance the watermark -> apply corrections (when asked) -> release the lease.
 
+use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};
+use crate::apply::{read_journal, PlanInput};
 use crate::erp::extract::{load_extract, Extract, ExtractFormat, ExtractSource};
 use crate::ingest::IngestStats;
 use crate::ingest::{
     commit_watermark, ingest_with_control, IngestMode, IngestSettings, WalkControl, WalkMode,
 };
-use crate::job::{ExtractFileFormat, Job, SpotDraftTarget};
+use crate::job::{ApplyMode, ExtractFileFormat, Job, SpotDraftTarget};
 use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
 use crate::reconcile::{orphan_candidates, reconcile, RunContext};
+use crate::report::layout::PLAN_TABLE;
 use crate::report::lifecycle::{
     compare_with_previous_run, load_acknowledgements, recent_trend, Acknowledgements, RunKind,
     Tracked, TrackedRun, TrendPoint,
 };
 use crate::report::migrate::migrate_legacy_reports;
 use crate::report::{
-    recover_staged, write_run_reports, InputCounts, ReportFormats, RunInfo, RunTables, Summary,
+    recover_staged, write_run_reports, ExtraTable, InputCounts, ReportFormats, RunInfo, RunTables,
+    Summary,
 };
 use crate::sandbox::{Dataset, Sandbox, SandboxConfig, StateHandle};
 use crate::secret::Secret;
@@ -52,6 +57,10 @@ pub struct RunOptions {
     /// Called with the embedded sandbox's state once it has started, before
     /// ingestion (`demo --change` edits a contract there).
     pub edit_sandbox: Option<SandboxEdit>,
+    /// Overrides `[apply] mode` for this run (`run --apply`, `run --plan-only`).
+    pub apply_mode: Option<ApplyMode>,
+    /// Apply over `[apply] max_actions_per_run`.
+    pub force_apply: bool,
 }
 
 /// What a finished run produced.
@@ -79,6 +88,12 @@ impl RunOutcome {
             .lifecycle
             .as_ref()
             .map_or(self.summary.drift_total, |l| l.new)
+    }
+
+    /// Actions that failed when the run applied its plan (rejected, checksum
+    /// mismatch, pending after retries).
+    pub fn apply_failed(&self) -> u64 {
+        self.summary.apply.as_ref().map_or(0, |a| a.failed)
     }
 
     /// A short, human summary for the terminal.
@@ -154,7 +169,13 @@ impl RunOutcome {
                 ));
             }
         }
+        if let Some(apply) = &s.apply {
+            out.push_str(&render_apply(apply));
+        }
         out.push_str(&format!("reports: {}\n", self.report_dir));
+        if let Some(plan) = self.tables.get(PLAN_TABLE) {
+            out.push_str(&format!("plan:    {plan}\n"));
+        }
         if let Some(drift) = self.tables.get(crate::report::layout::DRIFT_TABLE) {
             out.push_str(&format!("drift:   {drift}\n"));
         }
@@ -166,6 +187,33 @@ impl RunOutcome {
         }
         out
     }
+}
+
+/// The terminal lines of the `apply` section.
+pub fn render_apply(apply: &crate::report::ApplySummary) -> String {
+    let join = |m: &BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = format!(
+        "corrections ({}): planned {}\n",
+        apply.mode,
+        join(&apply.planned)
+    );
+    if !apply.outcomes.is_empty() {
+        out.push_str(&format!(
+            "        applied: {}; {} failed; {} document bytes\n",
+            join(&apply.outcomes),
+            apply.failed,
+            apply.document_bytes
+        ));
+    }
+    if let Some(why) = &apply.refused {
+        out.push_str(&format!("        {why}\n"));
+    }
+    out
 }
 
 /// Runs `job` once, under the job's lease.
@@ -252,10 +300,6 @@ async fn run_under_lease(
         &mut ingestion,
     )
     .await?;
-    if let Some(sandbox) = sandbox {
-        sandbox.shutdown().await;
-    }
-
     // 5. Reconcile.
     let t = Instant::now();
     let started_at = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -266,14 +310,45 @@ async fn run_under_lease(
         known_existing_contract_ids: known_existing,
     };
     let spec = job.reconcile.clone();
-    let records = extract.records;
-    let snapshot = ingested.snapshot;
+    let (records, snapshot) = (extract.records.clone(), ingested.snapshot.clone());
     let reconciled = tokio::task::spawn_blocking(move || reconcile(snapshot, records, &spec, &ctx))
         .await
         .context("reconciliation stopped")??;
     timings.insert("reconcile".to_string(), t.elapsed().as_millis() as u64);
 
-    // 6. Compare with the job's last complete nightly run: every row's status
+    // 6. Corrections planned from the drift (published with the reports).
+    let mode = opts.apply_mode.unwrap_or(job.apply.mode);
+    let t = Instant::now();
+    let planned = if job.apply.enabled {
+        let journal = read_journal(store, prefix, &job.name).await?;
+        let as_of = extract_as_of(job).await;
+        let (job_owned, drift) = (job.clone(), reconciled.drift.clone());
+        let (snapshot, records) = (ingested.snapshot.clone(), extract.records.clone());
+        let mode_name = if mode == ApplyMode::Apply {
+            "apply"
+        } else {
+            "plan"
+        };
+        let planned = tokio::task::spawn_blocking(move || {
+            let input = PlanInput {
+                job: &job_owned.name,
+                drift: &drift,
+                snapshot: &snapshot,
+                records: &records,
+                spec: &job_owned.reconcile,
+                settings: &job_owned.apply,
+            };
+            prepare_plan(&input, &journal, as_of, mode_name)
+        })
+        .await
+        .context("planning corrections stopped")??;
+        timings.insert("plan".to_string(), t.elapsed().as_millis() as u64);
+        Some(planned)
+    } else {
+        None
+    };
+
+    // 7. Compare with the job's last complete nightly run: every row's status
     //    and age, the rows resolved since, the trend of recent runs.
     let t = Instant::now();
     let run = RunInfo {
@@ -287,10 +362,12 @@ async fn run_under_lease(
         track_across_runs(store, prefix, &run, reconciled.drift.clone(), acks).await?;
     timings.insert("lifecycle".to_string(), t.elapsed().as_millis() as u64);
 
-    // 7. Reports, published only while the lease is still ours.
+    // 8. Reports, published only while the lease is still ours.
     let t = Instant::now();
     let run = RunInfo {
-        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        // Milliseconds: runs of one job can finish within the same second, and
+        // this orders them (latest.json, the previous nightly run).
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         ..run
     };
     let stats = &reconciled.stats;
@@ -308,16 +385,25 @@ async fn run_under_lease(
     summary.run_kind = opts.kind;
     summary.lifecycle = Some(tracked.counts.clone());
     summary.trend = trend;
+    summary.apply = planned.as_ref().map(|p| p.summary.clone());
     let formats = ReportFormats {
         parquet: job.output.parquet,
         csv: job.output.csv,
         html: job.output.html,
     };
     lease.check()?;
+    let extra: Vec<ExtraTable> = planned
+        .iter()
+        .map(|p| ExtraTable {
+            name: PLAN_TABLE,
+            frame: p.frame.clone(),
+        })
+        .collect();
     let tables = RunTables {
         drift: &tracked.drift,
         rejects: &extract.rejects,
         resolved: Some(&tracked.resolved),
+        extra: &extra,
     };
     let location =
         write_run_reports(store.clone(), prefix, &run, tables, &summary, &formats).await?;
@@ -325,11 +411,57 @@ async fn run_under_lease(
         .timings_ms
         .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);
 
-    // 8. The watermark moves once ingestion, reconciliation and reports are done.
+    // 9. The watermark moves once ingestion, reconciliation and reports are
+    //    done; what applying corrections does never holds it back.
     lease.check()?;
     commit_watermark(store.clone(), prefix, &job.name, &ingested.pending)
         .await
         .with_context(|| format!("advancing the watermark of job {:?}", job.name))?;
+
+    // 10. Corrections applied, when asked, while the lease is still ours.
+    if let (
+        Some(Planned {
+            actions,
+            summary: plan_summary,
+            ..
+        }),
+        ApplyMode::Apply,
+    ) = (&planned, mode)
+    {
+        lease.check()?;
+        let t = Instant::now();
+        let journal = read_journal(store, prefix, &job.name).await?;
+        let request = ApplyRequest {
+            plan_run_id: &run.run_id,
+            apply_id: &run.run_id,
+            run_date: run.run_date,
+            approved_by: None,
+            force: opts.force_apply,
+        };
+        let targets = crate::apply::stage::Targets {
+            sandbox_erp: sandbox_erp(sandbox.as_ref())?,
+            spotdraft: Some(ingested.client.clone()),
+        };
+        let (_, applied) = apply_actions(
+            job,
+            store,
+            prefix,
+            actions,
+            &journal,
+            &request,
+            plan_summary.clone(),
+            targets,
+        )
+        .await
+        .with_context(|| format!("applying the corrections of run {}", run.run_id))?;
+        summary.apply = Some(applied);
+        summary
+            .timings_ms
+            .insert("apply".to_string(), t.elapsed().as_millis() as u64);
+    }
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
 
     let report_dir = output.display_object(&location.dir);
     let tables = location
@@ -388,6 +520,133 @@ fn load_job_acknowledgements(job: &Job) -> anyhow::Result<Acknowledgements> {
     }
 }
 
+/// What `contract-recon apply` asks for.
+#[derive(Clone, Default)]
+pub struct ApplyPlanRequest {
+    /// The run whose plan is applied.
+    pub run_id: String,
+    /// Who approved it (journaled).
+    pub approved_by: Option<String>,
+    /// Apply over `[apply] max_actions_per_run`.
+    pub force: bool,
+    /// Output store instead of the job's `output.url` (tests).
+    pub output_store: Option<Arc<dyn ObjectStore>>,
+    /// Lease expiry and renewal.
+    pub lease: LeaseConfig,
+    /// "Now", for the plan's age (tests move it).
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What an application of a reviewed plan did.
+#[derive(Debug)]
+pub struct AppliedPlan {
+    /// This application's id (journal and `apply_results` folder).
+    pub apply_id: String,
+    /// Planned counts and outcomes.
+    pub summary: crate::report::ApplySummary,
+    /// The `apply_results` folder.
+    pub results_dir: Option<String>,
+    /// Every action's outcome.
+    pub results: Vec<crate::apply::ActionResult>,
+}
+
+/// Applies the published plan of `request.run_id`, as written, under the job's
+/// lease. The plan is checked first (complete run, this job's, unmodified, not
+/// older than `max_plan_age_days`): a refused plan sends nothing.
+pub async fn apply_plan(job: &Job, request: ApplyPlanRequest) -> anyhow::Result<AppliedPlan> {
+    let now = request.now.unwrap_or_else(chrono::Utc::now);
+    let apply_id = format!(
+        "apply-{}-{}",
+        now.format("%Y%m%d-%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let opts = RunOptions {
+        output_store: request.output_store.clone(),
+        ..RunOptions::default()
+    };
+    let output = output_location(job, &opts)?;
+    let (store, prefix) = (&output.store, &output.path);
+    let lease = lease::acquire(
+        store.clone(),
+        prefix,
+        &job.name,
+        Holder::current(&apply_id),
+        &request.lease,
+        false,
+    )
+    .await?
+    .keep_alive();
+    let outcome = async {
+        recover_staged(store, prefix, &job.name).await?;
+        let plan = crate::apply::stage::load_plan(job, store, prefix, &request.run_id, now).await?;
+        let journal = read_journal(store, prefix, &job.name).await?;
+        lease.check()?;
+        let planned = plan.summary.apply.clone().unwrap_or_default();
+        let apply_request = ApplyRequest {
+            plan_run_id: &request.run_id,
+            apply_id: &apply_id,
+            run_date: now.date_naive(),
+            approved_by: request.approved_by.as_deref(),
+            force: request.force,
+        };
+        // SpotDraft (documents, write-backs) and, for the embedded sandbox, a
+        // fresh sandbox: the demo's lives only as long as a command.
+        let (sandbox, settings) = ingest_settings(job).await?;
+        let client = SpotDraftClient::new(
+            crate::spotdraft::client::ClientConfig {
+                base_url: settings.base_url.clone(),
+                client_id: settings.client_id.clone(),
+                client_secret: settings.client_secret.clone(),
+                user_email: settings.user_email.clone(),
+                request_timeout: settings.request_timeout,
+            },
+            Arc::new(crate::http::Throttle::new(
+                settings.requests_per_second,
+                settings.max_in_flight,
+            )),
+            settings.retry.clone(),
+        )
+        .context("spotdraft.base_url")?;
+        let targets = crate::apply::stage::Targets {
+            sandbox_erp: sandbox_erp(sandbox.as_ref())?,
+            spotdraft: Some(client),
+        };
+        let applied = apply_actions(
+            job,
+            store,
+            prefix,
+            &plan.actions,
+            &journal,
+            &apply_request,
+            planned,
+            targets,
+        )
+        .await;
+        if let Some(sandbox) = sandbox {
+            sandbox.shutdown().await;
+        }
+        let (execution, summary) = applied?;
+        let dir = crate::report::layout::table_run_dir(
+            prefix,
+            crate::report::layout::APPLY_RESULTS_TABLE,
+            &job.name,
+            now.date_naive(),
+            &apply_id,
+        );
+        anyhow::Ok(AppliedPlan {
+            apply_id: apply_id.clone(),
+            summary,
+            results_dir: Some(output.display_object(&dir)),
+            results: execution.results,
+        })
+    }
+    .await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
+    }
+    outcome
+}
+
 /// The contracts that ERP records name, are not live in the snapshot, and
 /// SpotDraft confirms exist (one list request per 100 ids). Counted in
 /// `stats.orphan_check_requests`.
@@ -416,6 +675,26 @@ async fn confirm_named_contracts(
     })?;
     stats.orphan_check_requests = client.request_counts().list - before;
     Ok(found.into_iter().collect())
+}
+
+/// The embedded sandbox's ERP base URL and token.
+fn sandbox_erp(sandbox: Option<&Sandbox>) -> anyhow::Result<Option<(url::Url, Secret)>> {
+    let Some(sandbox) = sandbox else {
+        return Ok(None);
+    };
+    let url = url::Url::parse(&sandbox.erp_base_url())?;
+    Ok(Some((
+        url,
+        Secret::new(sandbox.credentials().erp_token.clone()),
+    )))
+}
+
+/// When the extract was taken: its object's last modification. `None` when the
+/// store does not say (every journaled success then counts as before it).
+async fn extract_as_of(job: &Job) -> Option<chrono::DateTime<chrono::Utc>> {
+    let at = storage::resolve(&job.extract.url).ok()?;
+    use object_store::ObjectStoreExt;
+    at.store.head(&at.path).await.ok().map(|m| m.last_modified)
 }
 
 /// Loads and validates the job's ERP extract.

@@ -6,7 +6,7 @@
 pub mod raw;
 mod validate;
 
-pub use validate::{load_job, load_job_with_env, JobProblem, JobProblems};
+pub use validate::{default_owner, load_job, load_job_with_env, JobProblem, JobProblems};
 
 use crate::reconcile::spec::ReconcileSpec;
 use crate::secret::Secret;
@@ -35,6 +35,8 @@ pub struct Job {
     pub output: OutputSettings,
     /// How drift is followed from run to run.
     pub report: ReportSettings,
+    /// Corrections: planned, and applied when asked.
+    pub apply: ApplySettings,
 }
 
 /// `[report]`: how drift is followed from run to run.
@@ -141,4 +143,131 @@ pub struct OutputSettings {
     pub csv: bool,
     /// Write `report.html`.
     pub html: bool,
+}
+
+/// Which system's value is the truth for a compared field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// SpotDraft's value is written into the ERP.
+    Spotdraft,
+    /// The ERP's value is written into the contract's `external_metadata` (opt-in).
+    Erp,
+    /// Nobody decides automatically: the row is listed for review.
+    None,
+}
+
+/// Whether a run only plans corrections or also applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApplyMode {
+    /// Write the plan; change nothing.
+    #[default]
+    Plan,
+    /// Write the plan, then apply it.
+    Apply,
+}
+
+/// How the ERP REST sink authenticates.
+#[derive(Debug, Clone)]
+pub enum ErpAuth {
+    /// No auth header (the sandbox ERP is given its token by the runner).
+    Sandbox,
+    /// `Authorization: Bearer <token>`.
+    Bearer(Secret),
+    /// `Authorization: Basic ...`.
+    Basic {
+        /// User.
+        user: Secret,
+        /// Password.
+        password: Secret,
+    },
+    /// A custom header.
+    Header {
+        /// Header name.
+        name: String,
+        /// Header value.
+        value: Secret,
+    },
+}
+
+/// `[apply.rest]`, validated.
+#[derive(Debug, Clone)]
+pub struct RestSinkSettings {
+    /// Base URL; `None` for the embedded sandbox's ERP.
+    pub base_url: Option<url::Url>,
+    /// Authentication.
+    pub auth: ErpAuth,
+    /// Field update path template (`{erp_record_id}` is replaced, percent-encoded).
+    pub update_path: String,
+    /// Attachment upload path template.
+    pub attach_path: String,
+    /// Bulk endpoint path.
+    pub batch_path: String,
+    /// Send field updates through the bulk endpoint.
+    pub use_batch: bool,
+    /// Requests per second.
+    pub requests_per_second: u32,
+    /// Requests in flight at once.
+    pub max_in_flight: usize,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Retry policy.
+    pub retry: crate::http::RetryPolicy,
+}
+
+/// Where ERP corrections go.
+#[derive(Debug, Clone)]
+pub enum SinkSettings {
+    /// The ERP REST API.
+    Rest(Box<RestSinkSettings>),
+    /// Import files in an object store (URL or absolute local path).
+    Files {
+        /// Where the files go.
+        url: String,
+    },
+}
+
+/// `[apply]`, validated.
+#[derive(Debug, Clone)]
+pub struct ApplySettings {
+    /// Plan corrections after each run.
+    pub enabled: bool,
+    /// Plan only, or apply too.
+    pub mode: ApplyMode,
+    /// Where ERP corrections go (`None` when `[apply]` is off).
+    pub sink: Option<SinkSettings>,
+    /// Actions per batch.
+    pub batch_size: usize,
+    /// Sendable actions per run at most (over it, nothing is applied unless forced).
+    pub max_actions_per_run: usize,
+    /// Document bytes uploaded per run at most.
+    pub max_document_bytes_per_run: u64,
+    /// Oldest plan `contract-recon apply` accepts.
+    pub max_plan_age: Duration,
+    /// Write ERP-owned values into SpotDraft.
+    pub spotdraft_writeback: bool,
+    /// Correct empty or wrong ERP back-references of pairs linked by id.
+    pub back_reference: bool,
+    /// Canonical extract column sent as `If-Match`.
+    pub if_match: Option<String>,
+    /// Owner of each compared field, by field name.
+    pub owners: BTreeMap<String, Owner>,
+}
+
+impl Default for ApplySettings {
+    fn default() -> Self {
+        ApplySettings {
+            enabled: false,
+            mode: ApplyMode::Plan,
+            sink: None,
+            batch_size: 50,
+            max_actions_per_run: 1000,
+            max_document_bytes_per_run: 1 << 30,
+            max_plan_age: Duration::from_secs(7 * 86_400),
+            spotdraft_writeback: false,
+            back_reference: false,
+            if_match: None,
+            owners: BTreeMap::new(),
+        }
+    }
 }

@@ -29,7 +29,8 @@ pub struct RawJobFile {
     pub severity: BTreeMap<String, String>,
     /// `[output]`: where reports, snapshots and state are written.
     pub output: RawOutput,
-    /// `[apply]`: corrections pushed into the ERP. Reserved: only `enabled = false` is accepted for now.
+    /// `[apply]`: corrections planned from drift and written into the ERP (and,
+    /// opt-in, into SpotDraft's `external_metadata`).
     pub apply: Option<RawApply>,
     /// `[report]`: how drift is followed from run to run.
     pub report: Option<RawReport>,
@@ -190,6 +191,15 @@ pub struct RawCompare {
     pub values: Option<BTreeMap<String, String>>,
     /// `low`, `medium` or `high` (default `medium`).
     pub severity: Option<String>,
+    /// Which system's value is the truth for this field when corrections are
+    /// planned: `spotdraft` (a mismatch becomes an ERP field update), `erp` (a
+    /// mismatch becomes a write-back into the contract's `external_metadata`,
+    /// only with `[apply] spotdraft_writeback = true`; the SpotDraft source must
+    /// be `external_metadata.id` or `external_metadata.record_data.<key>`) or
+    /// `none` (listed for review, never written). Default: `spotdraft` when the
+    /// SpotDraft source is a list field or `key_pointers.*` (values SpotDraft
+    /// owns), `none` otherwise (`external_metadata.*` values came from the ERP).
+    pub owner: Option<String>,
 }
 
 /// `[output]`
@@ -213,10 +223,82 @@ pub struct RawReport {
     pub acknowledgements: Option<String>,
 }
 
-/// `[apply]` (reserved for corrections)
+/// `[apply]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApply {
-    /// Must be `false` until corrections are implemented.
+    /// Plan corrections after each run (default false). Nothing is written unless `mode = "apply"`,
+    /// `run --apply` or `contract-recon apply <job> <run_id>`.
     pub enabled: bool,
+    /// `plan` (default): write the `plan` dataset and change nothing; `apply`: also apply it.
+    /// `run --apply` and `run --plan-only` override it for one run.
+    pub mode: Option<String>,
+    /// Where ERP corrections go: `rest` (the ERP REST API, `[apply.rest]`) or `files`
+    /// (import files in an object store, `[apply.files]`). Required when `enabled`.
+    pub sink: Option<String>,
+    /// Actions per batch (one journal object, one bulk request), 1 to 1000 (default 50).
+    pub batch_size: Option<usize>,
+    /// A run planning more sendable actions than this applies nothing and says why, unless
+    /// `--force` (default 1000).
+    pub max_actions_per_run: Option<usize>,
+    /// Executed-document bytes uploaded per run at most (default 1073741824, 1 GiB); documents
+    /// beyond it stay pending for the next run.
+    pub max_document_bytes_per_run: Option<u64>,
+    /// `contract-recon apply` refuses a plan older than this many days (default 7).
+    pub max_plan_age_days: Option<u32>,
+    /// Write ERP-owned values and ERP ids into SpotDraft's `external_metadata` (default false).
+    pub spotdraft_writeback: Option<bool>,
+    /// Correct the ERP's back-reference (`spotdraft_contract_id`) of a pair linked by id when it is
+    /// empty or names another contract (default true when the extract maps `spotdraft_contract_id`).
+    pub back_reference: Option<bool>,
+    /// Canonical extract column holding the record's version, sent as `If-Match` (default
+    /// `version` when the extract maps it; the column must be mapped in `[erp.extract.columns]`).
+    pub if_match: Option<String>,
+    /// `[apply.rest]`: the ERP REST API (`sink = "rest"`).
+    pub rest: Option<RawRestSink>,
+    /// `[apply.files]`: import files (`sink = "files"`).
+    pub files: Option<RawFilesSink>,
+}
+
+/// `[apply.rest]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestSink {
+    /// ERP API base URL (`https://erp.example.com/api/`), or `"sandbox"` for the embedded
+    /// sandbox's ERP (only with `spotdraft.base_url = "sandbox"`).
+    pub base_url: String,
+    /// Environment variable holding a bearer token (`Authorization: Bearer ...`).
+    pub token_env: Option<String>,
+    /// Environment variable holding the basic-auth user (with `basic_password_env`).
+    pub basic_user_env: Option<String>,
+    /// Environment variable holding the basic-auth password (with `basic_user_env`).
+    pub basic_password_env: Option<String>,
+    /// Name of a custom auth header (with `header_value_env`), e.g. `X-Api-Key`.
+    pub header_name: Option<String>,
+    /// Environment variable holding the custom header's value.
+    pub header_value_env: Option<String>,
+    /// Path of a record's field update, relative to `base_url` (default `contracts/{erp_record_id}`).
+    pub update_path: Option<String>,
+    /// Path of a record's attachment upload (default `contracts/{erp_record_id}/attachments`).
+    pub attach_path: Option<String>,
+    /// Path of the bulk endpoint (default `batch`).
+    pub batch_path: Option<String>,
+    /// Send field updates through the bulk endpoint, one request per batch (default false).
+    pub use_batch: Option<bool>,
+    /// Requests per second to the ERP (default 5).
+    pub requests_per_second: Option<u32>,
+    /// Requests in flight at once, 1 to 64 (default 2).
+    pub max_in_flight: Option<usize>,
+    /// Per-request timeout in seconds (default 30).
+    pub request_timeout_secs: Option<u64>,
+    /// `[apply.rest.retry]`: retry limits (same keys and defaults as `[spotdraft.retry]`).
+    pub retry: Option<RawRetry>,
+}
+
+/// `[apply.files]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilesSink {
+    /// Folder or object store URL the import files go to (`{url}/<job>/<run_id>/batch-0001.csv`).
+    pub url: String,
 }

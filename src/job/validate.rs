@@ -213,14 +213,11 @@ impl Validator {
             &raw.erp.extract.columns,
         );
         let output = self.output(&raw.output.url, raw.output.formats.as_deref());
-        if let Some(apply) = &raw.apply {
-            if apply.enabled {
-                self.bad(
-                    "apply.enabled",
-                    "corrections are not available in this version; set `enabled = false`",
-                );
-            }
-        }
+        let apply = self.apply(
+            &raw,
+            matches!(spotdraft, Some(SpotDraftTarget::Sandbox { .. })),
+            env,
+        );
         let report = self.report(raw.report.as_ref());
         let mut fetch = fetch?;
         let reconcile = reconcile?;
@@ -246,6 +243,7 @@ impl Validator {
             reconcile,
             output: output?,
             report: report?,
+            apply: apply?,
         })
     }
 
@@ -735,6 +733,7 @@ impl Validator {
             .keys()
             .filter(|k| {
                 !CANONICAL_ERP_FIELDS.contains(&k.as_str())
+                    && !apply::APPLY_ERP_COLUMNS.contains(&k.as_str())
                     && !compares.iter().any(|c| &c.erp == *k)
             })
             .collect();
@@ -742,8 +741,9 @@ impl Validator {
             self.bad(
                 format!("erp.extract.columns.{k}"),
                 format!(
-                    "unknown canonical name; expected one of {} or a name a [[compare]] uses",
-                    CANONICAL_ERP_FIELDS.join(", ")
+                    "unknown canonical name; expected one of {}, {} or a name a [[compare]] uses",
+                    CANONICAL_ERP_FIELDS.join(", "),
+                    apply::APPLY_ERP_COLUMNS.join(", ")
                 ),
             );
         }
@@ -890,6 +890,9 @@ fn is_loopback(u: &url::Url) -> bool {
         Some("localhost") | Some("127.0.0.1") | Some("[::1]")
     )
 }
+
+mod apply;
+pub use apply::default_owner;
 
 #[cfg(test)]
 mod tests;

@@ -60,6 +60,20 @@ pub fn render_html(
     drift: &DataFrame,
     rejects: &DataFrame,
 ) -> Result<String, ReportError> {
+    render_html_with_plan(summary, drift, rejects, None)
+}
+
+/// Planned corrections shown in the plan section; the rest are in `plan.csv`.
+pub const HTML_PLAN_ROWS: usize = 50;
+
+/// [`render_html`] with a section on the planned corrections (`plan`): counts
+/// by action, the review reasons, and the first [`HTML_PLAN_ROWS`] rows.
+pub fn render_html_with_plan(
+    summary: &Summary,
+    drift: &DataFrame,
+    rejects: &DataFrame,
+    plan: Option<&DataFrame>,
+) -> Result<String, ReportError> {
     let drift = normalize_drift(drift)?;
     let rejects = normalize_rejects(rejects)?;
     let mut out = String::with_capacity(64 * 1024);
@@ -97,6 +111,9 @@ pub fn render_html(
         summary.inputs.erp_rows_rejected,
         &rejects_dir,
     )?;
+    if let Some(plan) = plan {
+        plan_section(&mut out, summary, plan)?;
+    }
     out.push_str("</body></html>\n");
     Ok(out)
 }
@@ -421,6 +438,82 @@ pub(super) fn fmt_int(n: u64) -> String {
         out.push(d);
     }
     out
+}
+
+fn plan_section(out: &mut String, s: &Summary, plan: &DataFrame) -> Result<(), ReportError> {
+    let Some(apply) = &s.apply else {
+        return Ok(());
+    };
+    let _ = write!(
+        out,
+        "<h2>Planned corrections</h2><div class=\"meta\">Mode <code>{}</code> · plan checksum <code>{}</code> · full list in <code>{}</code></div><table><tr><th>action</th><th>count</th></tr>",
+        esc(&apply.mode),
+        esc(&apply.plan_checksum),
+        esc(&dataset_dir(s, super::layout::PLAN_TABLE))
+    );
+    for (action, n) in &apply.planned {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(action),
+            fmt_int(*n)
+        );
+    }
+    out.push_str("</table>");
+    if !apply.review_reasons.is_empty() {
+        out.push_str("<h3>Review reasons</h3><table><tr><th>reason</th><th>count</th></tr>");
+        for (reason, n) in &apply.review_reasons {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(reason),
+                fmt_int(*n)
+            );
+        }
+        out.push_str("</table>");
+    }
+    if let Some(why) = &apply.refused {
+        let _ = write!(out, "<p><strong>Nothing applied:</strong> {}</p>", esc(why));
+    }
+    let cols = ["action", "erp_record_id", "contract_id", "values", "reason"];
+    let text = |c: &str| -> Result<Vec<String>, ReportError> {
+        let col = plan
+            .column(c)
+            .and_then(|col| col.cast(&DataType::String))
+            .map_err(|source| ReportError::Column {
+                frame: "plan",
+                column: c.to_string(),
+                expected: "text",
+                source: Box::new(source),
+            })?;
+        Ok(col
+            .str()
+            .map_err(|source| ReportError::Column {
+                frame: "plan",
+                column: c.to_string(),
+                expected: "text",
+                source: Box::new(source),
+            })?
+            .iter()
+            .take(HTML_PLAN_ROWS)
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
+    };
+    let values: Vec<Vec<String>> = cols.iter().map(|c| text(c)).collect::<Result<_, _>>()?;
+    out.push_str("<table><tr>");
+    for c in cols {
+        let _ = write!(out, "<th>{c}</th>");
+    }
+    out.push_str("</tr>");
+    for i in 0..plan.height().min(HTML_PLAN_ROWS) {
+        out.push_str("<tr>");
+        for v in &values {
+            let _ = write!(out, "<td>{}</td>", esc(&v[i]));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -63,9 +63,25 @@ impl LatestPointer {
         }
     }
 
-    fn order_key(&self) -> (chrono::NaiveDate, &str) {
-        (self.run_date, self.finished_at.as_str())
+    fn order_key(&self) -> RunOrder {
+        run_order(self.run_date, &self.finished_at)
     }
+}
+
+/// How runs are ordered: by run date, then finish time (parsed, so that
+/// `…:10Z` and `…:10.250Z` compare as times), then the text as written.
+pub(crate) type RunOrder = (
+    chrono::NaiveDate,
+    Option<chrono::DateTime<chrono::Utc>>,
+    String,
+);
+
+/// The [`RunOrder`] of a run.
+pub(crate) fn run_order(run_date: chrono::NaiveDate, finished_at: &str) -> RunOrder {
+    let at = chrono::DateTime::parse_from_rfc3339(finished_at)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc));
+    (run_date, at, finished_at.to_string())
 }
 
 /// Reads the job's `latest.json`; `None` when no run has completed. A corrupt

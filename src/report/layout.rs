@@ -11,8 +11,8 @@
 //! {output}/_staging/<job>/<run_id>/...      (outside every dataset root)
 //! ```
 //!
-//! The coming tables (`plan`, `apply_results`, `drift_history`)
-//! take the same shape, so a `{output}/drift/**/*.parquet` glob never mixes
+//! `plan` and `apply_results` (corrections) take the same shape, as will
+//! `drift_history`, so a `{output}/drift/**/*.parquet` glob never mixes
 //! them into drift rows.
 
 use object_store::path::Path;
@@ -27,6 +27,10 @@ pub const RUNS_TABLE: &str = "runs";
 /// The dataset of drift rows that were gone in a nightly run (one file per run,
 /// listing the previous nightly run's rows that this run no longer finds).
 pub const RESOLVED_TABLE: &str = "resolved";
+/// The dataset of planned corrections (one row per action).
+pub const PLAN_TABLE: &str = "plan";
+/// The dataset of what each applied action did.
+pub const APPLY_RESULTS_TABLE: &str = "apply_results";
 /// Folder, under the output prefix, where runs are written before they are published.
 pub const STAGING_DIR: &str = "_staging";
 

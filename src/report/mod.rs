@@ -39,13 +39,17 @@ mod write;
 #[cfg(test)]
 mod tests;
 
-pub use html::{render_html, HTML_DRIFT_ROWS, HTML_REJECT_ROWS};
+pub use html::{
+    render_html, render_html_with_plan, HTML_DRIFT_ROWS, HTML_PLAN_ROWS, HTML_REJECT_ROWS,
+};
 pub use latest::{read_latest, rebuild_latest, LatestPointer};
 pub use publish::{publish, recover_staged, Recovery, ReportLocation, RunManifest};
-pub use summary::{empty_drift_frame, InputCounts, RunInfo, Summary, NO_LEGAL_ENTITY};
+pub use summary::{
+    empty_drift_frame, ApplySummary, InputCounts, RunInfo, Summary, NO_LEGAL_ENTITY,
+};
 pub use write::{
-    write_reports, write_run_reports, ReportFormats, RunTables, LATEST_FILE,
-    PARQUET_DROPPED_COLUMNS, SUCCESS_FILE,
+    write_reports, write_run_reports, write_table_run, ExtraTable, ReportFormats, RunTables,
+    LATEST_FILE, PARQUET_DROPPED_COLUMNS, SUCCESS_FILE,
 };
 
 /// Columns of the drift frame, in order (all String): the reconciliation engine's output.

@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Tables published after their run, through their own manifest.
+pub const ADDED_LATER_TABLES: [&str; 1] = [super::layout::APPLY_RESULTS_TABLE];
+
 /// Name of the staged commit marker.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -57,7 +60,8 @@ pub struct RunManifest {
 }
 
 impl RunManifest {
-    /// Every table the run writes, `runs` last.
+    /// Every table the run writes, `runs` last (unless the manifest only adds
+    /// a table to a run already published: see [`RunManifest::writes_runs`]).
     pub fn tables(&self) -> Vec<String> {
         let mut tables: Vec<String> = self
             .files
@@ -66,8 +70,22 @@ impl RunManifest {
             .filter(|t| t != RUNS_TABLE)
             .collect();
         tables.dedup();
-        tables.push(RUNS_TABLE.to_string());
+        if self.writes_runs() {
+            tables.push(RUNS_TABLE.to_string());
+        }
         tables
+    }
+
+    /// Whether publishing writes the run's record in `runs` and moves
+    /// `latest.json`: always, except for a manifest whose files all belong to
+    /// tables written after their run was published ([`ADDED_LATER_TABLES`]:
+    /// `apply_results`), which leaves the run record and `latest.json` alone.
+    pub fn writes_runs(&self) -> bool {
+        !self.files.iter().all(|f| {
+            ADDED_LATER_TABLES
+                .iter()
+                .any(|t| f.starts_with(&format!("{t}/")))
+        }) || self.files.is_empty()
     }
 
     /// The run's folder in `table`.
@@ -162,7 +180,9 @@ pub async fn publish(
         published.push(format!("{table}/{SUCCESS_FILE}"));
     }
     crashpoint::hit("report.before_latest");
-    update_latest(store, prefix, manifest).await?;
+    if manifest.writes_runs() {
+        update_latest(store, prefix, manifest).await?;
+    }
     crashpoint::hit("report.before_cleanup");
     delete_staging(store, &staging).await?;
     Ok(ReportLocation {

@@ -84,6 +84,46 @@ pub struct Summary {
     /// Counts of the job's recent nightly runs, oldest first, this run last; set by the runner.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trend: Vec<TrendPoint>,
+    /// Corrections planned (and applied), when `[apply]` is enabled; set by the runner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ApplySummary>,
+}
+
+/// The summary's `apply` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApplySummary {
+    /// `plan` or `apply`.
+    pub mode: String,
+    /// SHA-256 of the plan's canonical content (`apply::plan_checksum`).
+    pub plan_checksum: String,
+    /// Planned actions by action kind (`review` included).
+    pub planned: BTreeMap<String, u64>,
+    /// Review rows by reason.
+    pub review_reasons: BTreeMap<String, u64>,
+    /// Outcomes by outcome name, when the plan was applied.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Why nothing was applied (the cap), when so.
+    pub refused: Option<String>,
+    /// Executed-document bytes uploaded.
+    pub document_bytes: u64,
+    /// Actions that failed (rejected, checksum mismatch, pending after retries).
+    pub failed: u64,
+}
+
+impl ApplySummary {
+    /// Counts outcomes (by name) into the summary; `failed` counts the
+    /// failing ones (rejected, checksum mismatch, pending after retries).
+    pub fn count<'a>(&mut self, outcomes: impl IntoIterator<Item = &'a str>) {
+        self.outcomes.clear();
+        self.failed = 0;
+        for o in outcomes {
+            *self.outcomes.entry(o.to_string()).or_default() += 1;
+            if matches!(o, "rejected" | "checksum_mismatch" | "pending") {
+                self.failed += 1;
+            }
+        }
+    }
 }
 
 impl Summary {
@@ -126,6 +166,7 @@ impl Summary {
             run_kind: RunKind::default(),
             lifecycle: None,
             trend: Vec::new(),
+            apply: None,
         })
     }
 }

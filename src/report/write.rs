@@ -14,7 +14,7 @@
 use super::layout::{table_run_dir, DRIFT_TABLE, REJECTS_TABLE, RESOLVED_TABLE, RUNS_TABLE};
 use super::publish::{exists, publish, stage, ReportLocation, RunManifest};
 use super::summary::{normalize_drift, normalize_rejects};
-use super::{render_html, ReportError, RunInfo, Summary};
+use super::{render_html_with_plan, ReportError, RunInfo, Summary};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use polars::prelude::*;
@@ -76,6 +76,7 @@ pub async fn write_reports(
         drift,
         rejects,
         resolved: None,
+        extra: &[],
     };
     write_run_reports(store, output_prefix, run, tables, summary, formats).await
 }
@@ -90,6 +91,21 @@ pub struct RunTables<'a> {
     /// Drift of the previous nightly run that is gone (the `resolved` table),
     /// when the run tracked its drift across runs.
     pub resolved: Option<&'a DataFrame>,
+    /// Further tables published in the same commit (`plan`); the `plan` table
+    /// also gets a section in `report.html`.
+    pub extra: &'a [ExtraTable],
+}
+
+/// A table a run writes besides drift, rejects and resolved (`plan`): written
+/// as `<name>.parquet` (when Parquet is on) and `<name>.csv` (always, escaped
+/// like `drift.csv`) in the run's folder of dataset `<name>`, staged and
+/// published with the run's other files.
+#[derive(Debug, Clone)]
+pub struct ExtraTable {
+    /// Table (dataset) name, also the file name.
+    pub name: &'static str,
+    /// Its rows.
+    pub frame: DataFrame,
 }
 
 /// [`write_reports`] with every table of the run, the `resolved` table included.
@@ -103,6 +119,7 @@ pub async fn write_run_reports(
 ) -> Result<ReportLocation, ReportError> {
     let (drift, rejects) = (tables.drift, tables.rejects);
     let resolved = tables.resolved.cloned();
+    let extra = tables.extra.to_vec();
     let runs_dir = table_run_dir(
         output_prefix,
         RUNS_TABLE,
@@ -121,17 +138,27 @@ pub async fn write_run_reports(
     let (summary_owned, formats_owned, dir_name) =
         (summary.clone(), *formats, runs_dir.to_string());
     let files = tokio::task::spawn_blocking(move || {
-        let mut files =
-            serialize_files(&drift, &rejects, &summary_owned, &formats_owned, &dir_name)?;
+        let mut files = serialize_files(
+            &drift,
+            &rejects,
+            &extra,
+            &summary_owned,
+            &formats_owned,
+            &dir_name,
+        )?;
+        // Before the `runs` files: the run record is published last.
+        let at = files
+            .iter()
+            .position(|(name, _)| name.starts_with(&format!("{RUNS_TABLE}/")))
+            .unwrap_or(files.len());
+        let mut tables = Vec::new();
         if let Some(resolved) = resolved {
-            // Before the `runs` files: the run record is published last.
-            let at = files
-                .iter()
-                .position(|(name, _)| name.starts_with(&format!("{RUNS_TABLE}/")))
-                .unwrap_or(files.len());
-            let extra = serialize_resolved(&resolved, &formats_owned, &dir_name)?;
-            files.splice(at..at, extra);
+            tables.extend(serialize_resolved(&resolved, &formats_owned, &dir_name)?);
         }
+        for t in &extra {
+            tables.extend(table_files(t, &formats_owned, &dir_name)?);
+        }
+        files.splice(at..at, tables);
         Ok::<_, ReportError>(files)
     })
     .await
@@ -159,6 +186,7 @@ pub async fn write_run_reports(
 fn serialize_files(
     drift: &DataFrame,
     rejects: &DataFrame,
+    extra: &[ExtraTable],
     summary: &Summary,
     formats: &ReportFormats,
     dir: &str,
@@ -207,7 +235,11 @@ fn serialize_files(
     })?;
     files.push((format!("{RUNS_TABLE}/summary.json"), summary_json));
     if formats.html {
-        let page = render_html(summary, &drift, &rejects)?;
+        let plan = extra
+            .iter()
+            .find(|t| t.name == super::layout::PLAN_TABLE)
+            .map(|t| &t.frame);
+        let page = render_html_with_plan(summary, &drift, &rejects, plan)?;
         files.push((format!("{RUNS_TABLE}/report.html"), page.into_bytes()));
     }
     Ok(files)
@@ -241,6 +273,69 @@ fn serialize_resolved(
         files.push((name.clone(), write_csv(resolved).map_err(err(&name))?));
     }
     Ok(files)
+}
+
+/// `(<table>/<table>.parquet | .csv, bytes)` of one extra table.
+fn table_files(
+    t: &ExtraTable,
+    formats: &ReportFormats,
+    dir: &str,
+) -> Result<Vec<(String, Vec<u8>)>, ReportError> {
+    let err = |name: &str| {
+        let path = format!("{dir}: {name}");
+        move |source| ReportError::Polars {
+            path,
+            source: Box::new(source),
+        }
+    };
+    let mut files = Vec::new();
+    if formats.parquet {
+        let name = format!("{0}/{0}.parquet", t.name);
+        let mut frame = t.frame.clone();
+        files.push((name.clone(), write_parquet(&mut frame).map_err(err(&name))?));
+    }
+    let name = format!("{0}/{0}.csv", t.name);
+    files.push((name.clone(), write_csv(&t.frame).map_err(err(&name))?));
+    Ok(files)
+}
+
+/// Publishes one table for a run through staging and a manifest, as
+/// [`write_reports`] does, without touching the run's record or `latest.json`
+/// (the `apply_results` of an application, written after the run's reports).
+/// `run.run_id` names the folder (`run_id=`) and the staging area.
+pub async fn write_table_run(
+    store: Arc<dyn ObjectStore>,
+    output_prefix: &Path,
+    run: &RunInfo,
+    table: ExtraTable,
+    formats: &ReportFormats,
+) -> Result<ReportLocation, ReportError> {
+    let dir = table_run_dir(
+        output_prefix,
+        table.name,
+        &run.job,
+        run.run_date,
+        &run.run_id,
+    );
+    let (formats_owned, dir_name) = (*formats, dir.to_string());
+    let files = tokio::task::spawn_blocking(move || table_files(&table, &formats_owned, &dir_name))
+        .await
+        .map_err(|source| ReportError::Task {
+            dir: dir.to_string(),
+            source,
+        })??;
+    let manifest = RunManifest {
+        job: run.job.clone(),
+        run_id: run.run_id.clone(),
+        run_date: run.run_date,
+        finished_at: run.finished_at.clone(),
+        drift_total: 0,
+        kind: Default::default(),
+        lifecycle: None,
+        files: files.iter().map(|(name, _)| name.clone()).collect(),
+    };
+    stage(&store, output_prefix, &manifest, files).await?;
+    publish(&store, output_prefix, &manifest).await
 }
 
 /// `df` without `job` and `run_id`, which Hive readers take from the path.

@@ -135,7 +135,8 @@ async fn three_runs_over_a_changing_sandbox_count_and_date_new_open_and_resolved
     assert!(text(&rows, "first_seen_at")
         .iter()
         .all(|t| *t == first.summary.started_at));
-    assert!(text(&rows, "runs_seen").iter().all(|n| n == "3"));
+    let seen = text(&rows, "runs_seen");
+    assert!(seen.iter().all(|n| n == "3"), "{seen:?}");
     assert!(text(&rows, "age_days").iter().all(|n| n == "0"));
     let resolved = resolved_of(&third);
     assert_eq!(

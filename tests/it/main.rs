@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod apply;
 mod cli;
 mod common;
 mod erp_sink;

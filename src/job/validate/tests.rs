@@ -6,8 +6,7 @@ fn jobs_dir() -> PathBuf {
 }
 
 fn env_with_secrets(name: &str) -> Option<String> {
-    name.starts_with("SPOTDRAFT_")
-        .then(|| format!("value-of-{name}"))
+    (name.starts_with("SPOTDRAFT_") || name.starts_with("ERP_")).then(|| format!("value-of-{name}"))
 }
 
 fn no_env(_: &str) -> Option<String> {
@@ -242,11 +241,46 @@ fn missing_record_id_mapping_and_unknown_format() {
 }
 
 #[test]
-fn apply_cannot_be_enabled_yet() {
-    assert_eq!(
-        keys(&demo_text().replace("enabled = false", "enabled = true")),
-        ["apply.enabled"]
+fn the_demo_plans_corrections_into_import_files() {
+    let job = check(&demo_text(), &no_env).unwrap();
+    assert!(job.apply.enabled);
+    assert_eq!(job.apply.mode, ApplyMode::Plan);
+    assert!(matches!(job.apply.sink, Some(SinkSettings::Files { .. })));
+    assert!(job.apply.back_reference);
+    assert_eq!(job.apply.owners.get("status"), Some(&Owner::Spotdraft));
+    assert_eq!(job.apply.owners.get("vendor_id"), Some(&Owner::None));
+}
+
+#[test]
+fn apply_names_are_checked_against_the_extract_mapping() {
+    let text = demo_text()
+        .replace(
+            "back_reference = true",
+            "back_reference = true\nif_match = \"version\"",
+        )
+        .replace("spotdraft_contract_id = \"SD_CONTRACT_ID\"\n", "");
+    assert_eq!(keys(&text), ["apply.back_reference", "apply.if_match"]);
+    let owner = demo_text().replace("severity = \"low\"", "severity = \"low\"\nowner = \"erp\"");
+    assert_eq!(keys(&owner), ["compare[6].owner"]);
+    let sink = demo_text().replace("sink = \"files\"", "sink = \"ftp\"");
+    assert_eq!(keys(&sink), ["apply.sink"]);
+}
+
+#[test]
+fn a_rest_sink_needs_its_auth_from_the_environment() {
+    let text = demo_text()
+        .replace("sink = \"files\"", "sink = \"rest\"")
+        .replace(
+        "[apply.files]\nurl = \"",
+        "[apply.rest]\ntoken_env = \"ACME_TOKEN\"\nbase_url = \"https://erp.example.com/api/\"\n#",
     );
+    assert_eq!(keys(&text), ["apply.rest.token_env"]);
+    let job = check(&text, &|n| (n == "ACME_TOKEN").then(|| "t".to_string())).unwrap();
+    let Some(SinkSettings::Rest(rest)) = job.apply.sink else {
+        panic!("rest sink")
+    };
+    assert!(matches!(rest.auth, ErpAuth::Bearer(_)));
+    assert_eq!(format!("{:?}", rest.auth), "Bearer([redacted])");
 }
 
 #[test]

@@ -170,9 +170,7 @@ async fn run_records(
             Err(e) => tracing::warn!(error = %e, "skipping an unreadable run record"),
         }
     }
-    records.sort_by(|a, b| {
-        (a.run_date, a.finished_at.as_str()).cmp(&(b.run_date, b.finished_at.as_str()))
-    });
+    records.sort_by_cached_key(|r| crate::report::latest::run_order(r.run_date, &r.finished_at));
     Ok(records)
 }
 
