@@ -30,3 +30,5 @@ pub mod sandbox;
 pub mod secret;
 pub mod spotdraft;
 pub mod storage;
+#[cfg(test)]
+pub(crate) mod test_store;

@@ -4,14 +4,12 @@
 //! [`ManualClock`]; only the keep-alive tests use real time.
 
 use super::*;
+use crate::test_store::FaultyStore;
 use chrono::TimeZone;
-use flaky_store::FlakyStore;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use std::io::Write;
 use std::sync::Mutex;
-
-mod flaky_store;
 
 const JOB: &str = "demo";
 const TTL: Duration = Duration::from_secs(60);
@@ -576,7 +574,7 @@ async fn guard_check_reports_a_broken_lease(backend: Backend) {
 
 async fn guard_check_reports_expiry_when_renewals_fail(backend: Backend) {
     let env = Env::new(backend);
-    let flaky = FlakyStore::new(env.store.clone());
+    let flaky = FaultyStore::new(env.store.clone());
     let ttl = Duration::from_millis(600);
     let config = env.real_time(ttl);
     let store: Arc<dyn ObjectStore> = flaky.clone();
@@ -587,7 +585,7 @@ async fn guard_check_reports_expiry_when_renewals_fail(backend: Backend) {
         .unwrap();
     let guard = lease.keep_alive();
 
-    flaky.fail_puts(true);
+    flaky.fail_writes(true);
     // Failed renewals are retried: the lease counts as held until it expires.
     tokio::time::sleep(ttl / 2).await;
     if acquired.elapsed() < ttl - ttl / 6 {
@@ -608,7 +606,7 @@ async fn guard_check_reports_expiry_when_renewals_fail(backend: Backend) {
     assert_lost(&err, None);
 
     // Once lost, always lost, even when the store recovers.
-    flaky.fail_puts(false);
+    flaky.fail_writes(false);
     tokio::time::sleep(ttl).await;
     assert_lost(&guard.check().unwrap_err(), None);
 }
@@ -784,8 +782,8 @@ async fn conditional_update_refuses_a_live_generations_lease() {
 
 #[tokio::test]
 async fn store_errors_name_the_operation_and_keep_their_source() {
-    let flaky = FlakyStore::new(Arc::new(InMemory::new()));
-    flaky.fail_puts(true);
+    let flaky = FaultyStore::new(Arc::new(InMemory::new()));
+    flaky.fail_writes(true);
     let config = LeaseConfig {
         scheme: LeaseScheme::ConditionalUpdate,
         ..LeaseConfig::default()
@@ -803,7 +801,7 @@ async fn store_errors_name_the_operation_and_keep_their_source() {
         "lease out/_leases/demo.json: create failed"
     );
     assert!(
-        error_chain(&err).contains(flaky_store::INJECTED),
+        error_chain(&err).contains(crate::test_store::INJECTED),
         "{}",
         error_chain(&err)
     );

@@ -1,18 +1,17 @@
 //! Report stage tests: real writes into an in-memory store or a temp folder, read back.
 
 use super::*;
+use crate::test_store::FaultyStore;
 use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use polars::prelude::*;
-use recording_store::RecordingStore;
 use std::sync::Arc;
 
 mod csv_safety;
 mod lifecycle_html;
 mod publishing;
-mod recording_store;
 mod sample;
 
 fn run(run_id: &str, date: &str, finished_at: &str) -> RunInfo {

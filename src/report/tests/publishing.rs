@@ -47,7 +47,7 @@ fn run_ids(df: &DataFrame) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staged_then_committed_then_copied_then_markers_then_latest() {
-    let store = RecordingStore::new();
+    let store = FaultyStore::in_memory();
     let info = run("r2", "2025-03-02", "2025-03-02T06:05:00Z");
     let loc = write(store.clone(), &info, &drift_frame("r2"))
         .await
@@ -55,7 +55,7 @@ async fn staged_then_committed_then_copied_then_markers_then_latest() {
     assert_eq!(loc.dir.as_ref(), RUNS_R2);
     assert_eq!(loc.tables["drift"].as_ref(), DRIFT_R2);
 
-    let writes = store.puts();
+    let writes = store.writes();
     let pos = |needle: &str| {
         writes
             .iter()
@@ -105,7 +105,7 @@ async fn staged_then_committed_then_copied_then_markers_then_latest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_before_the_commit_leaves_nothing_in_any_dataset() {
-    let store = RecordingStore::new();
+    let store = FaultyStore::in_memory();
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     write(
         store.clone(),
@@ -140,7 +140,7 @@ async fn a_failure_before_the_commit_leaves_nothing_in_any_dataset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_while_publishing_is_rolled_forward_by_the_next_run() {
-    let store = RecordingStore::new();
+    let store = FaultyStore::in_memory();
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
     write(
         store.clone(),

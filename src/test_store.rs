@@ -1,5 +1,6 @@
-//! Test store: InMemory that records the order of puts and copies and can fail
-//! writes to one file name.
+//! Test support: an object store that wraps another, records the order of its
+//! writes (puts and copies) and fails writes on demand, to test what a stage
+//! does when the store fails part-way.
 
 use futures::stream::BoxStream;
 use object_store::memory::InMemory;
@@ -10,41 +11,74 @@ use object_store::{
 };
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = object_store::Result<T>> + Send + 'a>>;
 
-/// An InMemory store that records the order of puts and can fail puts to one file name.
+/// The text of an injected failure.
+pub(crate) const INJECTED: &str = "injected write failure";
+
+/// Wraps a store; records writes; fails every write while `fail_writes(true)`,
+/// or the writes to one file name set by `fail_on`.
 #[derive(Debug)]
-pub(super) struct RecordingStore {
-    inner: InMemory,
-    puts: Mutex<Vec<String>>,
+pub(crate) struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    writes: Mutex<Vec<String>>,
+    fail_all: AtomicBool,
     fail_on: Mutex<Option<String>>,
 }
 
-impl RecordingStore {
-    pub(super) fn new() -> Arc<Self> {
-        Arc::new(RecordingStore {
-            inner: InMemory::new(),
-            puts: Mutex::default(),
+impl FaultyStore {
+    /// Wraps `inner`.
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>) -> Arc<Self> {
+        Arc::new(FaultyStore {
+            inner,
+            writes: Mutex::default(),
+            fail_all: AtomicBool::new(false),
             fail_on: Mutex::default(),
         })
     }
-    pub(super) fn fail_on(&self, file_name: Option<&str>) {
+
+    /// Wraps a fresh in-memory store.
+    pub(crate) fn in_memory() -> Arc<Self> {
+        Self::new(Arc::new(InMemory::new()))
+    }
+
+    /// Fails every put and copy while `failing`.
+    pub(crate) fn fail_writes(&self, failing: bool) {
+        self.fail_all.store(failing, Ordering::SeqCst);
+    }
+
+    /// Fails the puts and copies to objects named `file_name` (`None`: none).
+    pub(crate) fn fail_on(&self, file_name: Option<&str>) {
         *self.fail_on.lock().unwrap() = file_name.map(str::to_string);
     }
-    pub(super) fn puts(&self) -> Vec<String> {
-        self.puts.lock().unwrap().clone()
+
+    /// Successful writes in order: a put as its path, a copy as `copy <to>`.
+    pub(crate) fn writes(&self) -> Vec<String> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    fn check(&self, location: &Path) -> object_store::Result<()> {
+        let named = self.fail_on.lock().unwrap().clone();
+        if self.fail_all.load(Ordering::SeqCst) || named.as_deref() == location.filename() {
+            return Err(object_store::Error::Generic {
+                store: "FaultyStore",
+                source: INJECTED.into(),
+            });
+        }
+        Ok(())
     }
 }
 
-impl std::fmt::Display for RecordingStore {
+impl std::fmt::Display for FaultyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RecordingStore")
+        write!(f, "FaultyStore({})", self.inner)
     }
 }
 
-impl ObjectStore for RecordingStore {
+impl ObjectStore for FaultyStore {
     fn put_opts<'a, 'b, 'c>(
         &'a self,
         location: &'b Path,
@@ -57,15 +91,9 @@ impl ObjectStore for RecordingStore {
         Self: 'c,
     {
         Box::pin(async move {
-            let failing = self.fail_on.lock().unwrap().clone();
-            if failing.as_deref() == location.filename() {
-                return Err(object_store::Error::Generic {
-                    store: "RecordingStore",
-                    source: "injected failure".into(),
-                });
-            }
+            self.check(location)?;
             let result = self.inner.put_opts(location, payload, opts).await?;
-            self.puts.lock().unwrap().push(location.to_string());
+            self.writes.lock().unwrap().push(location.to_string());
             Ok(result)
         })
     }
@@ -123,15 +151,9 @@ impl ObjectStore for RecordingStore {
         Self: 'c,
     {
         Box::pin(async move {
-            let failing = self.fail_on.lock().unwrap().clone();
-            if failing.as_deref() == to.filename() {
-                return Err(object_store::Error::Generic {
-                    store: "RecordingStore",
-                    source: "injected failure".into(),
-                });
-            }
+            self.check(to)?;
             self.inner.copy_opts(from, to, options).await?;
-            self.puts.lock().unwrap().push(format!("copy {to}"));
+            self.writes.lock().unwrap().push(format!("copy {to}"));
             Ok(())
         })
     }
