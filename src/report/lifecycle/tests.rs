@@ -64,6 +64,7 @@ fn three_runs_count_and_date_new_open_and_resolved() {
         None,
         &none,
         &a,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(
@@ -74,7 +75,14 @@ fn three_runs_count_and_date_new_open_and_resolved() {
 
     let b = run("r2", "2026-03-02", "2026-03-02T02:30:00Z");
     let cur = drift(&[("aa", "1"), ("bb", "9"), ("cc", "3")], b.detected_at);
-    let two = track_drift(&cur, Some(("r1", &one.drift)), &none, &b).unwrap();
+    let two = track_drift(
+        &cur,
+        Some(("r1", &one.drift)),
+        &none,
+        &b,
+        &Corrections::default(),
+    )
+    .unwrap();
     assert_eq!(column(&two.drift, "status"), ["open", "open", "new"]);
     assert_eq!(column(&two.drift, "first_seen_run_id"), ["r1", "r1", "r2"]);
     assert_eq!(column(&two.drift, "age_days"), ["1", "1", "0"]);
@@ -88,7 +96,14 @@ fn three_runs_count_and_date_new_open_and_resolved() {
 
     let c = run("r3", "2026-03-05", "2026-03-05T02:30:00Z");
     let cur = drift(&[("cc", "3")], c.detected_at);
-    let three = track_drift(&cur, Some(("r2", &two.drift)), &none, &c).unwrap();
+    let three = track_drift(
+        &cur,
+        Some(("r2", &two.drift)),
+        &none,
+        &c,
+        &Corrections::default(),
+    )
+    .unwrap();
     assert_eq!(
         (three.counts.new, three.counts.open, three.counts.resolved),
         (0, 1, 2)
@@ -119,6 +134,7 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
         None,
         &acks("2026-03-02"),
         &a,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(column(&one.drift, "status"), ["acknowledged", "new"]);
@@ -132,6 +148,7 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
         Some(("r1", &one.drift)),
         &acks("2026-03-02"),
         &b,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(column(&two.drift, "status"), ["acknowledged"]);
@@ -142,6 +159,7 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
         Some(("r2", &two.drift)),
         &acks("2026-03-02"),
         &c,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(column(&three.drift, "status"), ["open"]);
@@ -153,6 +171,7 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
         Some(("r3", &three.drift)),
         &acks("2026-12-31"),
         &d,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(column(&four.drift, "status"), ["open"]);
