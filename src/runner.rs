@@ -158,13 +158,14 @@ impl RunOutcome {
                 Some(id) => format!("since run {id}"),
                 None => "first nightly run".to_string(),
             };
+            // With corrections on: how many of the resolved rows the job fixed.
             let by_job = if s.apply.is_some() || l.resolved_by_job > 0 {
                 format!(", {} of them fixed by the job", l.resolved_by_job)
             } else {
                 String::new()
             };
             out.push_str(&format!(
-                "drift: {} new, {} open, {} acknowledged, {} resolved{by_job} ({since})\n",
+                "drift: {} new, {} open, {} acknowledged, {} resolved ({since}){by_job}\n",
                 l.new, l.open, l.acknowledged, l.resolved
             ));
             if l.changed > 0 {
