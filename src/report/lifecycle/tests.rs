@@ -177,3 +177,80 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
     assert_eq!(column(&four.drift, "status"), ["open"]);
     assert_eq!(column(&four.drift, "changed_since_last_run"), ["true"]);
 }
+
+#[test]
+fn corrections_carry_from_run_to_run_and_say_who_resolved_a_row() {
+    use crate::apply::{Action, ActionKind, JournalEntry, JournalView};
+    let none = Acknowledgements::default();
+    let action = |key: &str, ids: &[&str]| Action {
+        kind: ActionKind::UpdateErpFields,
+        erp_record_id: None,
+        contract_id: None,
+        fields: Default::default(),
+        document_sha256: None,
+        if_match: None,
+        reason: None,
+        drift_kinds: Default::default(),
+        drift_ids: ids.iter().map(|s| s.to_string()).collect(),
+        key: key.into(),
+        generation: 0,
+    };
+    let applied = |key: &str, at: &str| JournalEntry {
+        key: key.into(),
+        generation: 0,
+        content_hash: key.into(),
+        action: "update_erp_fields".into(),
+        erp_record_id: None,
+        contract_id: None,
+        attempt: 1,
+        outcome: "applied".into(),
+        message: None,
+        at: at.into(),
+        run_id: "r1".into(),
+        approved_by: None,
+    };
+    let a = run("r1", "2026-03-01", "2026-03-01T02:30:00Z");
+    let plan = [action("ka", &["aa"]), action("kb", &["bb"])];
+    let one = track_drift(
+        &drift(&[("aa", "1"), ("bb", "2"), ("cc", "3")], a.detected_at),
+        None,
+        &none,
+        &a,
+        &Corrections::from_plan(&plan, JournalView::default()),
+    )
+    .unwrap();
+    assert_eq!(column(&one.drift, "correction_id"), ["ka", "kb", ""]);
+    assert_eq!(
+        column(&one.drift, "correction_outcome"),
+        ["planned", "planned", ""]
+    );
+
+    // r1 applied both; aa is gone, bb still shows (under a new key: the
+    // extract was taken after the success), cc is gone without a correction.
+    let journal = JournalView::from_entries(vec![
+        applied("ka", "2026-03-01T02:31:00Z"),
+        applied("kb", "2026-03-01T02:31:00Z"),
+    ]);
+    let b = run("r2", "2026-03-02", "2026-03-02T02:30:00Z");
+    let two = track_drift(
+        &drift(&[("bb", "2")], b.detected_at),
+        Some(("r1", &one.drift)),
+        &none,
+        &b,
+        &Corrections::from_plan(&[action("kb2", &["bb"])], journal),
+    )
+    .unwrap();
+    assert_eq!(column(&two.drift, "correction_id"), ["kb2"]);
+    assert_eq!(column(&two.drift, "correction_outcome"), ["applied"]);
+    assert_eq!(
+        column(&two.drift, "correction_at"),
+        ["2026-03-01T02:31:00Z"]
+    );
+    assert_eq!(column(&two.resolved, "drift_id"), ["aa", "cc"]);
+    assert_eq!(column(&two.resolved, "resolved_by"), ["job", "outside"]);
+    assert_eq!(
+        column(&two.resolved, "resolved_by_correction_id"),
+        ["ka", ""]
+    );
+    assert_eq!((two.counts.resolved, two.counts.resolved_by_job), (2, 1));
+}
