@@ -1,7 +1,7 @@
 //! Report stage: plan outcomes. Each drift row gets the correction planned for
 //! it (the action covering its `drift_id`) and the latest outcome the journal
 //! knows; each resolved row gets who fixed it: `job` when an applied correction
-//! covering it is journaled since the run that last saw it, else `outside`.
+//! covering it is journaled (applied after the row first appeared), else `outside`.
 
 use crate::apply::{Action, JournalView};
 use std::collections::HashMap;
@@ -70,18 +70,25 @@ impl Corrections {
         }
     }
 
-    /// Who fixed a resolved row whose last run (started `last_seen_at`) gave it
-    /// `correction_id`: `(job, that id)` when the journal holds it applied at
-    /// or after `last_seen_at`, else `(outside, None)`.
+    /// Who fixed a resolved row, first seen at `first_seen_at`, to which the
+    /// run that last saw it gave `correction_id`: `(job, that id)` when the
+    /// journal holds that key applied at or after `first_seen_at`, else
+    /// `(outside, None)`.
+    ///
+    /// The key, not the last run's start, ties the success to the row: a key
+    /// applied before the last run and still planned by it means that run's
+    /// extract was taken before the success (a correction needed again after
+    /// it gets the next generation, another key), so the success is what the
+    /// next extract shows.
     pub fn resolved_by(
         &self,
         correction_id: Option<&str>,
-        last_seen_at: Option<&str>,
+        first_seen_at: Option<&str>,
     ) -> (&'static str, Option<String>) {
         let applied = correction_id
             .and_then(|k| self.journal.latest(k))
             .filter(|e| e.outcome == "applied")
-            .filter(|e| match (parse(&e.at), last_seen_at.and_then(parse)) {
+            .filter(|e| match (parse(&e.at), first_seen_at.and_then(parse)) {
                 (Some(at), Some(seen)) => at >= seen,
                 _ => true,
             });
@@ -175,11 +182,12 @@ mod tests {
     }
 
     #[test]
-    fn a_resolved_row_is_the_jobs_only_when_its_correction_was_applied_after_it_was_last_seen() {
+    fn a_resolved_row_is_the_jobs_only_when_its_correction_was_applied_after_it_appeared() {
         let journal = JournalView::from_entries(vec![
             entry("k1", "applied", "2026-01-02T00:00:10Z"),
             entry("k2", "rejected", "2026-01-02T00:00:10Z"),
             entry("k3", "applied", "2026-01-01T00:00:00Z"),
+            entry("k4", "applied", "2026-01-05T00:00:00Z"),
         ]);
         let c = Corrections {
             journal,
@@ -191,5 +199,7 @@ mod tests {
         assert_eq!(c.resolved_by(Some("k3"), seen), (BY_OUTSIDE, None));
         assert_eq!(c.resolved_by(None, seen), (BY_OUTSIDE, None));
         assert_eq!(c.resolved_by(Some("k9"), seen), (BY_OUTSIDE, None));
+        // Applied days ago, still reported while the extract lagged: the job's.
+        assert_eq!(c.resolved_by(Some("k4"), seen), (BY_JOB, Some("k4".into())));
     }
 }

@@ -292,9 +292,12 @@ impl PreviousRows {
         let (by, by_id): (Vec<_>, Vec<_>) = gone
             .iter()
             .map(|i| {
+                let first_seen = self.first_seen_at[*i]
+                    .as_ref()
+                    .or(self.detected_at[*i].as_ref());
                 let (by, id) = corrections.resolved_by(
                     self.correction_id[*i].as_deref(),
-                    self.detected_at[*i].as_deref(),
+                    first_seen.map(String::as_str),
                 );
                 (Some(by.to_string()), id)
             })
