@@ -16,8 +16,8 @@ use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
 use crate::reconcile::{orphan_candidates, reconcile, RunContext};
 use crate::report::layout::PLAN_TABLE;
 use crate::report::lifecycle::{
-    compare_with_previous_run, load_acknowledgements, recent_trend, Acknowledgements, RunKind,
-    Tracked, TrackedRun, TrendPoint,
+    compare_with_previous_run, load_acknowledgements, recent_trend, Acknowledgements, Corrections,
+    RunKind, Tracked, TrackedRun, TrendPoint,
 };
 use crate::report::migrate::migrate_legacy_reports;
 use crate::report::{
@@ -158,8 +158,14 @@ impl RunOutcome {
                 Some(id) => format!("since run {id}"),
                 None => "first nightly run".to_string(),
             };
+            // With corrections on: how many of the resolved rows the job fixed.
+            let by_job = if s.apply.is_some() || l.resolved_by_job > 0 {
+                format!(", {} of them fixed by the job", l.resolved_by_job)
+            } else {
+                String::new()
+            };
             out.push_str(&format!(
-                "drift: {} new, {} open, {} acknowledged, {} resolved ({since})\n",
+                "drift: {} new, {} open, {} acknowledged, {} resolved ({since}){by_job}\n",
                 l.new, l.open, l.acknowledged, l.resolved
             ));
             if l.changed > 0 {
@@ -319,8 +325,11 @@ async fn run_under_lease(
     // 6. Corrections planned from the drift (published with the reports).
     let mode = opts.apply_mode.unwrap_or(job.apply.mode);
     let t = Instant::now();
+    // Read whether or not corrections are on: resolved rows are the job's when
+    // a correction of an earlier run covering them was applied.
+    let journal = read_journal(store, prefix, &job.name).await?;
     let planned = if job.apply.enabled {
-        let journal = read_journal(store, prefix, &job.name).await?;
+        let journal = journal.clone();
         let as_of = extract_as_of(job).await;
         let (job_owned, drift) = (job.clone(), reconciled.drift.clone());
         let (snapshot, records) = (ingested.snapshot.clone(), extract.records.clone());
@@ -358,8 +367,22 @@ async fn run_under_lease(
         started_at,
         finished_at: String::new(),
     };
-    let (tracked, trend) =
-        track_across_runs(store, prefix, &run, reconciled.drift.clone(), acks).await?;
+    let corrections = match &planned {
+        Some(p) => Corrections::from_plan(&p.actions, journal),
+        None => Corrections {
+            journal,
+            ..Corrections::default()
+        },
+    };
+    let (tracked, trend) = track_across_runs(
+        store,
+        prefix,
+        &run,
+        reconciled.drift.clone(),
+        acks,
+        corrections,
+    )
+    .await?;
     timings.insert("lifecycle".to_string(), t.elapsed().as_millis() as u64);
 
     // 8. Reports, published only while the lease is still ours.
@@ -487,6 +510,7 @@ async fn track_across_runs(
     run: &RunInfo,
     drift: DataFrame,
     acks: Acknowledgements,
+    corrections: Corrections,
 ) -> anyhow::Result<(Tracked, Vec<TrendPoint>)> {
     let tracked_run = TrackedRun {
         run_id: &run.run_id,
@@ -494,7 +518,7 @@ async fn track_across_runs(
         run_date: run.run_date,
         detected_at: &run.started_at,
     };
-    let tracked = compare_with_previous_run(store, prefix, drift, acks, &tracked_run)
+    let tracked = compare_with_previous_run(store, prefix, drift, acks, &tracked_run, corrections)
         .await
         .with_context(|| {
             format!(

@@ -90,6 +90,11 @@ pub struct Action {
     pub reason: Option<String>,
     /// Drift kinds this action covers.
     pub drift_kinds: BTreeSet<String>,
+    /// The `drift_id`s of the drift rows this action covers (empty for a
+    /// back-reference, which is no drift row, and for a plan read back from
+    /// its table, which does not hold them).
+    #[serde(default)]
+    pub drift_ids: BTreeSet<String>,
     /// Idempotency key (set by [`super::keys::assign_keys`]).
     pub key: String,
     /// Earlier successful applications of the same content to the same target.
@@ -114,6 +119,7 @@ impl Action {
             if_match: None,
             reason: None,
             drift_kinds: BTreeSet::from([drift_kind.to_string()]),
+            drift_ids: BTreeSet::new(),
             key: String::new(),
             generation: 0,
         }
@@ -154,6 +160,7 @@ pub struct PlanInput<'a> {
 
 /// One drift row, as text.
 struct Row {
+    id: Option<String>,
     kind: String,
     contract: Option<String>,
     erp: Option<String>,
@@ -181,6 +188,9 @@ pub fn plan_actions(input: &PlanInput) -> Result<Vec<Action>, ApplyError> {
 
     for r in &rows {
         let (erp, contract) = (r.erp.as_deref(), r.contract.as_deref());
+        // The actions this row went into: pushed ones, or a merged update or write-back.
+        let pushed = out.len();
+        let (mut merged_update, mut merged_write_back) = (None::<String>, None::<String>);
         match r.kind.as_str() {
             kinds::FIELD_MISMATCH => {
                 let field = r.field.clone().unwrap_or_default();
@@ -222,6 +232,7 @@ pub fn plan_actions(input: &PlanInput) -> Result<Vec<Action>, ApplyError> {
                             });
                             a.fields.insert(cmp.erp_column.clone(), value);
                             a.drift_kinds.insert(r.kind.clone());
+                            merged_update = Some(id.to_string());
                         }
                         Err(reason) => {
                             let mut a = Action::review(
@@ -255,6 +266,7 @@ pub fn plan_actions(input: &PlanInput) -> Result<Vec<Action>, ApplyError> {
                                     )
                                 });
                                 a.fields.insert(k, v.to_string());
+                                merged_write_back = Some(c.to_string());
                             }
                             (false, ..) => out.push(Action::review(
                                 erp,
@@ -321,6 +333,7 @@ pub fn plan_actions(input: &PlanInput) -> Result<Vec<Action>, ApplyError> {
                         });
                         a.fields.insert("id".into(), id.to_string());
                         a.drift_kinds.insert(r.kind.clone());
+                        merged_write_back = Some(c.to_string());
                     }
                     (false, ..) => out.push(Action::review(
                         id,
@@ -342,6 +355,15 @@ pub fn plan_actions(input: &PlanInput) -> Result<Vec<Action>, ApplyError> {
                 other,
                 review_reason(other, r.action.as_deref()),
             )),
+        }
+        if let Some(id) = &r.id {
+            let merged = [
+                merged_update.and_then(|k| updates.get_mut(&k)),
+                merged_write_back.and_then(|k| write_backs.get_mut(&k)),
+            ];
+            for a in out[pushed..].iter_mut().chain(merged.into_iter().flatten()) {
+                a.drift_ids.insert(id.clone());
+            }
         }
     }
     if settings.back_reference {
@@ -513,6 +535,7 @@ fn text_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
 }
 
 fn drift_rows(drift: &DataFrame) -> PolarsResult<Vec<Row>> {
+    let ids = text_col(drift, crate::reconcile::identity::DRIFT_ID)?;
     let cols = [
         "drift_kind",
         "contract_id",
@@ -528,6 +551,7 @@ fn drift_rows(drift: &DataFrame) -> PolarsResult<Vec<Row>> {
     let nonempty = |x: &Option<String>| x.clone().filter(|s| !s.trim().is_empty());
     Ok((0..drift.height())
         .map(|i| Row {
+            id: ids[i].clone(),
             kind: k[i].clone().unwrap_or_default(),
             contract: nonempty(&c[i]),
             erp: nonempty(&e[i]),

@@ -94,6 +94,7 @@ mod tests {
             if_match: None,
             reason: None,
             drift_kinds: BTreeSet::new(),
+            drift_ids: BTreeSet::new(),
             key: String::new(),
             generation: 0,
         }

@@ -148,6 +148,7 @@ pub fn plan_from_frame(plan: &DataFrame) -> Result<Vec<Action>, String> {
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
                     .collect(),
+                drift_ids: Default::default(),
                 generation: generation[i]
                     .as_deref()
                     .and_then(|g| g.parse().ok())
@@ -176,6 +177,7 @@ mod tests {
             if_match: Some("3".into()),
             reason: None,
             drift_kinds: BTreeSet::from(["field_mismatch".to_string()]),
+            drift_ids: BTreeSet::new(),
             key: "abc".into(),
             generation: 2,
         }

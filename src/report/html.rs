@@ -1,7 +1,8 @@
 //! Report stage: the self-contained HTML page (inline CSS and SVG, no scripts).
 
 use super::html_lifecycle::{
-    lifecycle_cards, new_since_last_run, status_cell, trend_chart, LIFECYCLE_CSS,
+    lifecycle_cards, new_since_last_run, status_cell, trend_chart, with_correction_label,
+    CORRECTION_LABEL, LIFECYCLE_CSS,
 };
 use super::summary::{normalize_drift, normalize_rejects};
 use super::{ReportError, Summary};
@@ -19,7 +20,7 @@ const CHART_BARS: usize = 15;
 const CELL_CHARS: usize = 120;
 
 /// Table columns: (frame column, heading).
-const TABLE_COLUMNS: [(&str, &str); 14] = [
+const TABLE_COLUMNS: [(&str, &str); 15] = [
     ("severity", "Severity"),
     ("status", "Status"),
     ("age_days", "Age (days)"),
@@ -33,6 +34,7 @@ const TABLE_COLUMNS: [(&str, &str); 14] = [
     ("spotdraft_value", "SpotDraft value"),
     ("erp_value", "ERP value"),
     ("proposed_action", "Proposed action"),
+    (CORRECTION_LABEL, "Correction"),
     ("drift_id", "Drift id"),
 ];
 
@@ -267,8 +269,11 @@ fn dataset_dir(s: &Summary, table: &str) -> String {
 }
 
 fn drift_table(out: &mut String, drift: &DataFrame, dir: &str) -> Result<(), ReportError> {
-    let top = drift
-        .clone()
+    let top = with_correction_label(drift.clone())
+        .map_err(|source| ReportError::Polars {
+            path: "report.html drift table".into(),
+            source: Box::new(source),
+        })?
         .lazy()
         .sort_by_exprs(
             [

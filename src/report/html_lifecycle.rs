@@ -19,7 +19,7 @@ font-size:11px;font-weight:600;text-transform:uppercase}.badge.new{background:#c
 .card.new{border-left:5px solid #c62828}.card.open{border-left:5px solid #e69b00}\
 .card.acknowledged{border-left:5px solid #9aa5b1}.card.resolved{border-left:5px solid #31a24c}";
 
-const NEW_COLUMNS: [(&str, &str); 8] = [
+const NEW_COLUMNS: [(&str, &str); 9] = [
     ("severity", "Severity"),
     ("drift_kind", "Kind"),
     ("contract_id", "Contract"),
@@ -27,8 +27,39 @@ const NEW_COLUMNS: [(&str, &str); 8] = [
     ("field", "Field"),
     ("spotdraft_value", "SpotDraft value"),
     ("erp_value", "ERP value"),
+    (CORRECTION_LABEL, "Correction"),
     ("drift_id", "Drift id"),
 ];
+
+/// The column [`with_correction_label`] adds.
+pub const CORRECTION_LABEL: &str = "_correction";
+
+/// `df` with a [`CORRECTION_LABEL`] column: `<correction_action>: <correction_outcome>`
+/// (`update_erp_fields: applied`), null for a row without a planned correction.
+pub fn with_correction_label(mut df: DataFrame) -> PolarsResult<DataFrame> {
+    let text = |name: &str| -> PolarsResult<Vec<Option<String>>> {
+        match df.column(name) {
+            Ok(c) => Ok(c
+                .cast(&DataType::String)?
+                .str()?
+                .iter()
+                .map(|v| v.map(str::to_string))
+                .collect()),
+            Err(_) => Ok(vec![None; df.height()]),
+        }
+    };
+    let (actions, outcomes) = (text("correction_action")?, text("correction_outcome")?);
+    let labels: Vec<Option<String>> = actions
+        .into_iter()
+        .zip(outcomes)
+        .map(|(a, o)| match (a, o) {
+            (Some(a), Some(o)) => Some(format!("{a}: {o}")),
+            (a, _) => a,
+        })
+        .collect();
+    df.with_column(Column::new(CORRECTION_LABEL.into(), labels))?;
+    Ok(df)
+}
 
 /// Cards with the new, open, acknowledged and resolved counts (nothing when
 /// the run did not track its drift across runs).
@@ -49,12 +80,28 @@ pub fn lifecycle_cards(out: &mut String, s: &Summary) {
         &fmt_int(l.acknowledged),
         "acknowledged",
     );
-    card(
-        out,
-        "resolved",
-        &fmt_int(l.resolved),
-        "resolved since the last run",
-    );
+    if s.apply.is_some() {
+        // Corrections are on: who fixed what was resolved.
+        card(
+            out,
+            "resolved",
+            &fmt_int(l.resolved_by_job),
+            "resolved: fixed by the job",
+        );
+        card(
+            out,
+            "resolved",
+            &fmt_int(l.resolved.saturating_sub(l.resolved_by_job)),
+            "resolved: fixed elsewhere",
+        );
+    } else {
+        card(
+            out,
+            "resolved",
+            &fmt_int(l.resolved),
+            "resolved since the last run",
+        );
+    }
     out.push_str("</div>");
 }
 
@@ -72,8 +119,8 @@ pub fn new_since_last_run(
         path: "report.html new drift".into(),
         source: Box::new(source),
     };
-    let new = drift
-        .clone()
+    let new = with_correction_label(drift.clone())
+        .map_err(err)?
         .lazy()
         .filter(col("status").eq(lit(status::NEW)))
         .sort_by_exprs(

@@ -9,6 +9,7 @@ mod fixtures;
 mod history;
 mod ingest;
 mod pipeline;
+mod plan_outcomes;
 mod reconcile;
 mod runs;
 mod sandbox_api;

@@ -177,3 +177,48 @@ fn decimals_are_written_at_the_scale_and_dates_as_days() {
     assert!(erp_value_of(&date, Some("03/02/2026")).is_err());
     assert!(erp_value_of(&date, Some("  ")).is_err());
 }
+
+#[test]
+fn every_drift_row_is_covered_by_exactly_one_action_which_keeps_its_drift_id() {
+    let spec = demo_spec();
+    let ctx = RunContext {
+        run_id: "run-1".into(),
+        job: "demo".into(),
+        detected_at: "2026-01-01T00:00:00Z".into(),
+        known_existing_contract_ids: vec![],
+    };
+    let drift = reconcile(snapshot(), records(), &spec, &ctx).unwrap().drift;
+    let ids = text_col(&drift, "drift_id").unwrap();
+    let (kinds, records) = (
+        text_col(&drift, "drift_kind").unwrap(),
+        text_col(&drift, "erp_record_id").unwrap(),
+    );
+    let actions = plan(&settings());
+    for (i, id) in ids.iter().enumerate() {
+        let id = id.as_deref().unwrap();
+        let covering: Vec<&Action> = actions
+            .iter()
+            .filter(|a| a.drift_ids.contains(id))
+            .collect();
+        assert_eq!(covering.len(), 1, "{id} ({:?})", kinds[i]);
+        assert!(covering[0]
+            .drift_kinds
+            .contains(kinds[i].as_deref().unwrap()));
+    }
+    // E-1's update holds its three field mismatches (and the back-reference, no row).
+    let e1 = actions
+        .iter()
+        .find(|a| {
+            a.kind == ActionKind::UpdateErpFields && a.erp_record_id.as_deref() == Some("E-1")
+        })
+        .unwrap();
+    let e1_rows = (0..drift.height())
+        .filter(|i| {
+            kinds[*i].as_deref() == Some("field_mismatch")
+                && records[*i].as_deref().map(str::trim) == Some("E-1")
+        })
+        .count();
+    assert_eq!((e1.drift_ids.len(), e1_rows), (3, 3));
+    let covered: usize = actions.iter().map(|a| a.drift_ids.len()).sum();
+    assert_eq!(covered, drift.height());
+}

@@ -8,6 +8,9 @@
 //! - rows of that run that are gone are the run's `resolved` rows (their
 //!   identity, last values and `resolved_at`), written to the `resolved`
 //!   dataset;
+//! - with corrections on, every row gets the correction planned for it and its
+//!   latest journaled outcome, and every resolved row who fixed it (see
+//!   [`corrections`]);
 //! - the counts go into the summary and the run record, and the counts of
 //!   recent nightly runs into the summary's trend.
 //!
@@ -17,6 +20,7 @@
 //! `drift.parquet` (the `parquet` output format); without it, every row is new.
 
 pub mod acks;
+pub mod corrections;
 mod previous;
 mod track;
 
@@ -24,6 +28,7 @@ mod track;
 mod tests;
 
 pub use acks::{load_acknowledgements, AckError, Acknowledgement, Acknowledgements};
+pub use corrections::Corrections;
 pub use previous::{compare_with_previous_run, previous_nightly_run, recent_trend, PreviousRun};
 pub use track::{empty_resolved, track_drift, values_hash, Tracked, TrackedRun};
 
@@ -64,6 +69,10 @@ pub struct LifecycleCounts {
     pub acknowledged: u64,
     /// Rows of the previous nightly run that are gone.
     pub resolved: u64,
+    /// Of the resolved rows, those an applied correction of the job covered
+    /// (`resolved_by = job`).
+    #[serde(default)]
+    pub resolved_by_job: u64,
     /// Rows whose values changed under the same identity (among new/open/acknowledged).
     pub changed: u64,
     /// The run compared with; `None` for the job's first nightly run.
@@ -87,7 +96,7 @@ pub const TREND_RUNS: usize = 30;
 
 /// Columns the lifecycle adds to the drift table, after [`crate::reconcile::DRIFT_COLUMNS`],
 /// with their types.
-pub const LIFECYCLE_COLUMNS: [(&str, DataType); 11] = [
+pub const LIFECYCLE_COLUMNS: [(&str, DataType); 15] = [
     ("status", DataType::String),
     ("first_seen_at", DataType::String),
     ("first_seen_run_id", DataType::String),
@@ -99,11 +108,15 @@ pub const LIFECYCLE_COLUMNS: [(&str, DataType); 11] = [
     ("acknowledged_reason", DataType::String),
     ("acknowledged_until", DataType::String),
     ("acknowledged_values_hash", DataType::String),
+    ("correction_action", DataType::String),
+    ("correction_id", DataType::String),
+    ("correction_outcome", DataType::String),
+    ("correction_at", DataType::String),
 ];
 
 /// Columns of the `resolved` table, in order (`runs_seen` Int64, the rest String).
 /// `run_id` and `job` are the resolving run's (taken from the path in Parquet).
-pub const RESOLVED_COLUMNS: [&str; 21] = [
+pub const RESOLVED_COLUMNS: [&str; 23] = [
     "run_id",
     "job",
     "resolved_at",
@@ -125,4 +138,6 @@ pub const RESOLVED_COLUMNS: [&str; 21] = [
     "last_seen_run_id",
     "last_status",
     "runs_seen",
+    "resolved_by",
+    "resolved_by_correction_id",
 ];

@@ -3,6 +3,7 @@
 //! trend).
 
 use super::acks::Acknowledgements;
+use super::corrections::Corrections;
 use super::track::{track_drift, Tracked, TrackedRun};
 use super::{RunKind, TrendPoint, TREND_RUNS};
 use crate::report::layout::{job_root, DRIFT_TABLE, RUNS_TABLE};
@@ -59,6 +60,7 @@ pub async fn compare_with_previous_run(
     drift: DataFrame,
     acks: Acknowledgements,
     run: &TrackedRun<'_>,
+    corrections: Corrections,
 ) -> Result<Tracked, ReportError> {
     let previous = previous_nightly_run(store, prefix, run.job, run.run_id).await?;
     let previous = match previous {
@@ -70,7 +72,7 @@ pub async fn compare_with_previous_run(
     let owned = OwnedRun::from(run);
     tokio::task::spawn_blocking(move || {
         let prev = previous.as_ref().map(|(id, df)| (id.as_str(), df));
-        track_drift(&drift, prev, &acks, &owned.borrow())
+        track_drift(&drift, prev, &acks, &owned.borrow(), &corrections)
     })
     .await
     .map_err(|source| ReportError::Task {

@@ -64,6 +64,7 @@ fn three_runs_count_and_date_new_open_and_resolved() {
         None,
         &none,
         &a,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(
@@ -74,7 +75,14 @@ fn three_runs_count_and_date_new_open_and_resolved() {
 
     let b = run("r2", "2026-03-02", "2026-03-02T02:30:00Z");
     let cur = drift(&[("aa", "1"), ("bb", "9"), ("cc", "3")], b.detected_at);
-    let two = track_drift(&cur, Some(("r1", &one.drift)), &none, &b).unwrap();
+    let two = track_drift(
+        &cur,
+        Some(("r1", &one.drift)),
+        &none,
+        &b,
+        &Corrections::default(),
+    )
+    .unwrap();
     assert_eq!(column(&two.drift, "status"), ["open", "open", "new"]);
     assert_eq!(column(&two.drift, "first_seen_run_id"), ["r1", "r1", "r2"]);
     assert_eq!(column(&two.drift, "age_days"), ["1", "1", "0"]);
@@ -88,7 +96,14 @@ fn three_runs_count_and_date_new_open_and_resolved() {
 
     let c = run("r3", "2026-03-05", "2026-03-05T02:30:00Z");
     let cur = drift(&[("cc", "3")], c.detected_at);
-    let three = track_drift(&cur, Some(("r2", &two.drift)), &none, &c).unwrap();
+    let three = track_drift(
+        &cur,
+        Some(("r2", &two.drift)),
+        &none,
+        &c,
+        &Corrections::default(),
+    )
+    .unwrap();
     assert_eq!(
         (three.counts.new, three.counts.open, three.counts.resolved),
         (0, 1, 2)
@@ -119,6 +134,7 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
         None,
         &acks("2026-03-02"),
         &a,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(column(&one.drift, "status"), ["acknowledged", "new"]);
@@ -132,6 +148,7 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
         Some(("r1", &one.drift)),
         &acks("2026-03-02"),
         &b,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(column(&two.drift, "status"), ["acknowledged"]);
@@ -142,6 +159,7 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
         Some(("r2", &two.drift)),
         &acks("2026-03-02"),
         &c,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(column(&three.drift, "status"), ["open"]);
@@ -153,8 +171,86 @@ fn an_acknowledgement_holds_until_it_expires_or_the_values_change() {
         Some(("r3", &three.drift)),
         &acks("2026-12-31"),
         &d,
+        &Corrections::default(),
     )
     .unwrap();
     assert_eq!(column(&four.drift, "status"), ["open"]);
     assert_eq!(column(&four.drift, "changed_since_last_run"), ["true"]);
+}
+
+#[test]
+fn corrections_carry_from_run_to_run_and_say_who_resolved_a_row() {
+    use crate::apply::{Action, ActionKind, JournalEntry, JournalView};
+    let none = Acknowledgements::default();
+    let action = |key: &str, ids: &[&str]| Action {
+        kind: ActionKind::UpdateErpFields,
+        erp_record_id: None,
+        contract_id: None,
+        fields: Default::default(),
+        document_sha256: None,
+        if_match: None,
+        reason: None,
+        drift_kinds: Default::default(),
+        drift_ids: ids.iter().map(|s| s.to_string()).collect(),
+        key: key.into(),
+        generation: 0,
+    };
+    let applied = |key: &str, at: &str| JournalEntry {
+        key: key.into(),
+        generation: 0,
+        content_hash: key.into(),
+        action: "update_erp_fields".into(),
+        erp_record_id: None,
+        contract_id: None,
+        attempt: 1,
+        outcome: "applied".into(),
+        message: None,
+        at: at.into(),
+        run_id: "r1".into(),
+        approved_by: None,
+    };
+    let a = run("r1", "2026-03-01", "2026-03-01T02:30:00Z");
+    let plan = [action("ka", &["aa"]), action("kb", &["bb"])];
+    let one = track_drift(
+        &drift(&[("aa", "1"), ("bb", "2"), ("cc", "3")], a.detected_at),
+        None,
+        &none,
+        &a,
+        &Corrections::from_plan(&plan, JournalView::default()),
+    )
+    .unwrap();
+    assert_eq!(column(&one.drift, "correction_id"), ["ka", "kb", ""]);
+    assert_eq!(
+        column(&one.drift, "correction_outcome"),
+        ["planned", "planned", ""]
+    );
+
+    // r1 applied both; aa is gone, bb still shows (under a new key: the
+    // extract was taken after the success), cc is gone without a correction.
+    let journal = JournalView::from_entries(vec![
+        applied("ka", "2026-03-01T02:31:00Z"),
+        applied("kb", "2026-03-01T02:31:00Z"),
+    ]);
+    let b = run("r2", "2026-03-02", "2026-03-02T02:30:00Z");
+    let two = track_drift(
+        &drift(&[("bb", "2")], b.detected_at),
+        Some(("r1", &one.drift)),
+        &none,
+        &b,
+        &Corrections::from_plan(&[action("kb2", &["bb"])], journal),
+    )
+    .unwrap();
+    assert_eq!(column(&two.drift, "correction_id"), ["kb2"]);
+    assert_eq!(column(&two.drift, "correction_outcome"), ["applied"]);
+    assert_eq!(
+        column(&two.drift, "correction_at"),
+        ["2026-03-01T02:31:00Z"]
+    );
+    assert_eq!(column(&two.resolved, "drift_id"), ["aa", "cc"]);
+    assert_eq!(column(&two.resolved, "resolved_by"), ["job", "outside"]);
+    assert_eq!(
+        column(&two.resolved, "resolved_by_correction_id"),
+        ["ka", ""]
+    );
+    assert_eq!((two.counts.resolved, two.counts.resolved_by_job), (2, 1));
 }

@@ -2,6 +2,7 @@
 //! previous nightly run's rows and the acknowledgements.
 
 use super::acks::Acknowledgements;
+use super::corrections::Corrections;
 use super::{status, LifecycleCounts, LIFECYCLE_COLUMNS, RESOLVED_COLUMNS};
 use crate::reconcile::identity::{drift_id_of, DRIFT_ID};
 use crate::reconcile::DRIFT_COLUMNS;
@@ -52,12 +53,14 @@ fn texts(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
 }
 
 /// `previous`: the previous nightly run's id and drift rows (as in its
-/// `drift.parquet`); `None` for the job's first nightly run.
+/// `drift.parquet`); `None` for the job's first nightly run. `corrections`:
+/// this run's plan and the journal (the default when corrections are off).
 pub fn track_drift(
     current: &DataFrame,
     previous: Option<(&str, &DataFrame)>,
     acks: &Acknowledgements,
     run: &TrackedRun<'_>,
+    corrections: &Corrections,
 ) -> PolarsResult<Tracked> {
     let n = current.height();
     let col = |name: &str| texts(current, name);
@@ -127,6 +130,13 @@ pub fn track_drift(
         };
         counts.changed += u64::from(changed);
         let shown = ack.filter(|_| acknowledged);
+        let earlier_key =
+            before.and_then(|j| prev.as_ref().and_then(|p| p.correction_id[j].clone()));
+        let fix = corrections.for_row(&id, earlier_key.as_deref());
+        out.correction_action.push(fix.action);
+        out.correction_id.push(fix.id);
+        out.correction_outcome.push(fix.outcome);
+        out.correction_at.push(fix.at);
         out.status.push(state);
         out.first_seen_at.push(first_at);
         out.first_seen_run_id.push(first_run);
@@ -147,10 +157,16 @@ pub fn track_drift(
 
     let current_ids: HashSet<&str> = ids.iter().filter_map(|v| v.as_deref()).collect();
     let resolved = match (&prev, previous) {
-        (Some(p), Some((prev_run, _))) => p.resolved(&current_ids, prev_run, run)?,
+        (Some(p), Some((prev_run, _))) => p.resolved(&current_ids, prev_run, run, corrections)?,
         _ => empty_resolved(),
     };
     counts.resolved = resolved.height() as u64;
+    counts.resolved_by_job = resolved
+        .column("resolved_by")?
+        .str()?
+        .iter()
+        .filter(|v| *v == Some(super::corrections::BY_JOB))
+        .count() as u64;
     Ok(Tracked {
         drift,
         resolved,
@@ -172,6 +188,10 @@ struct LifecycleValues {
     ack_reason: Vec<Option<String>>,
     ack_until: Vec<Option<String>>,
     ack_hash: Vec<Option<String>>,
+    correction_action: Vec<Option<String>>,
+    correction_id: Vec<Option<String>>,
+    correction_outcome: Vec<Option<String>>,
+    correction_at: Vec<Option<String>>,
 }
 
 impl LifecycleValues {
@@ -193,6 +213,10 @@ impl LifecycleValues {
             Column::new(names[8].into(), self.ack_reason),
             Column::new(names[9].into(), self.ack_until),
             Column::new(names[10].into(), self.ack_hash),
+            Column::new(names[11].into(), self.correction_action),
+            Column::new(names[12].into(), self.correction_id),
+            Column::new(names[13].into(), self.correction_outcome),
+            Column::new(names[14].into(), self.correction_at),
         ]
     }
 }
@@ -209,6 +233,7 @@ struct PreviousRows {
     values_hash: Vec<Option<String>>,
     ack_values_hash: Vec<Option<String>>,
     status: Vec<Option<String>>,
+    correction_id: Vec<Option<String>>,
 }
 
 impl PreviousRows {
@@ -233,6 +258,7 @@ impl PreviousRows {
             values_hash: texts(df, "values_hash")?,
             ack_values_hash: texts(df, "acknowledged_values_hash")?,
             status: texts(df, "status")?,
+            correction_id: texts(df, "correction_id")?,
             ids,
         })
     }
@@ -247,6 +273,7 @@ impl PreviousRows {
         current: &HashSet<&str>,
         prev_run: &str,
         run: &TrackedRun<'_>,
+        corrections: &Corrections,
     ) -> PolarsResult<DataFrame> {
         let gone: Vec<usize> = (0..self.ids.len())
             .filter(|i| {
@@ -262,6 +289,19 @@ impl PreviousRows {
             Ok(pick(&texts(&self.frame, name)?))
         };
         let same = |v: &str| vec![Some(v.to_string()); gone.len()];
+        let (by, by_id): (Vec<_>, Vec<_>) = gone
+            .iter()
+            .map(|i| {
+                let first_seen = self.first_seen_at[*i]
+                    .as_ref()
+                    .or(self.detected_at[*i].as_ref());
+                let (by, id) = corrections.resolved_by(
+                    self.correction_id[*i].as_deref(),
+                    first_seen.map(String::as_str),
+                );
+                (Some(by.to_string()), id)
+            })
+            .unzip();
         let mut columns = Vec::with_capacity(RESOLVED_COLUMNS.len());
         for name in RESOLVED_COLUMNS {
             let values = match name {
@@ -287,6 +327,8 @@ impl PreviousRows {
                 "last_seen_at" => pick(&self.detected_at),
                 "last_seen_run_id" => same(prev_run),
                 "last_status" => pick(&self.status),
+                "resolved_by" => by.clone(),
+                "resolved_by_correction_id" => by_id.clone(),
                 "runs_seen" => {
                     let runs: Vec<i64> = gone
                         .iter()

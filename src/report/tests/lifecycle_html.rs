@@ -37,6 +37,7 @@ fn page(trend: Vec<TrendPoint>) -> String {
         open: 2,
         acknowledged: 1,
         resolved: 3,
+        resolved_by_job: 0,
         changed: 0,
         previous_run_id: Some("r1".into()),
     });
@@ -74,4 +75,42 @@ fn the_trend_renders_with_one_run_and_with_many() {
     assert!(html.contains("<title>2026-03-30 run-30: 30 new</title>"));
     // Self-contained: no scripts, no links, no external resources.
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("href="));
+}
+
+#[test]
+fn corrections_show_per_row_and_split_the_resolved_count() {
+    let mut drift = tracked_drift();
+    let action = [Some("update_erp_fields"), Some("review"), None, None, None];
+    let outcome = [Some("applied"), Some("planned"), None, None, None];
+    drift
+        .with_column(Column::new("correction_action".into(), action))
+        .unwrap();
+    drift
+        .with_column(Column::new("correction_outcome".into(), outcome))
+        .unwrap();
+    let info = run("r2", "2026-03-30", "2026-03-30T06:05:00Z");
+    let mut summary = Summary::from_drift(&info, &drift, inputs()).unwrap();
+    summary.lifecycle = Some(LifecycleCounts {
+        resolved: 3,
+        resolved_by_job: 2,
+        previous_run_id: Some("r1".into()),
+        ..LifecycleCounts::default()
+    });
+    let plain = render_html(&summary, &drift, &rejects_frame()).unwrap();
+    assert!(plain.contains("<th>Correction</th>"));
+    assert!(plain.contains(">update_erp_fields: applied<"), "{plain}");
+    assert!(plain.contains("resolved since the last run"));
+    assert!(!plain.contains("fixed by the job"));
+
+    summary.apply = Some(Default::default());
+    let html = render_html(&summary, &drift, &rejects_frame()).unwrap();
+    assert!(
+        html.contains(">2</div><div class=\"l\">resolved: fixed by the job"),
+        "{html}"
+    );
+    assert!(html.contains(">1</div><div class=\"l\">resolved: fixed elsewhere"));
+    // The new rows' section has the column too (the new review row).
+    let new_at = html.find("New since the last run").unwrap();
+    let section = &html[new_at..html[new_at..].find("</table>").unwrap() + new_at];
+    assert!(section.contains("<th>Correction</th>") && section.contains(">review: planned<"));
 }
