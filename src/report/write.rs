@@ -84,7 +84,7 @@ pub async fn write_reports(
 /// The frames of one run's tables.
 #[derive(Debug, Clone, Copy)]
 pub struct RunTables<'a> {
-    /// Drift rows ([`DRIFT_COLUMNS`], then the lifecycle columns when tracked).
+    /// Drift rows ([`crate::reconcile::DRIFT_COLUMNS`], then the lifecycle columns when tracked).
     pub drift: &'a DataFrame,
     /// Rejected ERP rows.
     pub rejects: &'a DataFrame,

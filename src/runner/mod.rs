@@ -1,0 +1,346 @@
+//! Runs a job end to end, in pipeline order: take the job's lease -> finish
+//! what an interrupted run left -> load the ERP extract (cheap checks first) ->
+//! ingest contracts from SpotDraft -> reconcile -> plan corrections -> compare
+//! with the previous nightly run -> publish reports (the plan with them) ->
+//! advance the watermark -> apply corrections (when asked) -> release the lease.
+//!
+//! [`run_job`] reads top to bottom in that order; the steps it calls live in
+//! `steps.rs`, what a run returns in `outcome.rs`, and `contract-recon apply`
+//! (a reviewed plan applied later) in [`apply_plan()`].
+
+mod apply_plan;
+mod outcome;
+mod steps;
+
+pub use apply_plan::{apply_plan, AppliedPlan, ApplyPlanRequest};
+pub use outcome::{render_apply, RunOutcome};
+
+use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};
+use crate::apply::{read_journal, PlanInput};
+use crate::ingest::{commit_watermark, ingest_with_control, IngestMode, WalkControl};
+use crate::job::{ApplyMode, Job};
+use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
+use crate::reconcile::{reconcile, RunContext};
+use crate::report::layout::PLAN_TABLE;
+use crate::report::lifecycle::{Corrections, RunKind};
+use crate::report::migrate::migrate_legacy_reports;
+use crate::report::{
+    recover_staged, write_run_reports, ExtraTable, InputCounts, ReportFormats, RunInfo, RunTables,
+    Summary,
+};
+use crate::sandbox::StateHandle;
+use crate::storage::Location;
+use anyhow::Context;
+use object_store::ObjectStore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use steps::{
+    confirm_named_contracts, extract_as_of, ingest_settings, load_job_acknowledgements,
+    load_job_extract, output_location, sandbox_erp, track_across_runs,
+};
+/// An edit of the embedded sandbox's state before ingestion.
+pub type SandboxEdit = Arc<dyn Fn(&StateHandle) + Send + Sync>;
+
+/// How a run is done.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Full, incremental, or incremental when a watermark exists.
+    pub mode: IngestMode,
+    /// Write outputs to this store instead of the job's `output.url` (tests pass an in-memory store).
+    pub output_store: Option<Arc<dyn ObjectStore>>,
+    /// Take the job's lease even when another run holds it (an operator's
+    /// `--break-lease`, for a holder known to be gone).
+    pub break_lease: bool,
+    /// Lease expiry and renewal (tests shorten it).
+    pub lease: LeaseConfig,
+    /// Why the run is made: only nightly runs (the default) are compared with
+    /// by later runs.
+    pub kind: RunKind,
+    /// Called with the embedded sandbox's state once it has started, before
+    /// ingestion (`demo --change` edits a contract there).
+    pub edit_sandbox: Option<SandboxEdit>,
+    /// Overrides `[apply] mode` for this run (`run --apply`, `run --plan-only`).
+    pub apply_mode: Option<ApplyMode>,
+    /// Apply over `[apply] max_actions_per_run`.
+    pub force_apply: bool,
+}
+
+/// Runs `job` once, under the job's lease.
+pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> {
+    let started = chrono::Utc::now();
+    // `run-YYYYMMDD-HHMMSS-xxxxxxxx`: Hive readers keep it as text (an all-digit or
+    // date-like run id would be read back as a number or a datetime).
+    let run_id = format!(
+        "run-{}-{}",
+        started.format("%Y%m%d-%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let output = output_location(job, &opts)?;
+
+    let lease = lease::acquire(
+        output.store.clone(),
+        &output.path,
+        &job.name,
+        Holder::current(&run_id),
+        &opts.lease,
+        opts.break_lease,
+    )
+    .await?
+    .keep_alive();
+    let outcome = run_under_lease(job, &opts, &output, &lease, run_id, started).await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
+    }
+    outcome
+}
+
+/// One run, top to bottom, while `lease` is held.
+async fn run_under_lease(
+    job: &Job,
+    opts: &RunOptions,
+    output: &Location,
+    lease: &LeaseGuard,
+    run_id: String,
+    started: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<RunOutcome> {
+    let mut timings = BTreeMap::new();
+    let (store, prefix) = (&output.store, &output.path);
+
+    // 1. Finish what an interrupted run left: publish a committed report,
+    //    delete an uncommitted one, move reports of the old layout.
+    let recovery = recover_staged(store, prefix, &job.name).await?;
+    if !recovery.rolled_forward.is_empty() {
+        tracing::info!(job = %job.name, runs = ?recovery.rolled_forward, "published the reports of interrupted runs");
+    }
+    migrate_legacy_reports(store, prefix, &job.name).await?;
+
+    // 2. The ERP extract first: a wrong mapping or a broken file fails the run
+    //    before any SpotDraft request is spent.
+    let t = Instant::now();
+    let extract = load_job_extract(job).await?;
+    let acks = load_job_acknowledgements(job)?;
+    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
+
+    // 3. SpotDraft. The walk stops at its next page if the lease is lost
+    //    (another run may then own the job's run state).
+    let (sandbox, settings) = ingest_settings(job).await?;
+    if let (Some(sandbox), Some(edit)) = (&sandbox, &opts.edit_sandbox) {
+        edit(&sandbox.state());
+    }
+    let t = Instant::now();
+    let control = WalkControl {
+        stop: Some(lease.lost_flag()),
+        ..WalkControl::default()
+    };
+    let ingested = ingest_with_control(&settings, store.clone(), prefix, opts.mode, &control).await;
+    lease.check()?;
+    let ingested = ingested.context("ingesting contracts from SpotDraft")?;
+    timings.insert("ingest".to_string(), t.elapsed().as_millis() as u64);
+
+    // 4. Contracts that ERP records name but the snapshot lacks (created after
+    //    the run's start, outside the status filter, or gone): asked by id, so
+    //    only the really missing ones become orphans.
+    let mut ingestion = ingested.stats;
+    let known_existing = confirm_named_contracts(
+        &ingested.client,
+        &ingested.snapshot,
+        &extract.records,
+        job,
+        &mut ingestion,
+    )
+    .await?;
+    // 5. Reconcile.
+    let t = Instant::now();
+    let started_at = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ctx = RunContext {
+        run_id: run_id.clone(),
+        job: job.name.clone(),
+        detected_at: started_at.clone(),
+        known_existing_contract_ids: known_existing,
+    };
+    let spec = job.reconcile.clone();
+    let (records, snapshot) = (extract.records.clone(), ingested.snapshot.clone());
+    let reconciled = tokio::task::spawn_blocking(move || reconcile(snapshot, records, &spec, &ctx))
+        .await
+        .context("reconciliation stopped")??;
+    timings.insert("reconcile".to_string(), t.elapsed().as_millis() as u64);
+
+    // 6. Corrections planned from the drift (published with the reports).
+    let mode = opts.apply_mode.unwrap_or(job.apply.mode);
+    let t = Instant::now();
+    // Read whether or not corrections are on: resolved rows are the job's when
+    // a correction of an earlier run covering them was applied.
+    let journal = read_journal(store, prefix, &job.name).await?;
+    let planned = if job.apply.enabled {
+        let journal = journal.clone();
+        let as_of = extract_as_of(job).await;
+        let (job_owned, drift) = (job.clone(), reconciled.drift.clone());
+        let (snapshot, records) = (ingested.snapshot.clone(), extract.records.clone());
+        let mode_name = if mode == ApplyMode::Apply {
+            "apply"
+        } else {
+            "plan"
+        };
+        let planned = tokio::task::spawn_blocking(move || {
+            let input = PlanInput {
+                job: &job_owned.name,
+                drift: &drift,
+                snapshot: &snapshot,
+                records: &records,
+                spec: &job_owned.reconcile,
+                settings: &job_owned.apply,
+            };
+            prepare_plan(&input, &journal, as_of, mode_name)
+        })
+        .await
+        .context("planning corrections stopped")??;
+        timings.insert("plan".to_string(), t.elapsed().as_millis() as u64);
+        Some(planned)
+    } else {
+        None
+    };
+
+    // 7. Compare with the job's last complete nightly run: every row's status
+    //    and age, the rows resolved since, the trend of recent runs.
+    let t = Instant::now();
+    let run = RunInfo {
+        job: job.name.clone(),
+        run_id,
+        run_date: started.date_naive(),
+        started_at,
+        finished_at: String::new(),
+    };
+    let corrections = match &planned {
+        Some(p) => Corrections::from_plan(&p.actions, journal),
+        None => Corrections {
+            journal,
+            ..Corrections::default()
+        },
+    };
+    let (tracked, trend) = track_across_runs(
+        store,
+        prefix,
+        &run,
+        reconciled.drift.clone(),
+        acks,
+        corrections,
+    )
+    .await?;
+    timings.insert("lifecycle".to_string(), t.elapsed().as_millis() as u64);
+
+    // 8. Reports, published only while the lease is still ours.
+    let t = Instant::now();
+    let run = RunInfo {
+        // Milliseconds: runs of one job can finish within the same second, and
+        // this orders them (latest.json, the previous nightly run).
+        finished_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ..run
+    };
+    let stats = &reconciled.stats;
+    let inputs = InputCounts {
+        contracts: stats.contracts,
+        contracts_in_scope: stats.contracts_in_scope,
+        erp_rows_read: extract.rows_read,
+        erp_rows_valid: stats.erp_records,
+        erp_rows_rejected: extract.rejects.height() as u64,
+    };
+    let mut summary = Summary::from_drift(&run, &tracked.drift, inputs)?;
+    summary.ingestion = ingestion;
+    summary.reconcile = reconciled.stats.clone();
+    summary.timings_ms = timings;
+    summary.run_kind = opts.kind;
+    summary.lifecycle = Some(tracked.counts.clone());
+    summary.trend = trend;
+    summary.apply = planned.as_ref().map(|p| p.summary.clone());
+    let formats = ReportFormats {
+        parquet: job.output.parquet,
+        csv: job.output.csv,
+        html: job.output.html,
+    };
+    lease.check()?;
+    let extra: Vec<ExtraTable> = planned
+        .iter()
+        .map(|p| ExtraTable {
+            name: PLAN_TABLE,
+            frame: p.frame.clone(),
+        })
+        .collect();
+    let tables = RunTables {
+        drift: &tracked.drift,
+        rejects: &extract.rejects,
+        resolved: Some(&tracked.resolved),
+        extra: &extra,
+    };
+    let location =
+        write_run_reports(store.clone(), prefix, &run, tables, &summary, &formats).await?;
+    summary
+        .timings_ms
+        .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);
+
+    // 9. The watermark moves once ingestion, reconciliation and reports are
+    //    done; what applying corrections does never holds it back.
+    lease.check()?;
+    commit_watermark(store.clone(), prefix, &job.name, &ingested.pending)
+        .await
+        .with_context(|| format!("advancing the watermark of job {:?}", job.name))?;
+
+    // 10. Corrections applied, when asked, while the lease is still ours.
+    if let (
+        Some(Planned {
+            actions,
+            summary: plan_summary,
+            ..
+        }),
+        ApplyMode::Apply,
+    ) = (&planned, mode)
+    {
+        lease.check()?;
+        let t = Instant::now();
+        let journal = read_journal(store, prefix, &job.name).await?;
+        let request = ApplyRequest {
+            plan_run_id: &run.run_id,
+            apply_id: &run.run_id,
+            run_date: run.run_date,
+            approved_by: None,
+            force: opts.force_apply,
+        };
+        let targets = crate::apply::stage::Targets {
+            sandbox_erp: sandbox_erp(sandbox.as_ref())?,
+            spotdraft: Some(ingested.client.clone()),
+        };
+        let (_, applied) = apply_actions(
+            job,
+            store,
+            prefix,
+            actions,
+            &journal,
+            &request,
+            plan_summary.clone(),
+            targets,
+        )
+        .await
+        .with_context(|| format!("applying the corrections of run {}", run.run_id))?;
+        summary.apply = Some(applied);
+        summary
+            .timings_ms
+            .insert("apply".to_string(), t.elapsed().as_millis() as u64);
+    }
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+
+    let report_dir = output.display_object(&location.dir);
+    let tables = location
+        .tables
+        .iter()
+        .map(|(t, dir)| (t.clone(), output.display_object(dir)))
+        .collect();
+    let report_html = job.output.html.then(|| format!("{report_dir}/report.html"));
+    Ok(RunOutcome {
+        summary,
+        report_dir,
+        tables,
+        report_html,
+    })
+}

@@ -1,0 +1,213 @@
+//! The steps a run calls: inputs (extract, acknowledgements, SpotDraft
+//! settings and the embedded sandbox), the orphan check, the comparison with
+//! the previous nightly run.
+
+use super::RunOptions;
+use crate::erp::extract::{load_extract, Extract, ExtractFormat, ExtractSource};
+use crate::ingest::IngestSettings;
+use crate::ingest::IngestStats;
+use crate::job::{ExtractFileFormat, Job, SpotDraftTarget};
+use crate::reconcile::orphan_candidates;
+use crate::report::lifecycle::{
+    compare_with_previous_run, load_acknowledgements, recent_trend, Acknowledgements, Corrections,
+    Tracked, TrackedRun, TrendPoint,
+};
+use crate::report::RunInfo;
+use crate::sandbox::{Dataset, Sandbox, SandboxConfig};
+use crate::secret::Secret;
+use crate::spotdraft::model::ContractId;
+use crate::spotdraft::SpotDraftClient;
+use crate::storage::{self, Location};
+use anyhow::Context;
+use object_store::ObjectStore;
+use polars::prelude::DataFrame;
+use std::sync::Arc;
+
+/// This run's drift against the job's last complete nightly run (see
+/// [`crate::report::lifecycle`]), and the counts of recent nightly runs ending
+/// with this one.
+pub(super) async fn track_across_runs(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &object_store::path::Path,
+    run: &RunInfo,
+    drift: DataFrame,
+    acks: Acknowledgements,
+    corrections: Corrections,
+) -> anyhow::Result<(Tracked, Vec<TrendPoint>)> {
+    let tracked_run = TrackedRun {
+        run_id: &run.run_id,
+        job: &run.job,
+        run_date: run.run_date,
+        detected_at: &run.started_at,
+    };
+    let tracked = compare_with_previous_run(store, prefix, drift, acks, &tracked_run, corrections)
+        .await
+        .with_context(|| {
+            format!(
+                "comparing with the previous nightly run of job {:?}",
+                run.job
+            )
+        })?;
+    let point = TrendPoint {
+        run_id: run.run_id.clone(),
+        run_date: run.run_date,
+        counts: tracked.counts.clone(),
+    };
+    let trend = recent_trend(store, prefix, &run.job, point).await?;
+    Ok((tracked, trend))
+}
+
+/// The job's acknowledgement file (`[report] acknowledgements`), if it has one.
+pub(super) fn load_job_acknowledgements(job: &Job) -> anyhow::Result<Acknowledgements> {
+    match &job.report.acknowledgements {
+        Some(path) => Ok(load_acknowledgements(path)
+            .with_context(|| format!("report.acknowledgements of job {:?}", job.name))?),
+        None => Ok(Acknowledgements::default()),
+    }
+}
+
+/// The contracts that ERP records name, are not live in the snapshot, and
+/// SpotDraft confirms exist (one list request per 100 ids). Counted in
+/// `stats.orphan_check_requests`.
+pub(super) async fn confirm_named_contracts(
+    client: &SpotDraftClient,
+    snapshot: &DataFrame,
+    records: &DataFrame,
+    job: &Job,
+    stats: &mut IngestStats,
+) -> anyhow::Result<Vec<String>> {
+    let (snapshot, records, spec) = (snapshot.clone(), records.clone(), job.reconcile.clone());
+    let candidates =
+        tokio::task::spawn_blocking(move || orphan_candidates(&snapshot, &records, &spec))
+            .await
+            .context("finding the contracts ERP records name")??;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let before = client.request_counts().list;
+    let ids: Vec<ContractId> = candidates.into_iter().map(ContractId::new).collect();
+    let found = client.existing_contracts(&ids).await.with_context(|| {
+        format!(
+            "asking SpotDraft about {} contracts named by ERP records",
+            ids.len()
+        )
+    })?;
+    stats.orphan_check_requests = client.request_counts().list - before;
+    Ok(found.into_iter().collect())
+}
+
+/// The embedded sandbox's ERP base URL and token.
+pub(super) fn sandbox_erp(sandbox: Option<&Sandbox>) -> anyhow::Result<Option<(url::Url, Secret)>> {
+    let Some(sandbox) = sandbox else {
+        return Ok(None);
+    };
+    let url = url::Url::parse(&sandbox.erp_base_url())?;
+    Ok(Some((
+        url,
+        Secret::new(sandbox.credentials().erp_token.clone()),
+    )))
+}
+
+/// When the extract was taken: its object's last modification. `None` when the
+/// store does not say (every journaled success then counts as before it).
+pub(super) async fn extract_as_of(job: &Job) -> Option<chrono::DateTime<chrono::Utc>> {
+    let at = storage::resolve(&job.extract.url).ok()?;
+    use object_store::ObjectStoreExt;
+    at.store.head(&at.path).await.ok().map(|m| m.last_modified)
+}
+
+/// Loads and validates the job's ERP extract.
+pub(super) async fn load_job_extract(job: &Job) -> anyhow::Result<Extract> {
+    let extract_at = storage::resolve(&job.extract.url)?;
+    Ok(load_extract(ExtractSource {
+        store: extract_at.store.clone(),
+        path: extract_at.path.clone(),
+        display_url: &extract_at.display,
+        format: match job.extract.format {
+            ExtractFileFormat::Csv => ExtractFormat::Csv,
+            ExtractFileFormat::Parquet => ExtractFormat::Parquet,
+        },
+        columns: &job.extract.columns,
+    })
+    .await?)
+}
+
+pub(super) fn output_location(job: &Job, opts: &RunOptions) -> anyhow::Result<Location> {
+    if let Some(store) = &opts.output_store {
+        return Ok(Location::in_store(store.clone(), &job.name));
+    }
+    if !job.output.url.contains("://") {
+        std::fs::create_dir_all(&job.output.url)
+            .with_context(|| format!("output.url: cannot create {}", job.output.url))?;
+    }
+    Ok(storage::resolve(&job.output.url)?)
+}
+
+/// Ingestion settings from the job, starting the embedded sandbox when the job uses it.
+pub(super) async fn ingest_settings(
+    job: &Job,
+) -> anyhow::Result<(Option<Sandbox>, IngestSettings)> {
+    let (sandbox, base_url, client_id, client_secret, user_email) = match &job.spotdraft {
+        SpotDraftTarget::Live {
+            base_url,
+            client_id,
+            client_secret,
+            user_email,
+        } => (
+            None,
+            base_url.clone(),
+            client_id.clone(),
+            client_secret.clone(),
+            user_email.clone(),
+        ),
+        SpotDraftTarget::Sandbox {
+            fixtures,
+            rate_limit_per_sec,
+        } => {
+            let dataset = Dataset::load(fixtures)
+                .with_context(|| format!("sandbox.fixtures: loading {}", fixtures.display()))?;
+            let config = SandboxConfig {
+                rate_limit_per_sec: *rate_limit_per_sec,
+                ..SandboxConfig::default()
+            };
+            let sandbox = Sandbox::start(config, dataset)
+                .await
+                .context("starting the embedded sandbox")?;
+            let base_url = url::Url::parse(&sandbox.spotdraft_base_url())?;
+            let creds = sandbox.credentials().clone();
+            (
+                Some(sandbox),
+                base_url,
+                Secret::new(creds.client_id),
+                Secret::new(creds.client_secret),
+                None,
+            )
+        }
+    };
+    let f = &job.fetch;
+    let settings = IngestSettings {
+        job: job.name.clone(),
+        base_url,
+        client_id,
+        client_secret,
+        user_email,
+        page_size: f.page_size,
+        requests_per_second: f.requests_per_second,
+        max_in_flight: f.max_in_flight,
+        request_timeout: f.request_timeout,
+        retry: crate::http::RetryPolicy {
+            max_attempts: f.max_attempts,
+            initial_backoff: f.initial_backoff,
+            max_backoff: f.max_backoff,
+            max_total: f.max_retry_total,
+        },
+        status_filter: f.status_filter.clone(),
+        overlap: f.overlap,
+        record_data_keys: f.record_data_keys.clone(),
+        key_pointer_fields: f.key_pointer_fields.clone(),
+        fetch_documents: f.fetch_documents,
+        reconciled_statuses: job.reconcile.statuses.clone(),
+        refresh_per_run: f.refresh_per_run,
+    };
+    Ok((sandbox, settings))
+}
