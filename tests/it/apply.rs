@@ -806,3 +806,83 @@ async fn documents_arrive_with_matching_checksums_computed_while_streaming() {
     }
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spotdraft_write_back_keeps_the_other_metadata_and_is_seen_by_the_next_ingest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    job.apply.spotdraft_writeback = true;
+    for field in ["vendor_id", "po_number"] {
+        job.apply
+            .owners
+            .insert(field.into(), contract_recon::job::Owner::Erp);
+    }
+    let before: std::collections::BTreeMap<String, _> = sandbox
+        .state()
+        .contracts()
+        .into_iter()
+        .map(|c| (c.contract.id.to_string(), c.contract.external_metadata))
+        .collect();
+    let applied = run(&job, ApplyMode::Apply).await;
+    let plan = read_table(&applied.tables["plan"], "plan.parquet");
+    let (kinds, contracts, values) = (
+        text(&plan, "action"),
+        text(&plan, "contract_id"),
+        text(&plan, "values"),
+    );
+    let write_backs: Vec<usize> = (0..plan.height())
+        .filter(|i| kinds[*i] == "set_external_metadata")
+        .collect();
+    assert!(!write_backs.is_empty(), "{plan}");
+    let results = results_of(&applied);
+    let (rkeys, outcomes) = (text(&results, "action_id"), text(&results, "outcome"));
+    let keys = text(&plan, "action_id");
+    let mut checked = 0;
+    for i in write_backs {
+        let r = rkeys.iter().position(|k| *k == keys[i]).unwrap();
+        assert_eq!(outcomes[r], "applied", "{}", contracts[i]);
+        let old = &before[&contracts[i]];
+        let now = sandbox
+            .state()
+            .contract(&contracts[i])
+            .unwrap()
+            .contract
+            .external_metadata;
+        let written: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&values[i]).unwrap();
+        assert_eq!(now.integration_name, old.integration_name);
+        assert_eq!(now.record_type, old.record_type);
+        for (k, v) in &written {
+            let key = k.rsplit('.').next().unwrap();
+            if key == "id" {
+                assert_eq!(now.id.as_deref(), Some(v.as_str()));
+            } else {
+                assert_eq!(now.record_data[key], serde_json::json!(v), "{k}");
+            }
+        }
+        for (k, v) in &old.record_data {
+            if !written
+                .keys()
+                .any(|w| w.rsplit('.').next() == Some(k.as_str()))
+            {
+                assert_eq!(now.record_data.get(k), Some(v), "{k} kept");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 0);
+
+    // The next (incremental) ingest sees the written values: no drift left to
+    // write back. Its window ends at its start, in whole seconds: a later second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let next = run(&job, ApplyMode::Plan).await;
+    let plan = read_table(&next.tables["plan"], "plan.parquet");
+    assert!(
+        !text(&plan, "action")
+            .iter()
+            .any(|a| a == "set_external_metadata"),
+        "{plan}"
+    );
+    assert!(next.summary.ingestion.contracts_changed >= checked);
+    sandbox.shutdown().await;
+}
