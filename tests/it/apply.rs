@@ -121,6 +121,18 @@ async fn a_plan_changes_nothing_and_an_application_is_exactly_once_under_erp_fau
     let outcomes = text(&results, "outcome");
     let sent = outcomes.iter().filter(|o| *o == "applied").count();
     assert_eq!(sent, updates + documents, "{outcomes:?}");
+    // The outcome counts are published next to the results (summary.json was
+    // published before the application, with the planned counts).
+    let counts: contract_recon::report::ApplySummary = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(&applied.tables["runs"].replace("/runs/", "/apply_results/"))
+                .join("apply_summary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(counts.outcomes, summary.outcomes);
+    assert_eq!(counts.outcomes.get("applied").copied(), Some(sent as u64));
     let (keys, writes) = applied_writes(&sandbox);
     assert_eq!(
         (keys, writes),
