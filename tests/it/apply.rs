@@ -898,3 +898,21 @@ async fn a_spotdraft_write_back_keeps_the_other_metadata_and_is_seen_by_the_next
     assert!(next.summary.ingestion.contracts_changed >= checked);
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_online_refuses_credentials_the_workspace_does_not_accept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    assert_eq!(
+        contract_recon::runner::check_online(&job).await.unwrap(),
+        vec![]
+    );
+    if let SpotDraftTarget::Live { client_secret, .. } = &mut job.spotdraft {
+        *client_secret = Secret::new("wrong".to_string());
+    }
+    let problems = contract_recon::runner::check_online(&job).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].0, "spotdraft.client_id_env");
+    assert!(problems[0].1.contains("credentials"), "{problems:?}");
+    sandbox.shutdown().await;
+}
