@@ -656,6 +656,17 @@ async fn a_precondition_failure_for_one_action_is_kept_for_review_never_stops_th
         "{}",
         messages[r]
     );
+
+    // A new export carries the record's current version: new content, sent and applied.
+    export_extract(&sandbox, &job, &extract, true);
+    let fresh = run(&job, ApplyMode::Apply).await;
+    let results = results_of(&fresh);
+    let (outcomes, rids) = (text(&results, "outcome"), text(&results, "erp_record_id"));
+    let r = (0..results.height())
+        .find(|r| rids[*r] == record && outcomes[*r] != "review")
+        .unwrap();
+    assert_eq!(outcomes[r], "applied", "{results}");
+    assert_eq!(writes_to(&sandbox, &record).len(), tried + 1);
     sandbox.shutdown().await;
 }
 
