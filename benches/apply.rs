@@ -25,6 +25,104 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The journal's overhead: `n` field updates through the sink alone (8 in
+/// flight, as the apply stage's lane), then as `n` planned actions through the
+/// apply stage, which journals each completed batch (`batch_size` 50, the
+/// default) to an output store: in memory, then a local folder. The ERP is
+/// unlimited here, so the sink's own work is as small as it gets and the
+/// journal's share as large.
+async fn journal_overhead(sb: &Sandbox, n: usize) {
+    use contract_recon::apply::execute::{execute_plan, ApplyContext};
+    use contract_recon::apply::keys::{action_key, content_hash};
+    use contract_recon::apply::spotdraft::SpotDraftSide;
+    use contract_recon::apply::{Action, ActionKind, JournalView};
+    use contract_recon::job::ApplySettings;
+
+    let fast = sink(sb, 1_000_000);
+    let t = Instant::now();
+    let applied = futures::stream::iter(1..=n)
+        .map(|i| {
+            let s = fast.clone();
+            async move { s.update_fields(&update(i, "plain")).await }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .iter()
+        .filter(|o| matches!(o, WriteOutcome::Applied { .. }))
+        .count();
+    let plain = t.elapsed();
+    println!(
+        "journal overhead: sink alone, {n} single writes, 8 in flight: {:.2} s ({:.0} writes/s), applied {applied}",
+        plain.as_secs_f64(),
+        n as f64 / plain.as_secs_f64()
+    );
+    let settings = ApplySettings {
+        max_actions_per_run: usize::MAX,
+        ..ApplySettings::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stores: Vec<(&str, Arc<dyn object_store::ObjectStore>)> = vec![
+        ("in memory", Arc::new(object_store::memory::InMemory::new())),
+        (
+            "local folder",
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+        ),
+    ];
+    for (run, (label, store)) in stores.into_iter().enumerate() {
+        let tag = format!("journal{run}");
+        let actions: Vec<Action> = (1..=n)
+            .map(|i| {
+                let mut a = Action {
+                    kind: ActionKind::UpdateErpFields,
+                    erp_record_id: Some(format!("E-{i}")),
+                    contract_id: Some(format!("T-{i}")),
+                    fields: [("status".to_string(), format!("{tag}-{i}"))].into(),
+                    document_sha256: None,
+                    if_match: None,
+                    reason: None,
+                    drift_kinds: Default::default(),
+                    drift_ids: Default::default(),
+                    key: String::new(),
+                    generation: 0,
+                };
+                a.key = action_key(&content_hash("bench", &a), 0);
+                a
+            })
+            .collect();
+        let ctx = ApplyContext {
+            job: "bench",
+            plan_run_id: &tag,
+            apply_id: &tag,
+            approved_by: None,
+            force: false,
+            bulk: false,
+            max_in_flight: 8,
+            settings: &settings,
+            store,
+            prefix: object_store::path::Path::from("out"),
+        };
+        let journal = JournalView::from_entries(Vec::new());
+        let t = Instant::now();
+        let done = execute_plan(&actions, &journal, &fast, &SpotDraftSide(None), &ctx)
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        let applied = done
+            .results
+            .iter()
+            .filter(|r| r.outcome == "applied")
+            .count();
+        println!(
+            "journal overhead: apply stage, {n} actions, journal {label} ({} batches): {:.2} s ({:.0} writes/s), {:+.1}% against the sink alone, applied {applied}",
+            n.div_ceil(settings.batch_size),
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64(),
+            100.0 * (took.as_secs_f64() / plain.as_secs_f64() - 1.0),
+        );
+    }
+}
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -230,6 +328,8 @@ async fn main() {
     );
 
     sb.faults().update(|f| f.erp.rate_limit_per_sec = None);
+    journal_overhead(&sb, n).await;
+
     let c = sb.credentials();
     let sd = SpotDraftClient::new(
         ClientConfig {

@@ -19,11 +19,28 @@ pub const EXIT_DRIFT: u8 = 3;
 /// Exit code of a run refused because another run of the job holds its lease.
 pub const EXIT_LEASE_HELD: u8 = 4;
 
-/// `validate`: checks job files, printing every problem as `file: key: reason`.
-pub fn validate(paths: &[PathBuf]) -> ExitCode {
+/// `validate`: checks job files, printing every problem as `file: key: reason`;
+/// `online`: also the SpotDraft credentials and the metadata fields the job
+/// names (see [`runner::check_online`]).
+pub async fn validate(paths: &[PathBuf], online: bool) -> ExitCode {
     let mut invalid = false;
     for path in paths {
         match load_job(path) {
+            Ok(job) if online => match runner::check_online(&job).await {
+                Ok(problems) if problems.is_empty() => {
+                    println!("{}: ok online (job {:?})", path.display(), job.name)
+                }
+                Ok(problems) => {
+                    invalid = true;
+                    for (key, reason) in problems {
+                        println!("{}: {key}: {reason}", path.display());
+                    }
+                }
+                Err(e) => {
+                    invalid = true;
+                    println!("{}: spotdraft: {e:#}", path.display());
+                }
+            },
             Ok(job) => println!("{}: ok (job {:?})", path.display(), job.name),
             Err(problems) => {
                 invalid = true;

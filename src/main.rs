@@ -28,6 +28,10 @@ enum Command {
         /// Job files (TOML).
         #[arg(required = true)]
         jobs: Vec<PathBuf>,
+        /// Also check the SpotDraft credentials (one list request) and that
+        /// every metadata field the job names exists in the workspace.
+        #[arg(long)]
+        online: bool,
     },
     /// Run a job once: ingest contracts, load the ERP extract, reconcile, write reports.
     Run(RunArgs),
@@ -153,7 +157,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> ExitCode {
     match command {
-        Command::Validate { jobs } => commands::validate(&jobs),
+        Command::Validate { jobs, online } => commands::validate(&jobs, online).await,
         Command::Run(args) => {
             let mode = if args.full {
                 IngestMode::Full

@@ -1,7 +1,8 @@
 //! Apply stage: idempotency keys.
 //!
 //! An action's *content* is its job, kind, target (the ERP record, and the
-//! contract) and its sorted fields and values, or its document's checksum. Its
+//! contract) and its sorted fields and values, or its document's checksum, and
+//! the record version it is sent against (`If-Match`), when there is one. Its
 //! key is the hash of that content and a **generation**: the number of earlier
 //! successful applications of the same content to the same target that the
 //! journal holds from before the extract was taken. So:
@@ -36,6 +37,13 @@ pub fn content_hash(job: &str, a: &Action) -> String {
         part(v);
     }
     part(a.document_sha256.as_deref().unwrap_or(""));
+    // The record's version is part of what is sent (`If-Match`): a write the
+    // ERP refused for a version that has since moved on is new content.
+    // Without a version the hash is what it always was.
+    if let Some(version) = &a.if_match {
+        part("if_match");
+        part(version);
+    }
     if a.kind == ActionKind::Review {
         part(a.reason.as_deref().unwrap_or(""));
     }
@@ -126,6 +134,9 @@ mod tests {
         assert_ne!(action_key(&h, 0), action_key(&h, 1));
         assert_eq!(action_key(&h, 0), action_key(&h, 0));
         assert_ne!(batch_key(&["a", "b"]), batch_key(&["b", "a"]));
+        let mut versioned = update("ACTIVE");
+        versioned.if_match = Some("3".into());
+        assert_ne!(content_hash("us", &versioned), h);
     }
 
     #[test]

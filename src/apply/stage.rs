@@ -15,13 +15,17 @@ use crate::erp::rest::{ErpAuth as RestAuth, PathTemplates, RestSink, RestSinkCon
 use crate::job::{ErpAuth, Job, RestSinkSettings, SinkSettings};
 use crate::report::layout::{job_root, table_run_dir, APPLY_RESULTS_TABLE, PLAN_TABLE, RUNS_TABLE};
 use crate::report::{
-    write_table_run, ApplySummary, ExtraTable, ReportFormats, RunInfo, Summary, SUCCESS_FILE,
+    write_table_run_with, ApplySummary, ExtraTable, ReportFormats, RunInfo, Summary, SUCCESS_FILE,
 };
 use crate::secret::Secret;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use polars::prelude::*;
 use std::sync::Arc;
+
+/// The outcome counts of an application (the summary's `apply` section), in
+/// its `apply_results` folder.
+pub const APPLY_SUMMARY_FILE: &str = "apply_summary.json";
 
 /// A planned run: its actions (keys assigned), the `plan` table and the summary section.
 pub struct Planned {
@@ -225,7 +229,14 @@ pub async fn apply_actions(
         csv: job.output.csv,
         html: false,
     };
-    write_table_run(
+    // The outcome counts next to the results: a run that applies its own plan
+    // has already published its summary.json (with the planned counts only).
+    let counts = serde_json::to_vec_pretty(&summary).map_err(|e| ApplyError::Sink {
+        job: job.name.clone(),
+        key: "output.url".into(),
+        message: format!("encoding {APPLY_SUMMARY_FILE}: {e}"),
+    })?;
+    write_table_run_with(
         store.clone(),
         prefix,
         &run,
@@ -234,6 +245,7 @@ pub async fn apply_actions(
             frame,
         },
         &formats,
+        vec![(APPLY_SUMMARY_FILE.to_string(), counts)],
     )
     .await
     .map_err(|e| ApplyError::Sink {

@@ -154,12 +154,12 @@ fn check_mapping(url: &str, columns: &BTreeMap<String, String>) -> Result<(), Ex
             problem,
         })
     };
-    if let Some(name) = columns
-        .keys()
-        .find(|k| !CANONICAL_ERP_FIELDS.contains(&k.as_str()))
-    {
+    // Besides the canonical fields, a job maps the names its `[[compare]]`s and
+    // corrections read (`version`); `validate` checks those against the job.
+    // Only the loader's own column names are off limits.
+    if let Some(name) = columns.keys().find(|k| k.is_empty() || k.starts_with('_')) {
         return problem(format!(
-            "`{name}` is not a canonical field (known: {})",
+            "`{name}` is not a usable name (canonical fields: {})",
             CANONICAL_ERP_FIELDS.join(", ")
         ));
     }

@@ -48,8 +48,8 @@ pub use summary::{
     empty_drift_frame, ApplySummary, InputCounts, RunInfo, Summary, NO_LEGAL_ENTITY,
 };
 pub use write::{
-    write_reports, write_run_reports, write_table_run, ExtraTable, ReportFormats, RunTables,
-    LATEST_FILE, PARQUET_DROPPED_COLUMNS, SUCCESS_FILE,
+    write_reports, write_run_reports, write_table_run, write_table_run_with, ExtraTable,
+    ReportFormats, RunTables, LATEST_FILE, PARQUET_DROPPED_COLUMNS, SUCCESS_FILE,
 };
 
 /// Columns of the drift frame, in order (all String): the reconciliation engine's output.

@@ -310,6 +310,20 @@ pub async fn write_table_run(
     table: ExtraTable,
     formats: &ReportFormats,
 ) -> Result<ReportLocation, ReportError> {
+    write_table_run_with(store, output_prefix, run, table, formats, Vec::new()).await
+}
+
+/// [`write_table_run`] with further files (name in the table's folder, bytes)
+/// published with the table, under the same manifest.
+pub async fn write_table_run_with(
+    store: Arc<dyn ObjectStore>,
+    output_prefix: &Path,
+    run: &RunInfo,
+    table: ExtraTable,
+    formats: &ReportFormats,
+    extra_files: Vec<(String, Vec<u8>)>,
+) -> Result<ReportLocation, ReportError> {
+    let name = table.name;
     let dir = table_run_dir(
         output_prefix,
         table.name,
@@ -324,6 +338,12 @@ pub async fn write_table_run(
             dir: dir.to_string(),
             source,
         })??;
+    let mut files = files;
+    files.extend(
+        extra_files
+            .into_iter()
+            .map(|(file, bytes)| (format!("{name}/{file}"), bytes)),
+    );
     let manifest = RunManifest {
         job: run.job.clone(),
         run_id: run.run_id.clone(),

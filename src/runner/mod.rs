@@ -9,10 +9,12 @@
 //! (a reviewed plan applied later) in [`apply_plan()`].
 
 mod apply_plan;
+mod online;
 mod outcome;
 mod steps;
 
 pub use apply_plan::{apply_plan, AppliedPlan, ApplyPlanRequest};
+pub use online::check_online;
 pub use outcome::{render_apply, RunOutcome};
 
 use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};

@@ -30,8 +30,12 @@ const DOWNLOAD: &str = "/api/v2.1/public/contracts/{composite_id}/download";
 const DOWNLOAD_LINK: &str = "/api/v2.1/public/contracts/{composite_id}/download_link";
 const EXTERNAL_METADATA: &str = "/api/v2.1/public/contracts/{contract_id}/external_metadata";
 const HMAC_KEY: &str = "/api/v2.1/public/webhooks/hmac_key/";
+const CONTRACT_TYPES: &str = "/api/v2.1/public/contract_types/";
+const KEY_POINTER_DEFINITIONS: &str = "/api/v2.1/public/key_pointers/";
 /// The documented paths served, exactly (slash included or not).
-const DOCUMENTED: [&str; 6] = [
+const DOCUMENTED: [&str; 8] = [
+    CONTRACT_TYPES,
+    KEY_POINTER_DEFINITIONS,
     CONTRACTS,
     KEY_POINTERS,
     DOWNLOAD,
@@ -52,6 +56,8 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             get(get_external_metadata).post(post_external_metadata),
         )
         .route(HMAC_KEY, get(hmac_key))
+        .route(CONTRACT_TYPES, get(contract_types))
+        .route(KEY_POINTER_DEFINITIONS, get(key_pointer_definitions))
         .route_layer(middleware::from_fn_with_state(state, gate))
 }
 
@@ -230,6 +236,66 @@ async fn key_pointers(State(s): State<AppState>, Path(id): Path<String>) -> Resp
         Some(c) => Json(c.key_pointers.clone()).into_response(),
         None => not_found(&id),
     }
+}
+
+/// `GET contract_types/`: the contract types of the workspace's contracts,
+/// `[{id, name}]` by id.
+async fn contract_types(State(s): State<AppState>) -> Response {
+    let st = s.store.lock();
+    let types: std::collections::BTreeMap<i64, String> = st
+        .ordered()
+        .filter_map(|c| {
+            let c = &c.contract;
+            Some((c.contract_type_id?, c.contract_type_name.clone()))
+        })
+        .collect();
+    let body: Vec<Value> = types
+        .into_iter()
+        .map(|(id, name)| json!({"id": id, "name": name}))
+        .collect();
+    Json(body).into_response()
+}
+
+/// `GET key_pointers/?contract_type_id=` (required): the metadata definitions
+/// of a contract type, one per field name its contracts hold, as
+/// `KeyPointerDomainModel` (`{id, descriptors: [{display_label, variable, type}], section}`).
+async fn key_pointer_definitions(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(type_id) = q
+        .get("contract_type_id")
+        .and_then(|v| v.parse::<i64>().ok())
+    else {
+        return sd_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "contract_type_id (integer) is required",
+        );
+    };
+    let st = s.store.lock();
+    let mut fields: std::collections::BTreeMap<String, (i64, String)> = Default::default();
+    for c in st
+        .ordered()
+        .filter(|c| c.contract.contract_type_id == Some(type_id))
+    {
+        for k in &c.key_pointers {
+            fields
+                .entry(k.field_name.clone())
+                .or_insert((k.id, k.label.clone()));
+        }
+    }
+    let body: Vec<Value> = fields
+        .into_iter()
+        .map(|(variable, (id, label))| {
+            json!({
+                "id": id,
+                "descriptors": [{"display_label": label, "variable": variable, "type": "string"}],
+                "section": {"id": 1, "section_type": "SYSTEM_DEFINED", "name": "Key Pointers"},
+            })
+        })
+        .collect();
+    Json(body).into_response()
 }
 
 /// Why a document cannot be served.

@@ -16,7 +16,9 @@
 
 use crate::http::{HttpError, RetryPolicy, RetryingClient, Throttle};
 use crate::secret::Secret;
-use crate::spotdraft::model::{ApiErrorBody, ContractId, ContractListResponse, KeyPointer};
+use crate::spotdraft::model::{
+    ApiErrorBody, ContractId, ContractListResponse, ContractType, KeyPointer, KeyPointerDefinition,
+};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
@@ -283,6 +285,31 @@ impl SpotDraftClient {
             id.composite(),
             "key_pointers",
         ])?;
+        let parse = |b: &[u8]| serde_json::from_slice(b);
+        self.call_parsed(
+            Call::new(Method::GET, url, &self.counters.key_pointers),
+            parse,
+        )
+        .await
+    }
+
+    /// `GET v2.1/public/contract_types/`: the workspace's contract types.
+    pub async fn contract_types(&self) -> Result<Vec<ContractType>, FetchError> {
+        let url = self.endpoint(&["v2.1", "public", "contract_types", ""])?;
+        let parse = |b: &[u8]| serde_json::from_slice(b);
+        self.call_parsed(Call::new(Method::GET, url, &self.counters.list), parse)
+            .await
+    }
+
+    /// `GET v2.1/public/key_pointers/?contract_type_id=`: the metadata
+    /// definitions (which fields exist) of one contract type.
+    pub async fn key_pointer_definitions(
+        &self,
+        contract_type_id: i64,
+    ) -> Result<Vec<KeyPointerDefinition>, FetchError> {
+        let mut url = self.endpoint(&["v2.1", "public", "key_pointers", ""])?;
+        url.query_pairs_mut()
+            .append_pair("contract_type_id", &contract_type_id.to_string());
         let parse = |b: &[u8]| serde_json::from_slice(b);
         self.call_parsed(
             Call::new(Method::GET, url, &self.counters.key_pointers),

@@ -156,6 +156,37 @@ pub struct ContractListResponse {
     pub results: Vec<Contract>,
 }
 
+/// A contract type of the workspace (`ContractTypeDomainModel`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContractType {
+    /// Contract type id.
+    pub id: i64,
+    /// Name shown to users.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A metadata definition of a contract type (`KeyPointerDomainModel`): which
+/// field it is, not a contract's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyPointerDefinition {
+    /// Definition id.
+    pub id: i64,
+    /// The variables it stores; `variable` is the field name values carry.
+    #[serde(default)]
+    pub descriptors: Vec<KeyPointerDescriptor>,
+}
+
+/// One variable of a metadata definition (`CfPublicDescriptor`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyPointerDescriptor {
+    /// The field name (`contract_value`).
+    pub variable: String,
+    /// The label shown to users.
+    #[serde(default)]
+    pub display_label: Option<String>,
+}
+
 /// One metadata value (`ContractKeyPointerMinimalResponse`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyPointer {

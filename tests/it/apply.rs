@@ -121,6 +121,18 @@ async fn a_plan_changes_nothing_and_an_application_is_exactly_once_under_erp_fau
     let outcomes = text(&results, "outcome");
     let sent = outcomes.iter().filter(|o| *o == "applied").count();
     assert_eq!(sent, updates + documents, "{outcomes:?}");
+    // The outcome counts are published next to the results (summary.json was
+    // published before the application, with the planned counts).
+    let counts: contract_recon::report::ApplySummary = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(&applied.tables["runs"].replace("/runs/", "/apply_results/"))
+                .join("apply_summary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(counts.outcomes, summary.outcomes);
+    assert_eq!(counts.outcomes.get("applied").copied(), Some(sent as u64));
     let (keys, writes) = applied_writes(&sandbox);
     assert_eq!(
         (keys, writes),
@@ -345,4 +357,573 @@ fn glob_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Points `job` at its own copy of the demo extract and returns its path.
+fn own_extract(tmp: &Path, job: &mut Job) -> std::path::PathBuf {
+    let path = tmp.join("erp_extract.csv");
+    std::fs::copy(repo().join("fixtures/demo/erp_extract.csv"), &path).unwrap();
+    job.extract.url = path.display().to_string();
+    path
+}
+
+/// Rewrites the extract at `path` as a fresh export of the sandbox ERP: every
+/// mapped column of a known record takes the record's current value (a
+/// `VERSION` column too, when `with_version`).
+fn export_extract(sandbox: &Sandbox, job: &Job, path: &Path, with_version: bool) {
+    let mut df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let id_col = &job.extract.columns["erp_record_id"];
+    let ids = text(&df, id_col);
+    let records: Vec<Option<serde_json::Value>> = ids
+        .iter()
+        .map(|id| {
+            sandbox
+                .state()
+                .erp_record(id.trim())
+                .map(|r| serde_json::to_value(r).unwrap())
+        })
+        .collect();
+    let mut columns: Vec<(String, String)> = job
+        .extract
+        .columns
+        .iter()
+        .filter(|(canonical, _)| *canonical != "erp_record_id" && *canonical != "version")
+        .map(|(c, e)| (c.clone(), e.clone()))
+        .collect();
+    if with_version {
+        columns.push(("version".into(), "VERSION".into()));
+    }
+    for (canonical, column) in columns {
+        let old = if df.column(&column).is_ok() {
+            text(&df, &column)
+        } else {
+            vec![String::new(); df.height()]
+        };
+        let new: StringChunked = records
+            .iter()
+            .zip(old)
+            .map(|(r, old)| match r {
+                Some(r) => Some(match &r[canonical.as_str()] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                }),
+                None => Some(old),
+            })
+            .collect();
+        df.with_column(
+            new.into_series()
+                .with_name(column.as_str().into())
+                .into_column(),
+        )
+        .unwrap();
+    }
+    // A later export: its modification time is after every earlier application.
+    std::thread::sleep(Duration::from_millis(20));
+    CsvWriter::new(std::fs::File::create(path).unwrap())
+        .finish(&mut df)
+        .unwrap();
+}
+
+/// `PATCH`es record `id` of the sandbox ERP directly (an ERP user's edit).
+async fn erp_patch(sandbox: &Sandbox, id: &str, fields: serde_json::Value, key: &str) {
+    let url = format!(
+        "{}/contracts/{}",
+        sandbox.erp_base_url().trim_end_matches('/'),
+        urlencoding(id)
+    );
+    let resp = reqwest::Client::new()
+        .patch(url)
+        .bearer_auth(&sandbox.credentials().erp_token)
+        .header("Idempotency-Key", key)
+        .json(&serde_json::json!({ "fields": fields }))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        resp.text().await.unwrap()
+    );
+}
+
+fn urlencoding(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// The applied writes of the sandbox ERP's log whose path names record `id`.
+fn writes_to(sandbox: &Sandbox, id: &str) -> Vec<contract_recon::sandbox::store::ErpWrite> {
+    let needle = format!("/contracts/{}", urlencoding(id));
+    sandbox
+        .state()
+        .erp_writes()
+        .into_iter()
+        .filter(|w| w.path.ends_with(&needle) || w.path.contains(&format!("{needle}/")))
+        .collect()
+}
+
+fn results_of(outcome: &RunOutcome) -> DataFrame {
+    read_table(
+        &outcome.tables["runs"].replace("/runs/", "/apply_results/"),
+        "apply_results.parquet",
+    )
+}
+
+fn sendable(plan: &DataFrame) -> Vec<usize> {
+    let kinds = text(plan, "action");
+    (0..plan.height())
+        .filter(|i| kinds[*i] != "review")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_in_the_erp_is_corrected_again_with_a_new_generation_and_not_resent_when_nothing_changed(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    let extract = own_extract(tmp.path(), &mut job);
+    let before: Vec<serde_json::Value> = sandbox
+        .state()
+        .erp_records()
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    let first = run(&job, ApplyMode::Apply).await;
+    assert_eq!(first.summary.apply.as_ref().unwrap().failed, 0);
+    let plan = read_table(&first.tables["plan"], "plan.parquet");
+    let (kinds, ids, values, keys) = (
+        text(&plan, "action"),
+        text(&plan, "erp_record_id"),
+        text(&plan, "values"),
+        text(&plan, "action_id"),
+    );
+    // An update whose every field had a text value before (an ERP user can put them back).
+    let (i, old) = (0..plan.height())
+        .filter(|i| kinds[*i] == "update_erp_fields")
+        .find_map(|i| {
+            let v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&values[i]).unwrap();
+            let rec = before
+                .iter()
+                .find(|r| r["erp_record_id"] == ids[i].as_str())?;
+            let old: serde_json::Map<String, serde_json::Value> = v
+                .keys()
+                .map(|k| (k.clone(), rec[k.as_str()].clone()))
+                .collect();
+            old.values().all(|x| x.is_string()).then_some((i, old))
+        })
+        .expect("an update of text values");
+    let record = ids[i].clone();
+    let corrected = sandbox.state().erp_record(&record).unwrap();
+
+    // Someone puts the old values back, and the next export shows them.
+    erp_patch(
+        &sandbox,
+        &record,
+        serde_json::Value::Object(old),
+        "revert-1",
+    )
+    .await;
+    export_extract(&sandbox, &job, &extract, false);
+    let writes_before = applied_writes(&sandbox).1;
+    let second = run(&job, ApplyMode::Apply).await;
+    let plan2 = read_table(&second.tables["plan"], "plan.parquet");
+    let again = sendable(&plan2);
+    assert_eq!(again.len(), 1, "only the reverted record: {plan2}");
+    let j = again[0];
+    assert_eq!(text(&plan2, "erp_record_id")[j], record);
+    assert_eq!(text(&plan2, "values")[j], values[i], "the same content");
+    assert_eq!(text(&plan2, "generation")[j], "1", "the next generation");
+    let key2 = text(&plan2, "action_id")[j].clone();
+    assert_ne!(key2, keys[i], "a new key");
+    assert_eq!(
+        text(&results_of(&second), "outcome")
+            .iter()
+            .filter(|o| *o == "applied")
+            .count(),
+        1
+    );
+    assert_eq!(applied_writes(&sandbox).1, writes_before + 1);
+    let last = writes_to(&sandbox, &record).pop().unwrap();
+    assert_eq!(last.idempotency_key.as_deref(), Some(key2.as_str()));
+    let fixed = sandbox.state().erp_record(&record).unwrap();
+    assert_eq!(
+        serde_json::to_value(&fixed).unwrap()["status"],
+        serde_json::to_value(&corrected).unwrap()["status"]
+    );
+
+    // Nothing changed since: the same correction is not sent again.
+    let third = run(&job, ApplyMode::Apply).await;
+    assert_eq!(applied_writes(&sandbox).1, writes_before + 1);
+    let outcomes = third.summary.apply.unwrap().outcomes;
+    assert_eq!(
+        outcomes.get("already_applied").copied(),
+        Some(1),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.get("applied"), None, "{outcomes:?}");
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_precondition_failure_for_one_action_is_kept_for_review_never_stops_the_others_and_is_not_resent(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    let extract = own_extract(tmp.path(), &mut job);
+    job.extract
+        .columns
+        .insert("version".into(), "VERSION".into());
+    job.apply.if_match = Some("version".into());
+    export_extract(&sandbox, &job, &extract, true);
+
+    let planned = run(&job, ApplyMode::Plan).await;
+    let plan = read_table(&planned.tables["plan"], "plan.parquet");
+    let (kinds, ids) = (text(&plan, "action"), text(&plan, "erp_record_id"));
+    let i = (0..plan.height())
+        .find(|i| kinds[*i] == "update_erp_fields")
+        .unwrap();
+    assert_eq!(text(&plan, "if_match")[i], "1");
+    let record = ids[i].clone();
+    // The record moves on after the export: its version is no longer the extract's.
+    let current = serde_json::to_value(sandbox.state().erp_record(&record).unwrap()).unwrap();
+    let (field, value) = ["currency", "vendor_id", "po_number", "status"]
+        .iter()
+        .find_map(|f| current[*f].as_str().map(|v| (f.to_string(), v.to_string())))
+        .unwrap();
+    erp_patch(
+        &sandbox,
+        &record,
+        serde_json::json!({ field: value }),
+        "edit-1",
+    )
+    .await;
+    let edits = applied_writes(&sandbox).1;
+
+    let applied = run(&job, ApplyMode::Apply).await;
+    let results = results_of(&applied);
+    let (outcomes, rids, statuses, messages) = (
+        text(&results, "outcome"),
+        text(&results, "erp_record_id"),
+        text(&results, "status"),
+        text(&results, "message"),
+    );
+    let r = (0..results.height())
+        .find(|r| rids[*r] == record && outcomes[*r] != "review")
+        .unwrap();
+    assert_eq!(outcomes[r], "rejected", "{results}");
+    assert_eq!(statuses[r], "412");
+    assert!(
+        messages[r].contains("precondition_failed"),
+        "{}",
+        messages[r]
+    );
+    let others = sendable(&plan).len() - 1;
+    assert!(others > 0);
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "applied").count(),
+        others,
+        "the others were applied: {outcomes:?}"
+    );
+    assert_eq!(applied_writes(&sandbox).1, edits + others);
+    assert!(applied.summary.apply.as_ref().unwrap().failed >= 1);
+    let tried = writes_to(&sandbox, &record).len();
+
+    // The same content is not sent again.
+    let again = run(&job, ApplyMode::Apply).await;
+    assert_eq!(writes_to(&sandbox, &record).len(), tried, "not re-sent");
+    let results = results_of(&again);
+    let (outcomes, rids, messages) = (
+        text(&results, "outcome"),
+        text(&results, "erp_record_id"),
+        text(&results, "message"),
+    );
+    let r = (0..results.height())
+        .find(|r| rids[*r] == record && outcomes[*r] != "review")
+        .unwrap();
+    assert_eq!(outcomes[r], "rejected_earlier");
+    assert!(
+        messages[r].contains("precondition_failed"),
+        "{}",
+        messages[r]
+    );
+
+    // A new export carries the record's current version: new content, sent and applied.
+    export_extract(&sandbox, &job, &extract, true);
+    let fresh = run(&job, ApplyMode::Apply).await;
+    let results = results_of(&fresh);
+    let (outcomes, rids) = (text(&results, "outcome"), text(&results, "erp_record_id"));
+    let r = (0..results.height())
+        .find(|r| rids[*r] == record && outcomes[*r] != "review")
+        .unwrap();
+    assert_eq!(outcomes[r], "applied", "{results}");
+    assert_eq!(writes_to(&sandbox, &record).len(), tried + 1);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_spotdraft_value_is_never_written_to_the_erp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (job, sandbox) = job_and_sandbox(tmp.path()).await;
+    // A linked contract whose record has an amount loses its contract value.
+    let contract = sandbox
+        .state()
+        .contracts()
+        .into_iter()
+        .find(|c| {
+            let id = c.contract.external_metadata.id.clone().unwrap_or_default();
+            c.key_pointers
+                .iter()
+                .any(|k| k.field_name == "contract_value" && !k.value.is_null())
+                && sandbox
+                    .state()
+                    .erp_record(id.trim())
+                    .is_some_and(|r| r.amount.is_some())
+        })
+        .unwrap();
+    let record = contract.contract.external_metadata.id.clone().unwrap();
+    let record = record.trim().to_string();
+    assert!(sandbox.state().set_key_pointer_value(
+        &contract.contract.id.to_string(),
+        "contract_value",
+        serde_json::Value::Null
+    ));
+    let amount = sandbox.state().erp_record(&record).unwrap().amount;
+
+    let applied = run(&job, ApplyMode::Apply).await;
+    assert!(
+        applied_writes(&sandbox).1 > 0,
+        "other corrections were sent"
+    );
+    assert_eq!(
+        sandbox.state().erp_record(&record).unwrap().amount,
+        amount,
+        "the amount is kept"
+    );
+    let plan = read_table(&applied.tables["plan"], "plan.parquet");
+    let (kinds, ids, values) = (
+        text(&plan, "action"),
+        text(&plan, "erp_record_id"),
+        text(&plan, "values"),
+    );
+    for i in (0..plan.height()).filter(|i| ids[*i] == record && kinds[*i] != "review") {
+        assert!(!values[i].contains("\"amount\""), "{}", values[i]);
+    }
+    assert!(
+        (0..plan.height()).any(|i| ids[i] == record && kinds[i] == "review"),
+        "the null value is listed for review: {plan}"
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_retried_with_the_same_key_with_exactly_once_effect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    if let Some(SinkSettings::Rest(rest)) = &mut job.apply.sink {
+        rest.request_timeout = Duration::from_millis(300);
+    }
+    sandbox.faults().update(|f| {
+        f.erp.http.slow_rate = 0.4;
+        f.erp.http.slow_ms = 1_000;
+    });
+    let applied = run(&job, ApplyMode::Apply).await;
+    let summary = applied.summary.apply.clone().unwrap();
+    assert_eq!(summary.failed, 0, "{summary:?}");
+    let results = results_of(&applied);
+    let sent = text(&results, "outcome")
+        .iter()
+        .filter(|o| *o == "applied")
+        .count();
+    let requests = sandbox.state().counters().erp_requests as usize;
+    assert!(
+        requests > sent,
+        "some requests timed out and were sent again: {requests} requests, {sent} writes"
+    );
+    assert_eq!(
+        applied_writes(&sandbox),
+        (sent, sent),
+        "distinct keys == applied writes == actions"
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_arrive_with_matching_checksums_computed_while_streaming() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    job.fetch.fetch_documents = false;
+    // An ERP that holds no documents yet: every executed contract's is missing.
+    let extract = own_extract(tmp.path(), &mut job);
+    let mut df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(extract.clone()))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let none: StringChunked = (0..df.height()).map(|_| None::<&str>).collect();
+    df.with_column(
+        none.into_series()
+            .with_name("DOC_SHA256".into())
+            .into_column(),
+    )
+    .unwrap();
+    CsvWriter::new(std::fs::File::create(&extract).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    let applied = run(&job, ApplyMode::Apply).await;
+    let plan = read_table(&applied.tables["plan"], "plan.parquet");
+    let (kinds, ids, contracts, sums) = (
+        text(&plan, "action"),
+        text(&plan, "erp_record_id"),
+        text(&plan, "contract_id"),
+        text(&plan, "document_sha256"),
+    );
+    let documents: Vec<(usize, String)> = (0..plan.height())
+        .filter(|i| kinds[*i] == "attach_document")
+        .filter_map(|i| Some((i, sandbox.state().contract(&contracts[i])?.document?)))
+        .collect();
+    assert!(!documents.is_empty(), "{plan}");
+    let results = results_of(&applied);
+    let (keys, outcomes, messages) = (
+        text(&results, "action_id"),
+        text(&results, "outcome"),
+        text(&results, "message"),
+    );
+    let plan_keys = text(&plan, "action_id");
+    for (i, file) in documents {
+        assert!(
+            sums[i].is_empty(),
+            "no checksum in the snapshot: {}",
+            sums[i]
+        );
+        let r = keys.iter().position(|k| *k == plan_keys[i]).unwrap();
+        if sandbox.state().erp_record(&ids[i]).is_none() {
+            // A record the extract holds and the ERP does not: a 404, kept.
+            assert_eq!(outcomes[r], "rejected", "{}", ids[i]);
+            assert!(messages[r].contains("not_found"), "{}", messages[r]);
+            continue;
+        }
+        assert_eq!(outcomes[r], "applied", "{}: {}", ids[i], messages[r]);
+        let bytes = std::fs::read(repo().join("fixtures/demo/documents").join(&file)).unwrap();
+        let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let stored = sandbox.state().attachments(&ids[i]);
+        assert_eq!(stored.len(), 1, "{}", ids[i]);
+        assert_eq!(
+            stored[0].sha256.to_ascii_lowercase(),
+            expected,
+            "{}",
+            ids[i]
+        );
+        assert_eq!(stored[0].size, bytes.len() as u64);
+    }
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spotdraft_write_back_keeps_the_other_metadata_and_is_seen_by_the_next_ingest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    job.apply.spotdraft_writeback = true;
+    for field in ["vendor_id", "po_number"] {
+        job.apply
+            .owners
+            .insert(field.into(), contract_recon::job::Owner::Erp);
+    }
+    let before: std::collections::BTreeMap<String, _> = sandbox
+        .state()
+        .contracts()
+        .into_iter()
+        .map(|c| (c.contract.id.to_string(), c.contract.external_metadata))
+        .collect();
+    let applied = run(&job, ApplyMode::Apply).await;
+    let plan = read_table(&applied.tables["plan"], "plan.parquet");
+    let (kinds, contracts, values) = (
+        text(&plan, "action"),
+        text(&plan, "contract_id"),
+        text(&plan, "values"),
+    );
+    let write_backs: Vec<usize> = (0..plan.height())
+        .filter(|i| kinds[*i] == "set_external_metadata")
+        .collect();
+    assert!(!write_backs.is_empty(), "{plan}");
+    let results = results_of(&applied);
+    let (rkeys, outcomes) = (text(&results, "action_id"), text(&results, "outcome"));
+    let keys = text(&plan, "action_id");
+    let mut checked = 0;
+    for i in write_backs {
+        let r = rkeys.iter().position(|k| *k == keys[i]).unwrap();
+        assert_eq!(outcomes[r], "applied", "{}", contracts[i]);
+        let old = &before[&contracts[i]];
+        let now = sandbox
+            .state()
+            .contract(&contracts[i])
+            .unwrap()
+            .contract
+            .external_metadata;
+        let written: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&values[i]).unwrap();
+        assert_eq!(now.integration_name, old.integration_name);
+        assert_eq!(now.record_type, old.record_type);
+        for (k, v) in &written {
+            let key = k.rsplit('.').next().unwrap();
+            if key == "id" {
+                assert_eq!(now.id.as_deref(), Some(v.as_str()));
+            } else {
+                assert_eq!(now.record_data[key], serde_json::json!(v), "{k}");
+            }
+        }
+        for (k, v) in &old.record_data {
+            if !written
+                .keys()
+                .any(|w| w.rsplit('.').next() == Some(k.as_str()))
+            {
+                assert_eq!(now.record_data.get(k), Some(v), "{k} kept");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 0);
+
+    // The next (incremental) ingest sees the written values: no drift left to
+    // write back. Its window ends at its start, in whole seconds: a later second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let next = run(&job, ApplyMode::Plan).await;
+    let plan = read_table(&next.tables["plan"], "plan.parquet");
+    assert!(
+        !text(&plan, "action")
+            .iter()
+            .any(|a| a == "set_external_metadata"),
+        "{plan}"
+    );
+    assert!(next.summary.ingestion.contracts_changed >= checked);
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_online_refuses_credentials_the_workspace_does_not_accept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    assert_eq!(
+        contract_recon::runner::check_online(&job).await.unwrap(),
+        vec![]
+    );
+    if let SpotDraftTarget::Live { client_secret, .. } = &mut job.spotdraft {
+        *client_secret = Secret::new("wrong".to_string());
+    }
+    let problems = contract_recon::runner::check_online(&job).await.unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].0, "spotdraft.client_id_env");
+    assert!(problems[0].1.contains("credentials"), "{problems:?}");
+    sandbox.shutdown().await;
 }

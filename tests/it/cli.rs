@@ -163,3 +163,33 @@ fn demo_runs_the_shipped_job_and_prints_the_report_path() {
         .unwrap()
         .contains("Drift report: demo"));
 }
+
+#[test]
+fn validate_online_checks_the_credentials_and_names_a_compare_whose_metadata_field_does_not_exist()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let good = demo_job_in(tmp.path(), &tmp.path().join("out"));
+    let out = cli(&["validate", "--online", good.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok online (job \"demo\")"), "{stdout}");
+
+    let text = std::fs::read_to_string(&good).unwrap().replace(
+        "\"key_pointers.currency\"",
+        "\"key_pointers.currency_code\"",
+    );
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    // Offline, the name is well formed.
+    assert!(cli(&["validate", bad.to_str().unwrap()]).status.success());
+    let out = cli(&["validate", "--online", bad.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    // currency is the 5th [[compare]] of the demo job.
+    let expected = format!(
+        "{}: compare[4].spotdraft: metadata field \"currency_code\" does not exist",
+        bad.display()
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}

@@ -255,6 +255,21 @@ async fn responses_conform_to_the_published_schemas() {
     let (status, key) = call(&sb, Method::GET, "v2.1/public/webhooks/hmac_key/", None).await;
     assert_eq!(status, 200);
     assert_conforms(&format!("{BASE}webhooks/hmac_key/"), "get", "200", &key);
+
+    let (status, types) = call(&sb, Method::GET, "v2.1/public/contract_types/", None).await;
+    assert_eq!(status, 200);
+    assert_conforms(&format!("{BASE}contract_types/"), "get", "200", &types);
+    let type_id = types[0]["id"].as_i64().unwrap();
+    let (status, definitions) = call(
+        &sb,
+        Method::GET,
+        &format!("v2.1/public/key_pointers/?contract_type_id={type_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!definitions.as_array().unwrap().is_empty());
+    assert_conforms(&format!("{BASE}key_pointers/"), "get", "200", &definitions);
     sb.shutdown().await;
 }
 

@@ -1,0 +1,106 @@
+//! `validate --online`: a job file checked against its SpotDraft workspace.
+
+use super::steps::ingest_settings;
+use crate::job::Job;
+use crate::spotdraft::SpotDraftClient;
+use anyhow::Context;
+use std::sync::Arc;
+
+/// What `validate --online` checks against the job's SpotDraft workspace (the
+/// embedded sandbox for `base_url = "sandbox"`): the credentials, with one
+/// list request of one contract, then that every metadata field a `[[compare]]`
+/// reads (`key_pointers.<field>`) is defined for some contract type of the
+/// workspace (`GET v2.1/public/contract_types/`, then
+/// `GET v2.1/public/key_pointers/?contract_type_id=` for each). Returns the
+/// problems as (key, reason).
+pub async fn check_online(job: &Job) -> anyhow::Result<Vec<(String, String)>> {
+    let (sandbox, settings) = ingest_settings(job).await?;
+    let client = SpotDraftClient::new(
+        crate::spotdraft::client::ClientConfig {
+            base_url: settings.base_url.clone(),
+            client_id: settings.client_id.clone(),
+            client_secret: settings.client_secret.clone(),
+            user_email: settings.user_email.clone(),
+            request_timeout: settings.request_timeout,
+        },
+        Arc::new(crate::http::Throttle::new(
+            settings.requests_per_second,
+            settings.max_in_flight,
+        )),
+        settings.retry.clone(),
+    )
+    .context("spotdraft.base_url")?;
+    let problems = online_problems(job, &client).await;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    Ok(problems)
+}
+
+async fn online_problems(job: &Job, client: &SpotDraftClient) -> Vec<(String, String)> {
+    let query = crate::spotdraft::client::ListQuery {
+        page: 1,
+        limit: 1,
+        ..Default::default()
+    };
+    if let Err(e) = client.list_contracts(&query).await {
+        return vec![(
+            "spotdraft.client_id_env".into(),
+            format!(
+                "listing one contract failed, so the credentials (or base_url) do not work: {e}"
+            ),
+        )];
+    }
+    let named: Vec<(usize, &str)> = job
+        .reconcile
+        .compares
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i, c.spotdraft_column.strip_prefix("key_pointers.")?)))
+        .collect();
+    if named.is_empty() {
+        return Vec::new();
+    }
+    let types = match client.contract_types().await {
+        Ok(types) => types,
+        Err(e) => {
+            return vec![(
+                "spotdraft".into(),
+                format!("GET v2.1/public/contract_types/ failed: {e}"),
+            )]
+        }
+    };
+    let mut defined = std::collections::BTreeSet::new();
+    for t in &types {
+        match client.key_pointer_definitions(t.id).await {
+            Ok(definitions) => defined.extend(
+                definitions
+                    .into_iter()
+                    .flat_map(|d| d.descriptors)
+                    .map(|d| d.variable),
+            ),
+            Err(e) => {
+                return vec![(
+                    "spotdraft".into(),
+                    format!(
+                        "GET v2.1/public/key_pointers/?contract_type_id={} failed: {e}",
+                        t.id
+                    ),
+                )]
+            }
+        }
+    }
+    named
+        .into_iter()
+        .filter(|(_, field)| !defined.contains(*field))
+        .map(|(i, field)| {
+            (
+                format!("compare[{i}].spotdraft"),
+                format!(
+                    "metadata field {field:?} does not exist in the workspace (no definition of its {} contract types names it)",
+                    types.len()
+                ),
+            )
+        })
+        .collect()
+}
