@@ -191,7 +191,7 @@ impl Validator {
             }
         };
         let schedule = raw.job.schedule.clone().and_then(|cron| {
-            let parsed = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Required).build().parse(&cron);
+            let parsed = super::parse_cron(&cron);
             match parsed {
                 Ok(_) => timezone.map(|timezone| Schedule { cron, timezone }),
                 Err(e) => {
