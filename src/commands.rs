@@ -146,6 +146,35 @@ pub async fn apply(job: &Path, run_id: &str, approved_by: Option<String>, force:
     }
 }
 
+/// `runs`: the job's run history, newest first, at most `limit` runs.
+pub async fn runs(job: &Path, limit: usize) -> ExitCode {
+    let Some(job) = load_or_report(job) else {
+        return ExitCode::from(2);
+    };
+    let output = match runner::job_output(&job) {
+        Ok(output) => output,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match runner::history::read_records(output.store.as_ref(), &output.path, &job.name, limit).await
+    {
+        Ok(records) if records.is_empty() => {
+            println!("job {}: no runs recorded yet", job.name);
+            ExitCode::SUCCESS
+        }
+        Ok(records) => {
+            print!("{}", runner::history::render_records(&records));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// `demo`: runs the demo job (by default `jobs/demo.toml`) against the embedded
 /// sandbox, optionally writing to `output` instead of the job's folder. With
 /// `change`, the sandbox edits one contract first ([`sandbox::demo_change`]),

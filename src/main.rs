@@ -48,6 +48,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// List a job's runs, newest first: start, duration, outcome, exit code,
+    /// drift counts, and the report folder or the error.
+    Runs {
+        /// The job file.
+        job: PathBuf,
+        /// Runs shown at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Run jobs/demo.toml against the embedded sandbox and print where the report is.
     Demo {
         /// The demo job file.
@@ -188,6 +197,7 @@ async fn dispatch(command: Command) -> ExitCode {
             approved_by,
             force,
         } => commands::apply(&job, &run_id, approved_by, force).await,
+        Command::Runs { job, limit } => commands::runs(&job, limit).await,
         Command::Demo {
             job,
             output,

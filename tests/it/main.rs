@@ -11,5 +11,6 @@ mod ingest;
 mod pipeline;
 mod plan_outcomes;
 mod reconcile;
+mod run_history;
 mod runs;
 mod sandbox_api;
