@@ -54,6 +54,8 @@ pub struct Schedule {
     pub cron: String,
     /// Time zone it is read in.
     pub timezone: chrono_tz::Tz,
+    /// Run a firing missed while the scheduler was down, once, at its startup.
+    pub catch_up: bool,
 }
 
 /// Parses a job's cron expression the one way the product reads it: seconds

@@ -70,6 +70,9 @@ pub struct RunOptions {
     /// The firing the scheduler starts this run for (kept in the run record);
     /// `None` for a one-off run.
     pub scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+    /// Raised to stop the run at its next page or enrichment batch, progress
+    /// checkpointed (the scheduler's shutdown); the run then fails, resumable.
+    pub shutdown: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Runs `job` once, under the job's lease.
@@ -184,6 +187,7 @@ async fn run_under_lease(
     let t = Instant::now();
     let control = WalkControl {
         stop: Some(lease.lost_flag()),
+        shutdown: opts.shutdown.clone(),
         ..WalkControl::default()
     };
     let ingested = ingest_with_control(&settings, store.clone(), prefix, opts.mode, &control).await;

@@ -152,6 +152,7 @@ mod tests {
         Calendar::new(&Schedule {
             cron: cron.to_string(),
             timezone: tz.parse().unwrap(),
+            catch_up: false,
         })
         .unwrap()
     }
