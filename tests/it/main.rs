@@ -14,3 +14,4 @@ mod reconcile;
 mod run_history;
 mod runs;
 mod sandbox_api;
+mod schedule;
