@@ -60,3 +60,27 @@ async fn successful_and_failed_runs_both_leave_a_record_that_runs_lists() {
     let one = cli(&["runs", path.to_str().unwrap(), "--limit", "1"]);
     assert_eq!(String::from_utf8(one.stdout).unwrap().lines().count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_told_to_stop_ends_failed_releases_its_lease_and_the_next_run_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = load_job(&demo_job_in(tmp.path(), &tmp.path().join("out"))).unwrap();
+    // The scheduler's shutdown, raised before the walk's first page.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let opts = RunOptions {
+        shutdown: Some(stop),
+        ..RunOptions::default()
+    };
+    let err = run_job(&job, opts).await.unwrap_err();
+    assert!(format!("{err:#}").contains("stopped"), "{err:#}");
+    // Not refused by a lease left behind: the stopped run released it.
+    run_job(&job, RunOptions::default()).await.unwrap();
+    let output = job_output(&job).unwrap();
+    let outcomes: Vec<RunStatus> = read_records(output.store.as_ref(), &output.path, &job.name, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.outcome)
+        .collect();
+    assert_eq!(outcomes, [RunStatus::Ok, RunStatus::Failed]);
+}
