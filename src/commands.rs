@@ -146,6 +146,74 @@ pub async fn apply(job: &Path, run_id: &str, approved_by: Option<String>, force:
     }
 }
 
+/// `schedule`: runs the scheduled jobs of `config.jobs_dir` until SIGTERM or
+/// SIGINT; SIGHUP reloads the folder.
+pub async fn schedule(config: crate::schedule::driver::DaemonConfig) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("error: cannot listen for signals");
+        return ExitCode::from(1);
+    };
+    let (reload_tx, reload) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the job files");
+            let _ = reload_tx.try_send(());
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+        }
+    };
+    match crate::schedule::driver::run(config, reload, shutdown).await {
+        Ok(stopped) => {
+            println!(
+                "stopped: {} runs finished within the grace period, {} dropped (resumable)",
+                stopped.finished_in_grace, stopped.dropped
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `runs`: the job's run history, newest first, at most `limit` runs.
+pub async fn runs(job: &Path, limit: usize) -> ExitCode {
+    let Some(job) = load_or_report(job) else {
+        return ExitCode::from(2);
+    };
+    let output = match runner::job_output(&job) {
+        Ok(output) => output,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match runner::history::read_records(output.store.as_ref(), &output.path, &job.name, limit).await
+    {
+        Ok(records) if records.is_empty() => {
+            println!("job {}: no runs recorded yet", job.name);
+            ExitCode::SUCCESS
+        }
+        Ok(records) => {
+            print!("{}", runner::history::render_records(&records));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// `demo`: runs the demo job (by default `jobs/demo.toml`) against the embedded
 /// sandbox, optionally writing to `output` instead of the job's folder. With
 /// `change`, the sandbox edits one contract first ([`sandbox::demo_change`]),

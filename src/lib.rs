@@ -11,6 +11,8 @@
 //! - [`report`]: drift reports (Parquet, CSV, summary JSON, HTML);
 //! - [`sandbox`]: local SpotDraft and ERP servers with faults, and the fixture generator;
 //! - [`runner`]: runs a job end to end, reading top to bottom like the pipeline;
+//! - [`schedule`]: the `schedule` daemon: the calendar (cron across DST), which
+//!   jobs are due, and the run history;
 //! - [`lease`]: one run per job at a time, through a lease object in the output store;
 //! - [`commands`]: what each command of the CLI prints and its exit code;
 //! - [`crashpoint`]: named points where crash tests make a run die.
@@ -27,6 +29,7 @@ pub mod reconcile;
 pub mod report;
 pub mod runner;
 pub mod sandbox;
+pub mod schedule;
 pub mod secret;
 pub mod spotdraft;
 pub mod storage;

@@ -48,6 +48,28 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Run every job file of a folder that has a `schedule`, on its cron, in its
+    /// time zone, until SIGTERM or SIGINT; SIGHUP reloads the folder.
+    Schedule {
+        /// The folder of job files.
+        #[arg(long, default_value = "jobs")]
+        jobs: PathBuf,
+        /// Runs going at once at most; a firing due over it is skipped.
+        #[arg(long, default_value_t = 2)]
+        max_concurrent: usize,
+        /// Seconds running runs get to finish after SIGTERM or SIGINT.
+        #[arg(long, default_value_t = 60)]
+        grace_secs: u64,
+    },
+    /// List a job's runs, newest first: start, duration, outcome, exit code,
+    /// drift counts, and the report folder or the error.
+    Runs {
+        /// The job file.
+        job: PathBuf,
+        /// Runs shown at most.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Run jobs/demo.toml against the embedded sandbox and print where the report is.
     Demo {
         /// The demo job file.
@@ -188,6 +210,19 @@ async fn dispatch(command: Command) -> ExitCode {
             approved_by,
             force,
         } => commands::apply(&job, &run_id, approved_by, force).await,
+        Command::Schedule {
+            jobs,
+            max_concurrent,
+            grace_secs,
+        } => {
+            commands::schedule(contract_recon::schedule::driver::DaemonConfig {
+                jobs_dir: jobs,
+                max_concurrent_jobs: max_concurrent,
+                grace: std::time::Duration::from_secs(grace_secs),
+            })
+            .await
+        }
+        Command::Runs { job, limit } => commands::runs(&job, limit).await,
         Command::Demo {
             job,
             output,

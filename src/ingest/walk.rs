@@ -158,12 +158,18 @@ pub struct WalkControl {
     pub enrich_budget: Option<u64>,
     /// Stop when set (the walk and enrichment both check it).
     pub stop: Option<Arc<AtomicBool>>,
+    /// Stop when set, too: the scheduler's shutdown (a second flag, so that
+    /// a lost lease and a shutdown stay apart).
+    pub shutdown: Option<Arc<AtomicBool>>,
 }
 
 impl WalkControl {
     /// True when the stop flag is raised.
     pub fn stopped(&self) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+        [&self.stop, &self.shutdown]
+            .into_iter()
+            .flatten()
+            .any(|s| s.load(Ordering::SeqCst))
     }
 }
 

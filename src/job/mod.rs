@@ -54,6 +54,19 @@ pub struct Schedule {
     pub cron: String,
     /// Time zone it is read in.
     pub timezone: chrono_tz::Tz,
+    /// Run a firing missed while the scheduler was down, once, at its startup.
+    pub catch_up: bool,
+}
+
+/// Parses a job's cron expression the one way the product reads it: seconds
+/// first (6 or 7 fields), and day-of-month AND day-of-week must both match
+/// when both are restricted (as tokio-cron-scheduler reads them).
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
 }
 
 /// Which SpotDraft API the job talks to.

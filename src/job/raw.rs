@@ -47,6 +47,11 @@ pub struct RawJob {
     pub schedule: Option<String>,
     /// IANA time zone the schedule is read in (default `UTC`), e.g. `"Europe/Berlin"`.
     pub timezone: Option<String>,
+    /// What `contract-recon schedule` does, at startup, with a firing missed
+    /// while it was down (told by the run history): `true` runs it once, right
+    /// away (however many firings were missed); `false` (the default) skips it
+    /// with a log line and a `skipped` run record. Needs `schedule`.
+    pub catch_up: Option<bool>,
 }
 
 /// `[spotdraft]`

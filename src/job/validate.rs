@@ -191,15 +191,25 @@ impl Validator {
             }
         };
         let schedule = raw.job.schedule.clone().and_then(|cron| {
-            let parsed = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Required).build().parse(&cron);
+            let parsed = super::parse_cron(&cron);
             match parsed {
-                Ok(_) => timezone.map(|timezone| Schedule { cron, timezone }),
+                Ok(_) => timezone.map(|timezone| Schedule {
+                    cron,
+                    timezone,
+                    catch_up: raw.job.catch_up.unwrap_or(false),
+                }),
                 Err(e) => {
                     self.bad("job.schedule", format!("unparsable cron {cron:?}: {e} (6 or 7 fields, seconds first, e.g. \"0 30 2 * * *\")"));
                     None
                 }
             }
         });
+        if raw.job.catch_up.is_some() && raw.job.schedule.is_none() {
+            self.bad(
+                "job.catch_up",
+                "only means something with job.schedule (a job without one only runs on demand)",
+            );
+        }
         let spotdraft = self.spotdraft_target(&raw, env);
         let fetch = self.fetch(
             &raw,

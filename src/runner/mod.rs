@@ -9,6 +9,7 @@
 //! (a reviewed plan applied later) in [`apply_plan()`].
 
 mod apply_plan;
+pub mod history;
 mod online;
 mod outcome;
 mod steps;
@@ -66,6 +67,12 @@ pub struct RunOptions {
     pub apply_mode: Option<ApplyMode>,
     /// Apply over `[apply] max_actions_per_run`.
     pub force_apply: bool,
+    /// The firing the scheduler starts this run for (kept in the run record);
+    /// `None` for a one-off run.
+    pub scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+    /// Raised to stop the run at its next page or enrichment batch, progress
+    /// checkpointed (the scheduler's shutdown); the run then fails, resumable.
+    pub shutdown: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Runs `job` once, under the job's lease.
@@ -79,18 +86,65 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let output = output_location(job, &opts)?;
+    let outcome = run_leased(job, &opts, &output, &run_id, started).await;
+    let record = history::RunRecord::of_run(job, &run_id, &opts, started, &outcome);
+    if let Err(e) = history::write_record(&output, &record).await {
+        tracing::warn!(job = %job.name, run = %run_id, error = %e, "the run record was not written");
+    }
+    outcome
+}
 
+/// Where `job` writes its outputs (the `output.url` folder is created when local).
+pub fn job_output(job: &Job) -> anyhow::Result<Location> {
+    output_location(job, &RunOptions::default())
+}
+
+/// Writes the record of a due run the scheduler did not start, and why.
+pub async fn record_skipped(
+    job: &Job,
+    opts: &RunOptions,
+    reason: &str,
+) -> anyhow::Result<history::RunRecord> {
+    let now = chrono::Utc::now();
+    let record = history::RunRecord {
+        job: job.name.clone(),
+        run_id: format!(
+            "run-{}-{}",
+            now.format("%Y%m%d-%H%M%S"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ),
+        scheduled_for: opts.scheduled_for,
+        started_at: now,
+        finished_at: now,
+        outcome: history::RunStatus::Skipped,
+        exit_code: 0,
+        counts: None,
+        report: None,
+        error: Some(reason.to_string()),
+    };
+    history::write_record(&output_location(job, opts)?, &record).await?;
+    Ok(record)
+}
+
+/// The run under the job's lease, released at the end whatever happened.
+async fn run_leased(
+    job: &Job,
+    opts: &RunOptions,
+    output: &Location,
+    run_id: &str,
+    started: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<RunOutcome> {
     let lease = lease::acquire(
         output.store.clone(),
         &output.path,
         &job.name,
-        Holder::current(&run_id),
+        Holder::current(run_id),
         &opts.lease,
         opts.break_lease,
     )
     .await?
     .keep_alive();
-    let outcome = run_under_lease(job, &opts, &output, &lease, run_id, started).await;
+    let outcome = run_under_lease(job, opts, output, &lease, run_id.to_string(), started).await;
     if let Err(e) = lease.release().await {
         tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
     }
@@ -133,6 +187,7 @@ async fn run_under_lease(
     let t = Instant::now();
     let control = WalkControl {
         stop: Some(lease.lost_flag()),
+        shutdown: opts.shutdown.clone(),
         ..WalkControl::default()
     };
     let ingested = ingest_with_control(&settings, store.clone(), prefix, opts.mode, &control).await;

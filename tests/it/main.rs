@@ -11,5 +11,7 @@ mod ingest;
 mod pipeline;
 mod plan_outcomes;
 mod reconcile;
+mod run_history;
 mod runs;
 mod sandbox_api;
+mod schedule;

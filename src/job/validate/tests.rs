@@ -368,3 +368,14 @@ fn severity_accepts_every_drift_kind_but_field_mismatch() {
         ["severity.field_mismatch", "severity.unusable_erp_values"]
     );
 }
+
+#[test]
+fn catch_up_defaults_to_off_and_needs_a_schedule() {
+    let job = check(&demo_text(), &env_with_secrets).unwrap();
+    assert!(!job.schedule.unwrap().catch_up);
+    let on = demo_text().replace("timezone = \"UTC\"", "timezone = \"UTC\"\ncatch_up = true");
+    let job = check(&on, &env_with_secrets).unwrap();
+    assert!(job.schedule.unwrap().catch_up);
+    let without = on.replace("schedule = \"0 30 2 * * *\"", "");
+    assert_eq!(keys(&without), ["job.catch_up"]);
+}

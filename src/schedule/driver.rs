@@ -1,0 +1,239 @@
+//! Scheduling stage, the driver: the loop that turns ticks into runs
+//! ([`serve`]), and `contract-recon schedule` itself ([`run`]), whose ticks
+//! come from tokio-cron-scheduler (one repeated job, every second).
+//!
+//! tokio-cron-scheduler only provides the heartbeat: its own cron jobs keep
+//! the UTC offset they were created with across a DST change, so the firing
+//! instants come from [`super::calendar`] instead.
+
+use super::daemon::{load_jobs_dir, Decision, Scheduler, SkipReason};
+use crate::job::Job;
+use crate::runner::{self, history, RunOptions};
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// `contract-recon schedule`'s settings.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// The folder of job files (`*.toml`); those with a `schedule` are run.
+    pub jobs_dir: PathBuf,
+    /// Runs going at once at most.
+    pub max_concurrent_jobs: usize,
+    /// How long running runs get to finish after SIGTERM or SIGINT.
+    pub grace: Duration,
+}
+
+/// What the loop does with a due firing: start the run, or record its skip.
+pub trait Launcher: Send + Sync + 'static {
+    /// The run itself; ends when the run does.
+    fn run(&self, job: Job, opts: RunOptions) -> BoxFuture<'static, ()>;
+    /// A due firing that is not run.
+    fn skipped(&self, job: Job, opts: RunOptions, reason: SkipReason) -> BoxFuture<'static, ()>;
+}
+
+/// The product's launcher: [`runner::run_job`], and a `skipped` run record.
+pub struct RunJobs;
+
+impl Launcher for RunJobs {
+    fn run(&self, job: Job, opts: RunOptions) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            match runner::run_job(&job, opts).await {
+                Ok(outcome) => tracing::info!(
+                    job = %job.name, run = %outcome.summary.run_id,
+                    drift = outcome.drift_total(), report = %outcome.report_dir, "run finished"
+                ),
+                Err(e) => tracing::error!(job = %job.name, error = %format!("{e:#}"), "run failed"),
+            }
+        })
+    }
+
+    fn skipped(&self, job: Job, opts: RunOptions, reason: SkipReason) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            if let Err(e) = runner::record_skipped(&job, &opts, reason.describe()).await {
+                tracing::warn!(job = %job.name, error = %format!("{e:#}"), "the skipped run was not recorded");
+            }
+        })
+    }
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stopped {
+    /// Runs that ended within the grace period.
+    pub finished_in_grace: usize,
+    /// Runs still going when it was over, dropped (resumable from their checkpoint).
+    pub dropped: usize,
+}
+
+/// Runs `scheduler`: each instant received on `ticks` starts the due runs;
+/// each message on `reload` reloads the jobs from `reload_dir` (when given);
+/// `shutdown` stops new runs and gives running ones `grace`, their walk told
+/// to stop at its next page. Also ends when `ticks` closes.
+pub async fn serve(
+    mut scheduler: Scheduler,
+    mut ticks: mpsc::Receiver<DateTime<Utc>>,
+    mut reload: mpsc::Receiver<()>,
+    reload_dir: Option<PathBuf>,
+    launcher: Arc<dyn Launcher>,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> Stopped {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            tick = ticks.recv() => {
+                let Some(now) = tick else { break };
+                for due in scheduler.tick(now) {
+                    let opts = RunOptions {
+                        scheduled_for: Some(due.scheduled_for),
+                        shutdown: Some(stop.clone()),
+                        ..RunOptions::default()
+                    };
+                    let name = due.job.name.clone();
+                    match due.decision {
+                        Decision::Start => {
+                            tracing::info!(job = %name, scheduled_for = %due.scheduled_for, "starting a run");
+                            let id = running.spawn(launcher.run(due.job, opts)).id();
+                            names.insert(id, name);
+                        }
+                        Decision::Skip(reason) => {
+                            tracing::warn!(job = %name, scheduled_for = %due.scheduled_for, "{}", reason.describe());
+                            launcher.skipped(due.job, opts, reason).await;
+                        }
+                    }
+                }
+            }
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                let id = match &done { Ok((id, ())) => *id, Err(e) => e.id() };
+                if let Err(e) = &done {
+                    tracing::error!(error = %e, "a run stopped abnormally");
+                }
+                if let Some(name) = names.remove(&id) {
+                    scheduler.finished(&name);
+                }
+            }
+            Some(()) = reload.recv() => {
+                if let Some(dir) = &reload_dir {
+                    reload_jobs(&mut scheduler, dir, Utc::now());
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    tracing::info!(runs = running.len(), grace = ?grace, "stopping: no new runs");
+    let mut stopped = Stopped::default();
+    let drain = async {
+        while running.join_next().await.is_some() {
+            stopped.finished_in_grace += 1;
+        }
+    };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        stopped.dropped = running.len();
+        tracing::warn!(
+            runs = stopped.dropped,
+            "grace period over: runs dropped; their leases expire and their checkpoints resume them"
+        );
+        running.shutdown().await;
+    }
+    stopped
+}
+
+/// Loads the jobs of `dir` into `scheduler` (SIGHUP), printing every problem.
+/// A job whose file became invalid is dropped like a removed file, so stale
+/// settings never run; a job whose schedule did not change keeps its next firing.
+pub fn reload_jobs(scheduler: &mut Scheduler, dir: &std::path::Path, now: DateTime<Utc>) {
+    let (jobs, problems) = load_jobs_dir(dir);
+    report_problems(&problems);
+    let names: BTreeSet<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    scheduler.retain(&names);
+    for job in jobs {
+        let name = job.name.clone();
+        if let Err(e) = scheduler.load(job, None, now) {
+            tracing::error!(job = %name, error = %e, "job not scheduled");
+        }
+    }
+    tracing::info!(jobs = ?scheduler.jobs(), "jobs loaded");
+}
+
+fn report_problems(problems: &[String]) {
+    for p in problems {
+        eprintln!("{p}");
+        tracing::error!("job file skipped: {p}");
+    }
+}
+
+/// When `job` last ran or was due, from its run history.
+async fn last_run(job: &Job) -> Option<DateTime<Utc>> {
+    let output = runner::job_output(job).ok()?;
+    let records = history::read_records(output.store.as_ref(), &output.path, &job.name, 1)
+        .await
+        .map_err(|e| tracing::warn!(job = %job.name, error = %e, "run history unreadable"))
+        .ok()?;
+    records
+        .first()
+        .map(|r| r.scheduled_for.unwrap_or(r.started_at))
+}
+
+/// `contract-recon schedule`: loads the job files of `config.jobs_dir` and runs
+/// them on their schedules until `shutdown`; each message on `reload` (SIGHUP)
+/// reloads the folder.
+pub async fn run(
+    config: DaemonConfig,
+    reload: mpsc::Receiver<()>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Stopped> {
+    let now = Utc::now();
+    let (jobs, problems) = load_jobs_dir(&config.jobs_dir);
+    report_problems(&problems);
+    let mut scheduler = Scheduler::new(config.max_concurrent_jobs);
+    for job in jobs {
+        let (name, last) = (job.name.clone(), last_run(&job).await);
+        if let Err(e) = scheduler.load(job, last, now) {
+            tracing::error!(job = %name, error = %e, "job not scheduled");
+        }
+    }
+    for name in scheduler.jobs() {
+        tracing::info!(job = %name, next = ?scheduler.next_firing(&name), "scheduled");
+    }
+
+    // The heartbeat: one repeated job, every second.
+    let (tick_tx, ticks) = mpsc::channel(4);
+    let mut heartbeat = tokio_cron_scheduler::JobScheduler::new().await?;
+    heartbeat
+        .add(tokio_cron_scheduler::Job::new_repeated_async(
+            Duration::from_secs(1),
+            move |_, _| {
+                let tx = tick_tx.clone();
+                Box::pin(async move {
+                    // A full channel means the loop is behind: the next tick will do.
+                    let _ = tx.try_send(Utc::now());
+                })
+            },
+        )?)
+        .await?;
+    heartbeat.start().await?;
+    let stopped = serve(
+        scheduler,
+        ticks,
+        reload,
+        Some(config.jobs_dir.clone()),
+        Arc::new(RunJobs),
+        config.grace,
+        shutdown,
+    )
+    .await;
+    heartbeat.shutdown().await?;
+    Ok(stopped)
+}
