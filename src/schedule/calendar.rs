@@ -14,7 +14,7 @@
 //!   occurrences, so it keeps its rhythm in real time through the repeated hour.
 
 use crate::job::{parse_cron, Schedule};
-use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Offset, SubsecRound, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// A job's schedule, parsed once, able to say when it next fires.
@@ -39,6 +39,8 @@ impl Calendar {
     /// The first firing strictly after `after`, or `None` when the cron never
     /// fires again (a year field in the past).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Firings are whole seconds: the next one after 02:30:00.4 is after 02:30:00.
+        let after = after.trunc_subsecs(0);
         let local_after = after.with_timezone(&self.timezone).naive_local();
         // A fall-back later today replays local times before `local_after`:
         // start the wall-clock search that much earlier.
@@ -183,6 +185,15 @@ mod tests {
         assert_eq!(
             cal.next_after(utc("2026-06-10T12:00:00Z")),
             Some(utc("2026-06-11T00:30:00Z"))
+        );
+        // Asked with a fraction of a second (the clock's now): whole seconds.
+        assert_eq!(
+            cal.next_after(utc("2026-06-10T12:00:00.144573590Z")),
+            Some(utc("2026-06-11T00:30:00Z"))
+        );
+        assert_eq!(
+            cal.next_after(utc("2026-06-11T00:30:00.5Z")),
+            Some(utc("2026-06-12T00:30:00Z"))
         );
     }
 

@@ -146,7 +146,7 @@ impl Scheduler {
             }
             if let Some(next) = entry.next.filter(|n| *n <= now) {
                 // From `now`: a daemon that was suspended fires once, not once per firing missed.
-                entry.next = entry.calendar.next_after(now.max(next));
+                entry.next = entry.calendar.next_after(now);
                 due.push((name.clone(), next, Decision::Start));
             }
         }
