@@ -3,11 +3,8 @@
 //! the cap refuses an oversized run, documents arrive with their checksums,
 //! and `apply` refuses plans it must not apply.
 
-use crate::common::{demo_job_in, repo};
-use contract_recon::http::RetryPolicy;
-use contract_recon::job::{
-    load_job, ApplyMode, ErpAuth, Job, RestSinkSettings, SinkSettings, SpotDraftTarget,
-};
+use crate::common::{demo_job_against_own_sandbox, repo, rest_sink_to};
+use contract_recon::job::{ApplyMode, Job, SinkSettings, SpotDraftTarget};
 use contract_recon::runner::{apply_plan, run_job, ApplyPlanRequest, RunOptions, RunOutcome};
 use contract_recon::sandbox::{Dataset, Sandbox, SandboxConfig};
 use contract_recon::secret::Secret;
@@ -18,38 +15,8 @@ use std::time::Duration;
 
 /// The demo job against a sandbox the test owns, correcting its ERP over REST.
 async fn job_and_sandbox(tmp: &Path) -> (Job, Sandbox) {
-    let mut job = load_job(&demo_job_in(tmp, &tmp.join("out"))).unwrap();
-    let dataset = Dataset::load(&repo().join("fixtures/demo")).unwrap();
-    let config = SandboxConfig {
-        rate_limit_per_sec: 1000,
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::start(config, dataset).await.unwrap();
-    let creds = sandbox.credentials().clone();
-    job.spotdraft = SpotDraftTarget::Live {
-        base_url: url::Url::parse(&sandbox.spotdraft_base_url()).unwrap(),
-        client_id: Secret::new(creds.client_id),
-        client_secret: Secret::new(creds.client_secret),
-        user_email: None,
-    };
-    job.fetch.requests_per_second = 1000;
-    job.apply.sink = Some(SinkSettings::Rest(Box::new(RestSinkSettings {
-        base_url: Some(url::Url::parse(&sandbox.erp_base_url()).unwrap()),
-        auth: ErpAuth::Bearer(Secret::new(creds.erp_token)),
-        update_path: "contracts/{erp_record_id}".into(),
-        attach_path: "contracts/{erp_record_id}/attachments".into(),
-        batch_path: "batch".into(),
-        use_batch: false,
-        requests_per_second: 500,
-        max_in_flight: 4,
-        request_timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            max_attempts: 8,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(50),
-            max_total: Duration::from_secs(30),
-        },
-    })));
+    let (mut job, sandbox) = demo_job_against_own_sandbox(tmp).await;
+    job.apply.sink = Some(rest_sink_to(&sandbox, 8));
     (job, sandbox)
 }
 

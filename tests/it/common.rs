@@ -89,3 +89,58 @@ pub fn cli(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// The demo job (output under `tmp/out`) pointed at a sandbox the test starts
+/// and owns (1,000 requests/s), so it can count requests and edit state.
+pub async fn demo_job_against_own_sandbox(
+    tmp: &Path,
+) -> (contract_recon::job::Job, contract_recon::sandbox::Sandbox) {
+    use contract_recon::job::{load_job, SpotDraftTarget};
+    use contract_recon::sandbox::{Dataset, Sandbox, SandboxConfig};
+    use contract_recon::secret::Secret;
+    let mut job = load_job(&demo_job_in(tmp, &tmp.join("out"))).unwrap();
+    let dataset = Dataset::load(&repo().join("fixtures/demo")).unwrap();
+    let config = SandboxConfig {
+        rate_limit_per_sec: 1000,
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::start(config, dataset).await.unwrap();
+    let creds = sandbox.credentials().clone();
+    job.spotdraft = SpotDraftTarget::Live {
+        base_url: url::Url::parse(&sandbox.spotdraft_base_url()).unwrap(),
+        client_id: Secret::new(creds.client_id),
+        client_secret: Secret::new(creds.client_secret),
+        user_email: None,
+    };
+    job.fetch.requests_per_second = 1000;
+    (job, sandbox)
+}
+
+/// A REST sink writing into `sandbox`'s ERP, one write per request, with up to
+/// `max_attempts` attempts and short backoffs.
+pub fn rest_sink_to(
+    sandbox: &contract_recon::sandbox::Sandbox,
+    max_attempts: u32,
+) -> contract_recon::job::SinkSettings {
+    use contract_recon::http::RetryPolicy;
+    use contract_recon::job::{ErpAuth, RestSinkSettings, SinkSettings};
+    use contract_recon::secret::Secret;
+    use std::time::Duration;
+    SinkSettings::Rest(Box::new(RestSinkSettings {
+        base_url: Some(url::Url::parse(&sandbox.erp_base_url()).unwrap()),
+        auth: ErpAuth::Bearer(Secret::new(sandbox.credentials().erp_token.clone())),
+        update_path: "contracts/{erp_record_id}".into(),
+        attach_path: "contracts/{erp_record_id}/attachments".into(),
+        batch_path: "batch".into(),
+        use_batch: false,
+        requests_per_second: 500,
+        max_in_flight: 4,
+        request_timeout: Duration::from_secs(5),
+        retry: RetryPolicy {
+            max_attempts,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(50),
+            max_total: Duration::from_secs(30),
+        },
+    }))
+}

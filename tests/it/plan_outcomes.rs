@@ -3,58 +3,23 @@
 //! values, reports the corrected rows resolved by the job, while a row fixed by
 //! editing the contract in SpotDraft is resolved from outside.
 
-use crate::common::{demo_job_in, repo, text};
-use contract_recon::http::RetryPolicy;
-use contract_recon::job::{
-    load_job, ApplyMode, ErpAuth, Job, RestSinkSettings, SinkSettings, SpotDraftTarget,
-};
+use crate::common::{demo_job_against_own_sandbox, repo, rest_sink_to, text};
+use contract_recon::job::{ApplyMode, Job};
 use contract_recon::runner::{run_job, RunOptions, RunOutcome};
-use contract_recon::sandbox::{demo_change, Dataset, Sandbox, SandboxConfig};
-use contract_recon::secret::Secret;
+use contract_recon::sandbox::{demo_change, Sandbox};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 /// The demo job over a copy of its extract, against a sandbox the test owns,
 /// applying corrections over REST to the sandbox's ERP.
 async fn job_and_sandbox(tmp: &Path) -> (Job, Sandbox, std::path::PathBuf) {
-    let mut job = load_job(&demo_job_in(tmp, &tmp.join("out"))).unwrap();
+    let (mut job, sandbox) = demo_job_against_own_sandbox(tmp).await;
     let extract = tmp.join("erp_extract.csv");
     std::fs::copy(repo().join("fixtures/demo/erp_extract.csv"), &extract).unwrap();
     job.extract.url = extract.display().to_string();
-    let dataset = Dataset::load(&repo().join("fixtures/demo")).unwrap();
-    let config = SandboxConfig {
-        rate_limit_per_sec: 1000,
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::start(config, dataset).await.unwrap();
-    let creds = sandbox.credentials().clone();
-    job.spotdraft = SpotDraftTarget::Live {
-        base_url: url::Url::parse(&sandbox.spotdraft_base_url()).unwrap(),
-        client_id: Secret::new(creds.client_id),
-        client_secret: Secret::new(creds.client_secret),
-        user_email: None,
-    };
-    job.fetch.requests_per_second = 1000;
     job.apply.mode = ApplyMode::Apply;
-    job.apply.sink = Some(SinkSettings::Rest(Box::new(RestSinkSettings {
-        base_url: Some(url::Url::parse(&sandbox.erp_base_url()).unwrap()),
-        auth: ErpAuth::Bearer(Secret::new(creds.erp_token)),
-        update_path: "contracts/{erp_record_id}".into(),
-        attach_path: "contracts/{erp_record_id}/attachments".into(),
-        batch_path: "batch".into(),
-        use_batch: false,
-        requests_per_second: 500,
-        max_in_flight: 4,
-        request_timeout: Duration::from_secs(5),
-        retry: RetryPolicy {
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(50),
-            max_total: Duration::from_secs(30),
-        },
-    })));
+    job.apply.sink = Some(rest_sink_to(&sandbox, 4));
     (job, sandbox, extract)
 }
 

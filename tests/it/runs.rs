@@ -2,13 +2,12 @@
 //! SpotDraft request, and reports that are complete or invisible even when the
 //! process is killed while publishing.
 
-use crate::common::{demo_job_in, expected_drift, repo, reported_drift};
+use crate::common::{
+    demo_job_against_own_sandbox, demo_job_in, expected_drift, repo, reported_drift,
+};
 use contract_recon::crashpoint::CRASH_AT_ENV;
-use contract_recon::job::{load_job, Job, SpotDraftTarget};
 use contract_recon::lease::{self, Holder, LeaseConfig, LeaseError};
 use contract_recon::runner::{run_job, RunOptions};
-use contract_recon::sandbox::{Dataset, Sandbox, SandboxConfig};
-use contract_recon::secret::Secret;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
@@ -17,26 +16,6 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The demo job pointed at a sandbox the test runs (so it can count requests).
-async fn job_against_own_sandbox(tmp: &Path) -> (Job, Sandbox) {
-    let mut job = load_job(&demo_job_in(tmp, &tmp.join("out"))).unwrap();
-    let dataset = Dataset::load(&repo().join("fixtures/demo")).unwrap();
-    let config = SandboxConfig {
-        rate_limit_per_sec: 1000,
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::start(config, dataset).await.unwrap();
-    let creds = sandbox.credentials().clone();
-    job.spotdraft = SpotDraftTarget::Live {
-        base_url: url::Url::parse(&sandbox.spotdraft_base_url()).unwrap(),
-        client_id: Secret::new(creds.client_id),
-        client_secret: Secret::new(creds.client_secret),
-        user_email: None,
-    };
-    job.fetch.requests_per_second = 1000;
-    (job, sandbox)
-}
 
 fn local(dir: &Path) -> Arc<dyn ObjectStore> {
     std::fs::create_dir_all(dir).unwrap();
@@ -51,7 +30,7 @@ fn prefix_of(dir: &Path) -> ObjectPath {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_column_mapping_fails_before_any_spotdraft_request() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut job, sandbox) = job_against_own_sandbox(tmp.path()).await;
+    let (mut job, sandbox) = demo_job_against_own_sandbox(tmp.path()).await;
     job.extract
         .columns
         .insert("po_number".into(), "PO_NO".into());
@@ -71,7 +50,7 @@ async fn a_bad_column_mapping_fails_before_any_spotdraft_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_of_one_job_at_once_one_runs_the_other_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let (job, sandbox) = job_against_own_sandbox(tmp.path()).await;
+    let (job, sandbox) = demo_job_against_own_sandbox(tmp.path()).await;
     let (a, b) = tokio::join!(
         run_job(&job, RunOptions::default()),
         run_job(&job, RunOptions::default())
@@ -104,7 +83,7 @@ async fn two_runs_of_one_job_at_once_one_runs_the_other_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_over_and_a_live_one_only_with_break_lease() {
     let tmp = tempfile::tempdir().unwrap();
-    let (job, sandbox) = job_against_own_sandbox(tmp.path()).await;
+    let (job, sandbox) = demo_job_against_own_sandbox(tmp.path()).await;
     let out = tmp.path().join("out");
     let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
     let short = LeaseConfig {
@@ -319,7 +298,7 @@ fn a_run_killed_while_publishing_is_rolled_forward_by_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_naming_contracts_outside_the_status_filter_are_not_orphans() {
     let tmp = tempfile::tempdir().unwrap();
-    let (mut job, sandbox) = job_against_own_sandbox(tmp.path()).await;
+    let (mut job, sandbox) = demo_job_against_own_sandbox(tmp.path()).await;
     // Walk only the reconciled statuses: DRAFT and REDLINING contracts stay out
     // of the snapshot, and ERP records naming them must not become orphans.
     job.fetch.status_filter = job.reconcile.statuses.clone();
