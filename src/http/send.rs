@@ -249,18 +249,8 @@ impl RetryingClient {
                     (None, err)
                 }
             };
-            let wait = {
-                let unit: f64 = self.rng.lock().expect("rng lock").random();
-                backoff_delay(&self.policy, attempt, retry_after, unit)
-            };
-            if attempt >= self.policy.max_attempts
-                || started.elapsed() + wait > self.policy.max_total
-            {
-                return Err(give_up);
-            }
-            tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, "retrying request");
-            self.throttle.stats().record_retry();
-            tokio::time::sleep(wait).await;
+            self.wait_before_retry(&url, attempt, retry_after, started, give_up)
+                .await?;
         }
     }
 
@@ -337,18 +327,33 @@ impl RetryingClient {
                     (None, err)
                 }
             };
-            let wait = {
-                let unit: f64 = self.rng.lock().expect("rng lock").random();
-                backoff_delay(&self.policy, attempt, retry_after, unit)
-            };
-            if attempt >= self.policy.max_attempts
-                || started.elapsed() + wait > self.policy.max_total
-            {
-                return Err(give_up);
-            }
-            self.throttle.stats().record_retry();
-            tokio::time::sleep(wait).await;
+            self.wait_before_retry(&url, attempt, retry_after, started, give_up)
+                .await?;
         }
+    }
+
+    /// Sleeps the backoff before attempt `attempt + 1` (jittered, `Retry-After`
+    /// wins), or returns `give_up` when the attempts or the total time would
+    /// run out.
+    async fn wait_before_retry(
+        &self,
+        url: &str,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        started: Instant,
+        give_up: HttpError,
+    ) -> Result<(), HttpError> {
+        let wait = {
+            let unit: f64 = self.rng.lock().expect("rng lock").random();
+            backoff_delay(&self.policy, attempt, retry_after, unit)
+        };
+        if attempt >= self.policy.max_attempts || started.elapsed() + wait > self.policy.max_total {
+            return Err(give_up);
+        }
+        tracing::debug!(%url, attempt, wait_ms = wait.as_millis() as u64, "retrying request");
+        self.throttle.stats().record_retry();
+        tokio::time::sleep(wait).await;
+        Ok(())
     }
 
     async fn attempt(

@@ -140,6 +140,26 @@ impl RefreshBudget {
     }
 }
 
+impl IngestSettings {
+    /// A client for the workspace, with its own limiter at `requests_per_second`
+    /// and `max_in_flight`. Ingestion makes one; steps outside a run (applying a
+    /// reviewed plan, `validate --online`) make theirs the same way.
+    pub fn client(&self) -> Result<SpotDraftClient, FetchError> {
+        let config = crate::spotdraft::ClientConfig {
+            base_url: self.base_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            user_email: self.user_email.clone(),
+            request_timeout: self.request_timeout,
+        };
+        let throttle = std::sync::Arc::new(crate::http::Throttle::new(
+            self.requests_per_second,
+            self.max_in_flight,
+        ));
+        SpotDraftClient::new(config, throttle, self.retry.clone())
+    }
+}
+
 /// Which walk to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IngestMode {

@@ -9,16 +9,14 @@ use super::enrich_run;
 use super::merge::merge;
 use super::progress::Feedback;
 use super::run_parts::{
-    client_config, new_progress, read_snapshot, settle_deletions, still_existing, write_snapshot,
-    RunContext,
+    new_progress, read_snapshot, settle_deletions, still_existing, write_snapshot, RunContext,
 };
 use super::snapshot::SnapshotRow;
 use super::walk::{walk, WalkControl, WalkOptions, WalkOutcome};
 use super::{
     IngestError, IngestMode, IngestOutcome, IngestSettings, IngestStats, PendingWatermark,
 };
-use crate::http::Throttle;
-use crate::spotdraft::client::{filter_time, SpotDraftClient};
+use crate::spotdraft::client::filter_time;
 use chrono::Utc;
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -72,11 +70,8 @@ pub async fn ingest_with_control(
         source,
     };
     let states = StateStore::new(store.clone(), prefix, &job);
-    let throttle = Arc::new(Throttle::new(
-        settings.requests_per_second,
-        settings.max_in_flight,
-    ));
-    let client = SpotDraftClient::new(client_config(settings), throttle, settings.retry.clone())
+    let client = settings
+        .client()
         .map_err(|e| config_err("base_url", e.to_string()))?;
 
     // 1. State: resume an unfinished run of the same mode, or start one.

@@ -9,7 +9,7 @@ use super::snapshot::{self, Snapshot, SnapshotRow};
 use super::walk::{WalkControl, WalkError, WalkOptions, WalkState};
 use super::window::{Window, WindowField};
 use super::{IngestError, IngestMode, IngestSettings, IngestStats};
-use crate::spotdraft::client::{ClientConfig, SpotDraftClient};
+use crate::spotdraft::client::SpotDraftClient;
 use chrono::{DateTime, SubsecRound, Utc};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -28,17 +28,6 @@ pub(super) struct RunContext<'a> {
 
 fn overlap(s: &IngestSettings) -> chrono::Duration {
     chrono::Duration::from_std(s.overlap).unwrap_or(chrono::Duration::zero())
-}
-
-/// The client settings of a job.
-pub(super) fn client_config(s: &IngestSettings) -> ClientConfig {
-    ClientConfig {
-        base_url: s.base_url.clone(),
-        client_id: s.client_id.clone(),
-        client_secret: s.client_secret.clone(),
-        user_email: s.user_email.clone(),
-        request_timeout: s.request_timeout,
-    }
 }
 
 /// A new run's progress: the main walk, and for a full walk after the first

@@ -8,7 +8,6 @@ use crate::apply::stage::{apply_actions, ApplyRequest};
 use crate::job::Job;
 use crate::lease::{self, Holder, LeaseConfig};
 use crate::report::recover_staged;
-use crate::spotdraft::SpotDraftClient;
 use anyhow::Context;
 use object_store::ObjectStore;
 use std::sync::Arc;
@@ -85,21 +84,7 @@ pub async fn apply_plan(job: &Job, request: ApplyPlanRequest) -> anyhow::Result<
         // SpotDraft (documents, write-backs) and, for the embedded sandbox, a
         // fresh sandbox: the demo's lives only as long as a command.
         let (sandbox, settings) = ingest_settings(job).await?;
-        let client = SpotDraftClient::new(
-            crate::spotdraft::client::ClientConfig {
-                base_url: settings.base_url.clone(),
-                client_id: settings.client_id.clone(),
-                client_secret: settings.client_secret.clone(),
-                user_email: settings.user_email.clone(),
-                request_timeout: settings.request_timeout,
-            },
-            Arc::new(crate::http::Throttle::new(
-                settings.requests_per_second,
-                settings.max_in_flight,
-            )),
-            settings.retry.clone(),
-        )
-        .context("spotdraft.base_url")?;
+        let client = settings.client().context("spotdraft.base_url")?;
         let targets = crate::apply::stage::Targets {
             sandbox_erp: sandbox_erp(sandbox.as_ref())?,
             spotdraft: Some(client),

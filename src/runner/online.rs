@@ -4,7 +4,6 @@ use super::steps::ingest_settings;
 use crate::job::Job;
 use crate::spotdraft::SpotDraftClient;
 use anyhow::Context;
-use std::sync::Arc;
 
 /// What `validate --online` checks against the job's SpotDraft workspace (the
 /// embedded sandbox for `base_url = "sandbox"`): the credentials, with one
@@ -15,21 +14,7 @@ use std::sync::Arc;
 /// problems as (key, reason).
 pub async fn check_online(job: &Job) -> anyhow::Result<Vec<(String, String)>> {
     let (sandbox, settings) = ingest_settings(job).await?;
-    let client = SpotDraftClient::new(
-        crate::spotdraft::client::ClientConfig {
-            base_url: settings.base_url.clone(),
-            client_id: settings.client_id.clone(),
-            client_secret: settings.client_secret.clone(),
-            user_email: settings.user_email.clone(),
-            request_timeout: settings.request_timeout,
-        },
-        Arc::new(crate::http::Throttle::new(
-            settings.requests_per_second,
-            settings.max_in_flight,
-        )),
-        settings.retry.clone(),
-    )
-    .context("spotdraft.base_url")?;
+    let client = settings.client().context("spotdraft.base_url")?;
     let problems = online_problems(job, &client).await;
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
