@@ -399,19 +399,7 @@ impl Validator {
         if timeout == 0 {
             self.bad("spotdraft.request_timeout_secs", "must be at least 1");
         }
-        let retry = sd.retry.as_ref();
-        let max_attempts = retry.and_then(|r| r.max_attempts).unwrap_or(6);
-        if max_attempts == 0 {
-            self.bad(
-                "spotdraft.retry.max_attempts",
-                "must be at least 1 (the first attempt counts)",
-            );
-        }
-        let initial = retry.and_then(|r| r.initial_backoff_ms).unwrap_or(250);
-        let max_backoff = retry.and_then(|r| r.max_backoff_ms).unwrap_or(30_000);
-        if initial == 0 || max_backoff < initial {
-            self.bad("spotdraft.retry", format!("initial_backoff_ms ({initial}) must be at least 1 and at most max_backoff_ms ({max_backoff})"));
-        }
+        let retry = self.retry("spotdraft.retry", sd.retry.as_ref());
         let status_filter: Vec<String> = sd
             .status_filter
             .clone()
@@ -429,12 +417,10 @@ impl Validator {
             requests_per_second: rps,
             max_in_flight,
             request_timeout: Duration::from_secs(timeout),
-            max_attempts,
-            initial_backoff: Duration::from_millis(initial),
-            max_backoff: Duration::from_millis(max_backoff),
-            max_retry_total: Duration::from_secs(
-                retry.and_then(|r| r.max_total_secs).unwrap_or(300),
-            ),
+            max_attempts: retry.max_attempts,
+            initial_backoff: retry.initial_backoff,
+            max_backoff: retry.max_backoff,
+            max_retry_total: retry.max_total,
             status_filter,
             overlap: Duration::from_secs(sd.incremental_overlap_secs.unwrap_or(600)),
             fetch_documents: sd.fetch_documents.unwrap_or(false),

@@ -337,7 +337,13 @@ impl Validator {
         })
     }
 
-    fn retry(&mut self, key: &str, retry: Option<&RawRetry>) -> crate::http::RetryPolicy {
+    /// A `[... .retry]` table checked (every problem under `key`) into a policy;
+    /// SpotDraft's and the ERP's share it.
+    pub(super) fn retry(
+        &mut self,
+        key: &str,
+        retry: Option<&RawRetry>,
+    ) -> crate::http::RetryPolicy {
         let max_attempts = retry.and_then(|r| r.max_attempts).unwrap_or(6);
         if max_attempts == 0 {
             self.bad(
