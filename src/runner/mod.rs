@@ -13,10 +13,12 @@ pub mod history;
 mod online;
 mod outcome;
 mod steps;
+mod targeted;
 
 pub use apply_plan::{apply_plan, AppliedPlan, ApplyPlanRequest};
 pub use online::check_online;
 pub use outcome::{render_apply, RunOutcome};
+pub use targeted::{run_targeted, TargetHint, TargetSet};
 
 use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};
 use crate::apply::{read_journal, PlanInput};
