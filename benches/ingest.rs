@@ -4,6 +4,12 @@
 //! per 100 contracts (target <= 1), then an incremental run after 1% of the
 //! contracts changed, compared with the full walk. `BENCH_CONTRACTS` sets the
 //! size (default 100,000: the full walk takes ~100 s at 10/s).
+//!
+//! Then the limit under load: a run that fetches metadata values for
+//! `BENCH_LOAD_CONTRACTS` contracts (default 600; 4 requests in flight) at a
+//! configured 10/s against the sandbox's sliding 1-second window, once on a
+//! quiet machine and once while two busy-loop processes keep both cores busy.
+//! `BENCH_CONTRACTS=0` runs only this part.
 
 use chrono::Utc;
 use contract_recon::http::RetryPolicy;
@@ -38,22 +44,8 @@ fn dataset(n: usize) -> Dataset {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let n: usize = std::env::var("BENCH_CONTRACTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let sb = Sandbox::start(
-        SandboxConfig {
-            rate_limit_per_sec: 10,
-            ..SandboxConfig::default()
-        },
-        dataset(n),
-    )
-    .await
-    .unwrap();
-    let settings = IngestSettings {
+fn settings_for(sb: &Sandbox) -> IngestSettings {
+    IngestSettings {
         job: "bench".into(),
         base_url: sb.spotdraft_base_url().parse().unwrap(),
         client_id: Secret::new(sb.credentials().client_id.clone()),
@@ -71,7 +63,40 @@ async fn main() {
         fetch_documents: false,
         reconciled_statuses: vec![],
         refresh_per_run: RefreshBudget::Contracts(0),
-    };
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("BENCH_CONTRACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    if n > 0 {
+        walk_and_increment(n).await;
+    }
+    let load: usize = std::env::var("BENCH_LOAD_CONTRACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    limit_under_load(load, "quiet machine").await;
+    let busy = BusyCores::start();
+    limit_under_load(load, "both cores kept busy by two other processes").await;
+    drop(busy);
+}
+
+/// The full walk of `n` contracts, then an incremental run after 1% changed.
+async fn walk_and_increment(n: usize) {
+    let sb = Sandbox::start(
+        SandboxConfig {
+            rate_limit_per_sec: 10,
+            ..SandboxConfig::default()
+        },
+        dataset(n),
+    )
+    .await
+    .unwrap();
+    let settings = settings_for(&sb);
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let prefix = Path::from("bench");
 
@@ -122,4 +147,63 @@ async fn main() {
         i.http.status_429
     );
     sb.shutdown().await;
+}
+
+/// A run fetching metadata values for `n` contracts at 10/s; prints the
+/// achieved rate and the 429s seen by client and sandbox.
+async fn limit_under_load(n: usize, label: &str) {
+    let sb = Sandbox::start(
+        SandboxConfig {
+            rate_limit_per_sec: 10,
+            ..SandboxConfig::default()
+        },
+        dataset(n),
+    )
+    .await
+    .unwrap();
+    let settings = IngestSettings {
+        key_pointer_fields: vec!["po_number".into()],
+        reconciled_statuses: vec!["EXECUTED".into()],
+        refresh_per_run: RefreshBudget::Contracts(0),
+        ..settings_for(&sb)
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let t = Instant::now();
+    let run = ingest(&settings, store, &Path::from("bench"), IngestMode::Full)
+        .await
+        .expect("walk with metadata values");
+    let s = &run.stats;
+    println!(
+        "limit, {label}: {} requests in {:.1} s = {:.2} requests/s (target >= 9.5), 429s: {} client / {} sandbox (target 0)",
+        s.http.requests,
+        t.elapsed().as_secs_f64(),
+        s.achieved_requests_per_s,
+        s.http.status_429,
+        sb.state().counters().rate_limited
+    );
+    sb.shutdown().await;
+}
+
+/// Two busy-loop processes, one per core, killed on drop.
+struct BusyCores(Vec<std::process::Child>);
+
+impl BusyCores {
+    fn start() -> Self {
+        let spawn = || {
+            std::process::Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .expect("a busy-loop process")
+        };
+        BusyCores(vec![spawn(), spawn()])
+    }
+}
+
+impl Drop for BusyCores {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
