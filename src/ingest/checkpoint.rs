@@ -106,10 +106,20 @@ impl StateStore {
     pub async fn load(&self) -> Result<Checkpoint, StateError> {
         match self.get(&self.state).await? {
             None => Ok(Checkpoint::default()),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
-                path: self.state.to_string(),
-                source,
-            }),
+            Some(bytes) => {
+                let mut checkpoint: Checkpoint =
+                    serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+                        path: self.state.to_string(),
+                        source,
+                    })?;
+                if let Some(p) = &mut checkpoint.progress {
+                    p.walk.upgrade()?;
+                    if let Some(changes) = &mut p.changes {
+                        changes.upgrade()?;
+                    }
+                }
+                Ok(checkpoint)
+            }
         }
     }
 
@@ -382,6 +392,6 @@ mod tests {
             .unwrap();
         let p = cp.progress.unwrap();
         assert_eq!((p.changes, p.enrich), (None, None));
-        assert_eq!(p.walk.accepted_pages, ["a-000000"]);
+        assert_eq!(p.walk.accepted_keys().collect::<Vec<_>>(), ["a-000000"]);
     }
 }

@@ -23,4 +23,7 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    /// The state parsed but does not hold together.
+    #[error("run state: {0} (delete the state file to start over with a full walk)")]
+    Invalid(String),
 }

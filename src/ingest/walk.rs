@@ -65,6 +65,33 @@ pub struct PendingWindow {
     pub attempt: u32,
 }
 
+/// Spilled pages with consecutive keys: `{prefix}-{first:06}` and the
+/// `count - 1` after it (a window attempt's pages are spilled in a row).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageSpan {
+    /// Sequence number of the first page.
+    pub first: u64,
+    /// Pages in the span.
+    pub count: u64,
+}
+
+impl PageSpan {
+    /// The spill keys of the span's pages, in order.
+    pub fn keys<'a>(&self, prefix: &'a str) -> impl Iterator<Item = String> + 'a {
+        (self.first..self.first + self.count).map(move |n| page_key(prefix, n))
+    }
+
+    /// The sequence number after the span's last page.
+    fn end(&self) -> u64 {
+        self.first + self.count
+    }
+}
+
+/// The spill key of page `n` of a walk whose keys start with `prefix`.
+pub fn page_key(prefix: &str, n: u64) -> String {
+    format!("{prefix}-{n:06}")
+}
+
 /// The window being walked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurrentWindow {
@@ -72,23 +99,38 @@ pub struct CurrentWindow {
     pub window: Window,
     /// Attempt number (from 1).
     pub attempt: u32,
-    /// `total_results` of each page fetched in this attempt.
-    pub page_totals: Vec<u64>,
+    /// `total_results` of this attempt's first page (a page reporting
+    /// another total abandons the attempt at once).
+    #[serde(default)]
+    pub total: Option<u64>,
     /// The next page to fetch (from 1).
     pub next_page: u32,
-    /// Spill keys of the pages fetched in this attempt.
-    pub pages: Vec<String>,
+    /// The pages fetched in this attempt.
+    #[serde(default)]
+    pub span: PageSpan,
+    /// Page totals as states written before spans kept them (read only).
+    #[serde(default, rename = "page_totals", skip_serializing)]
+    legacy_totals: Vec<u64>,
+    /// Spill keys as states written before spans kept them (read only).
+    #[serde(default, rename = "pages", skip_serializing)]
+    legacy_pages: Vec<String>,
 }
 
-/// Everything a walk needs to resume: kept in the run state.
+/// Everything a walk needs to resume: kept in the run state. Its size does
+/// not grow with the pages walked: pages are kept as spans of keys, one per
+/// accepted window attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WalkState {
     /// Windows still to walk (a stack: the last is next).
     pub pending: Vec<PendingWindow>,
     /// The window under way.
     pub current: Option<CurrentWindow>,
-    /// Spill keys of the pages of accepted windows.
-    pub accepted_pages: Vec<String>,
+    /// The pages of accepted windows.
+    #[serde(default)]
+    pub accepted: Vec<PageSpan>,
+    /// Spill keys as states written before spans kept them (read only).
+    #[serde(default, rename = "accepted_pages", skip_serializing)]
+    legacy_accepted: Vec<String>,
     /// Prefix of this run's spill keys.
     pub key_prefix: String,
     /// Next spill sequence number.
@@ -100,6 +142,64 @@ pub struct WalkState {
 }
 
 impl WalkState {
+    /// The spill keys of accepted pages, in order.
+    pub fn accepted_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.accepted
+            .iter()
+            .flat_map(|span| span.keys(&self.key_prefix))
+    }
+
+    /// Turns the key lists of a state written before spans into spans.
+    pub(crate) fn upgrade(&mut self) -> Result<(), StateError> {
+        let prefix = format!("{}-", self.key_prefix);
+        let number = |key: &str| {
+            key.strip_prefix(&prefix)
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    StateError::Invalid(format!(
+                        "spill key {key:?} does not start with {prefix:?} and a number"
+                    ))
+                })
+        };
+        for key in std::mem::take(&mut self.legacy_accepted) {
+            push_page(&mut self.accepted, number(&key)?);
+        }
+        if let Some(cur) = &mut self.current {
+            if !cur.legacy_pages.is_empty() || !cur.legacy_totals.is_empty() {
+                let mut spans = vec![];
+                for key in std::mem::take(&mut cur.legacy_pages) {
+                    push_page(&mut spans, number(&key)?);
+                }
+                let consistent = spans.len() <= 1
+                    && cur
+                        .legacy_totals
+                        .iter()
+                        .all(|t| Some(t) == cur.legacy_totals.first());
+                cur.total = cur.legacy_totals.first().copied();
+                cur.legacy_totals.clear();
+                match (consistent, spans.first()) {
+                    (true, Some(span)) => cur.span = *span,
+                    (true, None) => {
+                        cur.span = PageSpan {
+                            first: self.next_key,
+                            count: 0,
+                        }
+                    }
+                    // Not a run of pages: walk the attempt again from its first page.
+                    (false, _) => {
+                        cur.total = None;
+                        cur.next_page = 1;
+                        cur.span = PageSpan {
+                            first: self.next_key,
+                            count: 0,
+                        };
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A fresh walk of `windows`, spilling pages under keys starting with `key_prefix`.
     pub fn new(windows: Vec<Window>, key_prefix: String) -> Self {
         let pending = windows
@@ -110,7 +210,8 @@ impl WalkState {
         WalkState {
             pending,
             current: None,
-            accepted_pages: vec![],
+            accepted: vec![],
+            legacy_accepted: vec![],
             key_prefix,
             next_key: 0,
             windows_rewalked: 0,
@@ -238,11 +339,14 @@ pub async fn walk<S: WalkStore>(
     control: &WalkControl,
     on_page: &mut (dyn FnMut(&PageEvent) + Send),
 ) -> Result<WalkOutcome, WalkError> {
-    let mut accepted = load_pages(store, &st.accepted_pages).await?;
+    st.upgrade()?;
+    let mut accepted = load_pages(store, st.accepted_keys()).await?;
     let mut current = match &st.current {
-        Some(cur) => load_pages(store, &cur.pages).await?,
+        Some(cur) => load_pages(store, cur.span.keys(&st.key_prefix)).await?,
         None => vec![],
     };
+    // The ids of the current attempt, kept with it (one page's work per page).
+    let mut seen: HashSet<ContractId> = current.iter().map(|c| c.id.clone()).collect();
     let mut requests = 0u64;
     store.save_progress(st).await?;
     loop {
@@ -251,9 +355,14 @@ pub async fn walk<S: WalkStore>(
             st.current = Some(CurrentWindow {
                 window: next.window,
                 attempt: next.attempt,
-                page_totals: vec![],
+                total: None,
                 next_page: 1,
-                pages: vec![],
+                span: PageSpan {
+                    first: st.next_key,
+                    count: 0,
+                },
+                legacy_totals: vec![],
+                legacy_pages: vec![],
             });
         }
         if control.stopped() || control.page_budget.is_some_and(|b| requests >= b) {
@@ -271,10 +380,12 @@ pub async fn walk<S: WalkStore>(
                 source: Box::new(source),
             })?;
         requests += 1;
-        let expected = *cur.page_totals.first().unwrap_or(&resp.total_results);
-        cur.page_totals.push(resp.total_results);
-        let mut seen: HashSet<&ContractId> = current.iter().map(|c| &c.id).collect();
-        let repeated = !resp.results.iter().all(|c| seen.insert(&c.id));
+        let expected = *cur.total.get_or_insert(resp.total_results);
+        let mut page_ids = HashSet::with_capacity(resp.results.len());
+        let repeated = !resp
+            .results
+            .iter()
+            .all(|c| !seen.contains(&c.id) && page_ids.insert(&c.id));
         if resp.total_results != expected || repeated {
             let mut observed: Vec<_> = current
                 .iter()
@@ -283,17 +394,20 @@ pub async fn walk<S: WalkStore>(
                 .collect();
             observed.sort_unstable();
             current.clear();
+            seen.clear();
             abandon(st, opts, &observed)?;
             store.save_progress(st).await?;
             continue;
         }
-        let key = format!("{}-{:06}", st.key_prefix, st.next_key);
+        drop(page_ids);
+        let key = page_key(&st.key_prefix, st.next_key);
         st.next_key += 1;
         store.put_page(&key, &resp.results).await?;
         let short_page = resp.results.len() < opts.page_size as usize;
+        seen.extend(resp.results.iter().map(|c| c.id.clone()));
         current.extend(resp.results);
         let cur = st.current.as_mut().expect("set above");
-        cur.pages.push(key);
+        cur.span.count += 1;
         cur.next_page += 1;
         on_page(&PageEvent {
             window,
@@ -302,13 +416,15 @@ pub async fn walk<S: WalkStore>(
             contracts_so_far: accepted.len() + current.len(),
         });
         if short_page || current.len() as u64 >= expected {
-            if walk_is_complete(&cur.page_totals, current.len()) {
-                st.accepted_pages.append(&mut cur.pages);
+            if walk_is_complete(&[expected], current.len()) {
+                push_span(&mut st.accepted, cur.span);
                 accepted.append(&mut current);
+                seen.clear();
                 st.current = None;
             } else {
                 let observed: Vec<_> = current.iter().filter_map(|c| window.time_of(c)).collect();
                 current.clear();
+                seen.clear();
                 abandon(st, opts, &observed)?;
             }
         }
@@ -365,10 +481,30 @@ fn abandon(
     Ok(())
 }
 
-async fn load_pages<S: WalkStore>(store: &S, keys: &[String]) -> Result<Vec<Contract>, StateError> {
+/// Adds page `n` to `spans`, extending the last span when `n` follows it.
+fn push_page(spans: &mut Vec<PageSpan>, n: u64) {
+    match spans.last_mut() {
+        Some(last) if last.end() == n => last.count += 1,
+        _ => spans.push(PageSpan { first: n, count: 1 }),
+    }
+}
+
+/// Adds `span` to `spans`, merged with the last span when they meet.
+fn push_span(spans: &mut Vec<PageSpan>, span: PageSpan) {
+    match spans.last_mut() {
+        Some(last) if last.end() == span.first => last.count += span.count,
+        _ if span.count == 0 => {}
+        _ => spans.push(span),
+    }
+}
+
+async fn load_pages<S: WalkStore>(
+    store: &S,
+    keys: impl Iterator<Item = String>,
+) -> Result<Vec<Contract>, StateError> {
     let mut out = vec![];
     for key in keys {
-        out.extend(store.get_page(key).await?);
+        out.extend(store.get_page(&key).await?);
     }
     Ok(out)
 }

@@ -215,3 +215,91 @@ async fn a_failed_page_keeps_the_pages_before_it() {
     assert_eq!(out.list_requests, 2, "page 1 is not fetched again");
     assert_eq!(shared.lock().unwrap().list_requests, 1 + 3 + 2);
 }
+
+/// A walk store in memory that records the size of every state it saves.
+#[derive(Default)]
+struct SizedStore {
+    pages: std::sync::Mutex<HashMap<String, Vec<Contract>>>,
+    state_sizes: std::sync::Mutex<Vec<usize>>,
+}
+
+impl WalkStore for SizedStore {
+    async fn put_page(&self, key: &str, contracts: &[Contract]) -> Result<(), StateError> {
+        let mut pages = self.pages.lock().unwrap();
+        pages.insert(key.to_string(), contracts.to_vec());
+        Ok(())
+    }
+
+    async fn get_page(&self, key: &str) -> Result<Vec<Contract>, StateError> {
+        let pages = self.pages.lock().unwrap();
+        Ok(pages.get(key).cloned().unwrap_or_default())
+    }
+
+    async fn save_progress(&self, walk: &WalkState) -> Result<(), StateError> {
+        let size = serde_json::to_vec(walk).unwrap().len();
+        self.state_sizes.lock().unwrap().push(size);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_saved_state_does_not_grow_with_the_pages_walked() {
+    let (client, _shared, _states, cp) = setup(FakeState {
+        contracts: fake::contracts(2_000),
+        ..Default::default()
+    })
+    .await;
+    let mut st = cp.progress.unwrap().walk;
+    let store = SizedStore::default();
+    let opts = WalkOptions::new(10, vec![]);
+    let out = walk(
+        &client,
+        &store,
+        &mut st,
+        &opts,
+        &WalkControl::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&out), all(2_000));
+    assert_eq!(out.list_requests, 200);
+    let sizes = store.state_sizes.lock().unwrap().clone();
+    assert!(sizes.len() > 200, "{} saves", sizes.len());
+    let (first, last) = (sizes[2], *sizes.last().unwrap());
+    // Page numbers gain digits (page 9 -> 10 -> 100): a few bytes, not a key per page.
+    assert!(
+        last <= first + 16,
+        "state grew from {first} to {last} bytes over 200 pages"
+    );
+    assert_eq!(st.accepted_keys().count(), 200);
+}
+
+#[test]
+fn a_state_listing_every_page_key_reads_back_as_spans() {
+    let json = r#"{"pending":[],"current":{"window":{"field":"CreatedAt","start":"1970-01-01T00:00:00Z","end":"2026-05-01T00:00:00Z"},
+        "attempt":1,"page_totals":[250,250],"next_page":3,"pages":["r1-000005","r1-000006"]},
+        "accepted_pages":["r1-000000","r1-000001","r1-000003"],"key_prefix":"r1","next_key":7,
+        "windows_rewalked":1,"windows_split":0}"#;
+    let mut st: WalkState = serde_json::from_str(json).unwrap();
+    st.upgrade().unwrap();
+    assert_eq!(
+        st.accepted_keys().collect::<Vec<_>>(),
+        ["r1-000000", "r1-000001", "r1-000003"]
+    );
+    let cur = st.current.as_ref().unwrap();
+    assert_eq!(cur.total, Some(250));
+    assert_eq!(
+        cur.span.keys(&st.key_prefix).collect::<Vec<_>>(),
+        ["r1-000005", "r1-000006"]
+    );
+    // Written back, the key lists are gone.
+    let text = serde_json::to_string(&st).unwrap();
+    assert!(
+        !text.contains("accepted_pages") && !text.contains("page_totals"),
+        "{text}"
+    );
+    let mut bad: WalkState =
+        serde_json::from_str(&json.replace("\"r1-000003\"", "\"other-3\"")).unwrap();
+    assert!(bad.upgrade().unwrap_err().to_string().contains("other-3"));
+}
