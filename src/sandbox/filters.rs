@@ -17,6 +17,9 @@ pub(crate) struct ListQuery {
     pub limit: u32,
     pub text: Option<String>,
     pub filters: Vec<Filter>,
+    /// The query without `page` and `limit`, parameters sorted: the same for
+    /// every page of one listing.
+    pub selection: String,
 }
 
 /// Comparison operator of a filter.
@@ -55,8 +58,13 @@ pub(crate) fn parse_list_query(raw: &str) -> Result<ListQuery, QueryError> {
         limit: DEFAULT_LIMIT,
         text: None,
         filters: Vec::new(),
+        selection: String::new(),
     };
+    let mut selection = vec![];
     for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if key != "page" && key != "limit" {
+            selection.push(format!("{key}={value}"));
+        }
         match key.as_ref() {
             "page" => q.page = parse_positive("page", &value)?,
             "limit" => q.limit = parse_positive("limit", &value)?.min(MAX_LIMIT),
@@ -65,6 +73,8 @@ pub(crate) fn parse_list_query(raw: &str) -> Result<ListQuery, QueryError> {
             _ => {}
         }
     }
+    selection.sort();
+    q.selection = selection.join("&");
     Ok(q)
 }
 

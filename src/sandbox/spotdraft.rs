@@ -202,15 +202,15 @@ async fn list_contracts(State(s): State<AppState>, RawQuery(raw): RawQuery) -> R
     let (total, results) = {
         let mut st = s.store.lock();
         st.counters.list_requests += 1;
-        let mut total = 0u64;
-        let mut results = Vec::new();
-        for c in st.ordered().filter(|c| query.matches(c)) {
-            if (start..end).contains(&total) {
-                results.push(api_contract(c));
-            }
-            total += 1;
-        }
-        (total, results)
+        let ids = st.listing(&query.selection, |c| query.matches(c));
+        let len = ids.len();
+        let page = &ids[(start as usize).min(len)..(end as usize).min(len)];
+        let results: Vec<Value> = page
+            .iter()
+            .filter_map(|id| st.contract(id))
+            .map(api_contract)
+            .collect();
+        (ids.len() as u64, results)
     };
     let body = json!({"page": query.page, "limit": query.limit, "total_results": total, "results": results});
     let mut bytes = serde_json::to_vec(&body).unwrap_or_default();

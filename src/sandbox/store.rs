@@ -117,7 +117,16 @@ pub(crate) struct State {
     pub mutations: Vec<Mutation>,
     pub counters: Counters,
     pub links: HashMap<String, SignedLink>,
+    /// Bumped by every change to the set or the order of contracts.
+    version: u64,
+    /// Ids of the contracts a list selection matches, in list order, and the
+    /// `version` they were computed at: the pages of one listing are slices
+    /// of it, so a page costs the same in a workspace of any size.
+    listings: HashMap<String, (u64, Arc<Vec<String>>)>,
 }
+
+/// Listings kept at most (each walk window is one).
+const LISTINGS_KEPT: usize = 32;
 
 /// Current time as the API writes it (ISO 8601 UTC, milliseconds).
 pub fn now_iso() -> String {
@@ -159,6 +168,7 @@ impl State {
         if let Some(old) = self.contracts.remove(&id) {
             self.order.remove(&order_key(&old));
         }
+        self.version += 1;
         self.order.insert(order_key(&c));
         self.contracts.insert(id, c);
     }
@@ -166,6 +176,7 @@ impl State {
     /// Removes a contract by composite id.
     pub fn remove_contract(&mut self, id: &str) -> Option<FixtureContract> {
         let old = self.contracts.remove(id)?;
+        self.version += 1;
         self.order.remove(&order_key(&old));
         Some(old)
     }
@@ -188,6 +199,36 @@ impl State {
             .filter(|k| ContractId::new(k.as_str()).number() == Some(n));
         let first = hits.next()?;
         hits.next().is_none().then(|| first.clone())
+    }
+
+    /// Ids of the contracts that `selection` (a list query without its page)
+    /// matches, in list order: computed once per selection and change of the
+    /// contracts, then reused by every page.
+    pub fn listing(
+        &mut self,
+        selection: &str,
+        matches: impl Fn(&FixtureContract) -> bool,
+    ) -> Arc<Vec<String>> {
+        if let Some((version, ids)) = self.listings.get(selection) {
+            if *version == self.version {
+                return ids.clone();
+            }
+        }
+        let ids: Arc<Vec<String>> = Arc::new(
+            self.ordered()
+                .filter(|c| matches(c))
+                .map(|c| c.contract.id.composite().to_string())
+                .collect(),
+        );
+        if self.listings.len() >= LISTINGS_KEPT {
+            self.listings.retain(|_, (v, _)| *v == self.version);
+            if self.listings.len() >= LISTINGS_KEPT {
+                self.listings.clear();
+            }
+        }
+        self.listings
+            .insert(selection.to_string(), (self.version, ids.clone()));
+        ids
     }
 
     /// Contracts in list order.
@@ -344,6 +385,36 @@ mod tests {
             key_pointers: vec![],
             document: None,
         }
+    }
+
+    #[test]
+    fn a_listing_is_reused_by_its_pages_and_recomputed_after_a_change() {
+        let mut s = State::default();
+        for i in 1..=5 {
+            s.put_contract(contract(
+                &format!("T-{i}"),
+                &format!("2026-01-0{i}T00:00:00Z"),
+            ));
+        }
+        let calls = std::cell::Cell::new(0);
+        let odd = |c: &FixtureContract| {
+            calls.set(calls.get() + 1);
+            c.contract.id.number().unwrap_or(0) % 2 == 1
+        };
+        let first = s.listing("filter__x=1", odd);
+        assert_eq!(*first, ["T-5", "T-3", "T-1"]);
+        let again = s.listing("filter__x=1", odd);
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(
+            calls.get(),
+            5,
+            "the second page filtered the contracts again"
+        );
+        assert!(s.touch_contract("T-1"));
+        assert_eq!(*s.listing("filter__x=1", odd), ["T-1", "T-5", "T-3"]);
+        s.remove_contract("T-5");
+        assert_eq!(*s.listing("filter__x=1", odd), ["T-1", "T-3"]);
+        assert_eq!(*s.listing("other", |_| true), ["T-1", "T-4", "T-3", "T-2"]);
     }
 
     #[test]
