@@ -14,4 +14,6 @@ pub mod services;
 pub mod webhooks;
 
 #[cfg(test)]
+mod http_tests;
+#[cfg(test)]
 mod tests;

@@ -114,7 +114,10 @@ async fn deliver(
             "bad or missing X-SD-WEBHOOK-CONTENT-HASH",
         );
     }
-    let delivery: Delivery = match serde_json::from_slice(&body) {
+    // An object: serde would also read a struct from an array.
+    let parsed = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+        .and_then(|object| serde_json::from_value::<Delivery>(object.into()));
+    let delivery = match parsed {
         Ok(d) => d,
         Err(e) => {
             count("malformed");

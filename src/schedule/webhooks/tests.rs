@@ -1,1 +1,387 @@
+//! The webhook endpoint over a real socket, and the consumer's queue
+//! semantics with a recording run step and short real durations.
 
+use super::consumer::{batch, Consumer, ConsumerTiming, TargetedRuns};
+use super::queue::WebhookQueue;
+use super::server::{router, Endpoint, WebhookState};
+use super::signature::{WebhookKey, SIGNATURE_HEADER};
+use super::Delivery;
+use crate::job::{load_job, Job};
+use crate::runner::{TargetHint, TargetSet};
+use crate::schedule::claims::RunClaims;
+use crate::schedule::metrics::Metrics;
+use crate::test_store::FaultyStore;
+use futures::future::BoxFuture;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// SpotDraft's example key (openapi.yml, `WebhookSecretKeyResponse`), base64.
+const KEY_B64: &str =
+    "zJDCvFUXhByUkPcQIzf+dt2W7bqm6x6Fb2o/gLhfUgXyPqvPcrZ6P9yYtoUrI4dErHzq2t+4gjZ4zH2btdpoSA==";
+const BODY: &str = r#"{"activity":"CONTRACT_EXECUTED","contract_id":1072}"#;
+/// `BODY`'s signature with `KEY_B64`, computed apart from this code
+/// (Python: `hmac.new(base64.b64decode(key), body, hashlib.sha512).hexdigest()`).
+const BODY_SIGNATURE: &str = "16fd2859e9dbf8281a64c6dbdf2d541300b69d46920bf17dad1db6d38b7765fcc600ec212d5559094c61b85b27fad13732163f7735af91ca32610d5ef5860c26";
+
+fn key() -> WebhookKey {
+    WebhookKey::from_base64(KEY_B64).unwrap()
+}
+
+struct Hook {
+    url: String,
+    queue: WebhookQueue,
+    wake: Arc<Notify>,
+    state: WebhookState,
+}
+
+/// The endpoint of job `acme` on a loopback port, queueing into `store`.
+async fn hook(store: Arc<dyn ObjectStore>, max_body_bytes: usize) -> Hook {
+    let queue = WebhookQueue::new(store, &Path::from("out"), "acme");
+    let wake = Arc::new(Notify::new());
+    let endpoint = Endpoint {
+        key: key(),
+        max_body_bytes,
+        queue: queue.clone(),
+        wake: wake.clone(),
+    };
+    let state = WebhookState::new(
+        BTreeMap::from([("acme".to_string(), endpoint)]),
+        Arc::new(Metrics::new()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Hook {
+        url: format!("http://{addr}/webhooks/spotdraft/acme"),
+        queue,
+        wake,
+        state,
+    }
+}
+
+async fn post(url: &str, body: &str, signature: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(sig) = signature {
+        req = req.header(SIGNATURE_HEADER, sig);
+    }
+    req.send().await.unwrap()
+}
+
+async fn signed(url: &str, body: &str) -> reqwest::Response {
+    post(url, body, Some(&key().sign(body.as_bytes()))).await
+}
+
+#[test]
+fn signature_is_hex_hmac_sha512_of_the_body_with_the_decoded_key() {
+    assert_eq!(key().sign(BODY.as_bytes()), BODY_SIGNATURE);
+    assert!(key().verify(BODY.as_bytes(), BODY_SIGNATURE));
+    assert!(key().verify(BODY.as_bytes(), &BODY_SIGNATURE.to_uppercase()));
+    assert!(!key().verify(b"{}", BODY_SIGNATURE));
+    assert!(!key().verify(BODY.as_bytes(), "not hex"));
+    assert!(WebhookKey::from_base64("not base64!").is_err());
+    // The key used as its base64 text instead of decoded: another signature.
+    let undecoded = WebhookKey::from_bytes(KEY_B64.as_bytes());
+    assert_ne!(undecoded.sign(BODY.as_bytes()), BODY_SIGNATURE);
+}
+
+#[tokio::test]
+async fn a_signed_delivery_is_queued_before_the_answer() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    let resp = post(&h.url, BODY, Some(BODY_SIGNATURE)).await;
+    assert_eq!(resp.status(), 202);
+    // Queued by the time the answer arrives.
+    let pending = h.queue.pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].entry.contract_id, 1072);
+    assert_eq!(
+        pending[0].entry.activity.as_deref(),
+        Some("CONTRACT_EXECUTED")
+    );
+    assert!(pending[0]
+        .path
+        .as_ref()
+        .starts_with("out/_webhooks/acme/queue/1072-"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["duplicate"], false);
+}
+
+#[tokio::test]
+async fn bad_or_missing_signatures_are_refused_and_nothing_is_queued() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    let other = WebhookKey::from_bytes(b"another key".to_vec()).sign(BODY.as_bytes());
+    let undecoded = WebhookKey::from_bytes(KEY_B64.as_bytes()).sign(BODY.as_bytes());
+    let tampered = BODY.replace("1072", "1073");
+    for (body, sig) in [
+        (BODY, Some(other.as_str())),
+        (BODY, Some(undecoded.as_str())),
+        (BODY, None),
+        (BODY, Some("")),
+        (BODY, Some("zz-not-hex")),
+        (tampered.as_str(), Some(BODY_SIGNATURE)),
+    ] {
+        let resp = post(&h.url, body, sig).await;
+        assert_eq!(resp.status(), 401, "signature {sig:?}");
+    }
+    assert!(h.queue.pending().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_is_accepted_and_queued_once() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    let first = signed(&h.url, BODY).await;
+    let again = signed(&h.url, BODY).await;
+    assert_eq!(
+        (first.status().as_u16(), again.status().as_u16()),
+        (202, 202)
+    );
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(again["duplicate"], true);
+    let pending = h.queue.pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let (targets, covered) = batch(&pending, 100);
+    assert_eq!(
+        targets.contracts,
+        BTreeMap::from([(1072, TargetHint::Changed)])
+    );
+    assert_eq!(covered.len(), 1);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_whether_its_length_is_declared_or_not() {
+    let h = hook(Arc::new(InMemory::new()), 64).await;
+    let big = format!(
+        r#"{{"contract_id":1,"contract_title":"{}"}}"#,
+        "x".repeat(200)
+    );
+    let resp = signed(&h.url, &big).await;
+    assert_eq!(resp.status(), 413);
+    // Chunked: no Content-Length, refused once read past the limit.
+    let chunks: Vec<Result<String, std::io::Error>> =
+        vec![Ok(big[..50].into()), Ok(big[50..].into())];
+    let resp = reqwest::Client::new()
+        .post(&h.url)
+        .header(SIGNATURE_HEADER, key().sign(big.as_bytes()))
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(h.queue.pending().await.unwrap().is_empty());
+    // A body within the limit passes.
+    assert_eq!(signed(&h.url, r#"{"contract_id":1}"#).await.status(), 202);
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_and_unknown_jobs_a_404() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    for body in [
+        "{not json",
+        r#"{"activity":"CONTRACT_EXECUTED"}"#,
+        r#"{"contract_id":"T-1072"}"#,
+        r#"[1072]"#,
+    ] {
+        assert_eq!(signed(&h.url, body).await.status(), 400, "{body}");
+    }
+    assert!(h.queue.pending().await.unwrap().is_empty());
+    let other = h.url.replace("/acme", "/nobody");
+    assert_eq!(signed(&other, BODY).await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_delivery_the_store_cannot_queue_is_a_5xx() {
+    let store = FaultyStore::in_memory();
+    let h = hook(store.clone(), 1024).await;
+    store.fail_writes(true);
+    let resp = signed(&h.url, BODY).await;
+    assert_eq!(resp.status(), 500);
+    store.fail_writes(false);
+    assert!(h.queue.pending().await.unwrap().is_empty());
+    // SpotDraft's next delivery of it is queued.
+    assert_eq!(signed(&h.url, BODY).await.status(), 202);
+    assert_eq!(h.queue.pending().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stopping_daemon_answers_503() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    h.state.stop_accepting();
+    assert_eq!(signed(&h.url, BODY).await.status(), 503);
+    assert!(h.queue.pending().await.unwrap().is_empty());
+}
+
+/// Records each targeted run; fails them while `fail` is set.
+#[derive(Default)]
+struct Recording {
+    calls: Mutex<Vec<TargetSet>>,
+    fail: AtomicBool,
+}
+
+impl TargetedRuns for Arc<Recording> {
+    fn run(&self, _job: Job, targets: TargetSet) -> BoxFuture<'static, anyhow::Result<()>> {
+        let this = self.clone();
+        Box::pin(async move {
+            this.calls.lock().unwrap().push(targets);
+            if this.fail.load(Ordering::SeqCst) {
+                anyhow::bail!("the targeted run failed");
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Recording {
+    fn calls(&self) -> Vec<TargetSet> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+fn demo_job() -> Job {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    load_job(&root.join("jobs/demo.toml")).unwrap()
+}
+
+fn timing() -> ConsumerTiming {
+    ConsumerTiming {
+        debounce: Duration::from_millis(300),
+        max_wait: Duration::from_secs(3),
+        max_contracts: 100,
+        retry_initial: Duration::from_millis(100),
+        retry_max: Duration::from_millis(400),
+        claim_poll: Duration::from_millis(20),
+    }
+}
+
+/// Starts a consumer of `h`'s queue; the sender stops it.
+fn consume(h: &Hook, runs: &Arc<Recording>, claims: &RunClaims) -> watch::Sender<bool> {
+    let (stop, stop_rx) = watch::channel(false);
+    let consumer = Consumer {
+        job: demo_job(),
+        queue: h.queue.clone(),
+        wake: h.wake.clone(),
+        runs: Arc::new(runs.clone()),
+        claims: claims.clone(),
+        timing: timing(),
+    };
+    tokio::spawn(consumer.run(stop_rx));
+    stop
+}
+
+/// Waits (up to 10 s) until `done` holds.
+async fn until(mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met within 10 s");
+}
+
+#[tokio::test]
+async fn deliveries_in_a_burst_make_one_targeted_run() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    let runs = Arc::new(Recording::default());
+    let _stop = consume(&h, &runs, &RunClaims::default());
+    for body in [
+        r#"{"activity":"CONTRACT_EXECUTED","contract_id":1}"#,
+        r#"{"activity":"CONTRACT_KEY_POINTER_UPDATION","contract_id":2}"#,
+        r#"{"activity":"CONTRACT_DELETED","contract_id":1}"#,
+        r#"{"activity":"CONTRACT_SIGNED","contract_id":3}"#,
+    ] {
+        assert_eq!(signed(&h.url, body).await.status(), 202);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until(|| !runs.calls().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let calls = runs.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0].contracts,
+        BTreeMap::from([
+            (1, TargetHint::Deleted),
+            (2, TargetHint::MetadataStale),
+            (3, TargetHint::Changed),
+        ])
+    );
+    assert!(h.queue.pending().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_targeted_run_keeps_its_entries_for_the_next_try() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    let runs = Arc::new(Recording::default());
+    runs.fail.store(true, Ordering::SeqCst);
+    let _stop = consume(&h, &runs, &RunClaims::default());
+    assert_eq!(signed(&h.url, BODY).await.status(), 202);
+    until(|| !runs.calls().is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.queue.pending().await.unwrap().len(), 1);
+    runs.fail.store(false, Ordering::SeqCst);
+    until(|| runs.calls().len() >= 2).await;
+    let queue = h.queue.clone();
+    for _ in 0..100 {
+        if queue.pending().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(queue.pending().await.unwrap().is_empty());
+    assert!(runs.calls().iter().all(|t| t.contracts.keys().eq([&1072])));
+}
+
+#[tokio::test]
+async fn entries_queued_before_a_restart_are_run_and_runs_never_overlap_the_job() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    let delivery: Delivery = serde_json::from_str(BODY).unwrap();
+    h.queue.enqueue(&delivery, BODY.as_bytes()).await.unwrap();
+    let claims = RunClaims::default();
+    // A scheduled run of the job is going.
+    let scheduled = claims.try_claim("demo").unwrap();
+    let runs = Arc::new(Recording::default());
+    let _stop = consume(&h, &runs, &claims);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(runs.calls().is_empty(), "ran over the job's scheduled run");
+    drop(scheduled);
+    until(|| runs.calls().len() == 1).await;
+    assert_eq!(
+        runs.calls()[0].contracts,
+        BTreeMap::from([(1072, TargetHint::Changed)])
+    );
+}
+
+#[tokio::test]
+async fn a_batch_takes_at_most_max_contracts_and_the_rest_run_next() {
+    let queue = WebhookQueue::new(Arc::new(InMemory::new()), &Path::from("out"), "acme");
+    for id in 1..=5 {
+        let body = format!(r#"{{"contract_id":{id}}}"#);
+        let d: Delivery = serde_json::from_str(&body).unwrap();
+        queue.enqueue(&d, body.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let pending = queue.pending().await.unwrap();
+    let (targets, covered) = batch(&pending, 2);
+    assert_eq!(
+        targets.contracts.keys().copied().collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(covered.len(), 2);
+    queue.remove(&covered).await.unwrap();
+    let left: Vec<i64> = queue
+        .pending()
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.entry.contract_id)
+        .collect();
+    assert_eq!(left, [3, 4, 5]);
+}
