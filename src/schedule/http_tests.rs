@@ -252,3 +252,105 @@ async fn runs_lists_recent_runs_of_a_job_or_of_all() {
     );
     assert_eq!(get("?job=nobody").await.status(), 404);
 }
+
+/// A free loopback port (bound, then released).
+fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_health_metrics_and_webhooks_on_one_address() {
+    use crate::sandbox::{Dataset, Sandbox, SandboxConfig};
+    use crate::schedule::driver::{self, DaemonConfig};
+    use crate::schedule::webhooks::signature::{WebhookKey, SIGNATURE_HEADER};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The key the embedded sandbox signs with, read from a sandbox of our own
+    // (the daemon fetches it from its job's sandbox over the API).
+    let sandbox = Sandbox::start(
+        SandboxConfig::default(),
+        Dataset::load(&root.join("fixtures/demo")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let key = WebhookKey::from_bytes(sandbox.webhook_hmac_key());
+    sandbox.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    let text = std::fs::read_to_string(root.join("jobs/demo.toml"))
+        .unwrap()
+        .replace("\"../fixtures/", &format!("\"{}/fixtures/", root.display()))
+        .replace("\"../out/", &format!("\"{}/out/", dir.path().display()))
+        .replace("0 30 2 * * *", "0 0 3 1 1 *")
+        + "\n[webhooks]\ndebounce_secs = 0\nmax_wait_secs = 1\n";
+    std::fs::write(jobs.join("demo.toml"), text).unwrap();
+    let addr = free_addr();
+    let config = DaemonConfig {
+        jobs_dir: jobs,
+        max_concurrent_jobs: 1,
+        grace: Duration::from_secs(5),
+        http: Some(addr),
+        webhooks: Some(addr),
+    };
+    let (_reload_tx, reload) = tokio::sync::mpsc::channel(1);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(driver::run(config, reload, async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let mut health = None;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            health = Some(r.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = health.expect("the daemon answers /healthz");
+    assert_eq!(health["jobs_loaded"], 1, "{health}");
+
+    let body = r#"{"activity":"CONTRACT_EXECUTED","contract_id":1072}"#;
+    let resp = client
+        .post(format!("{base}/webhooks/spotdraft/demo"))
+        .header(SIGNATURE_HEADER, key.sign(body.as_bytes()))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let queue = dir.path().join("out/demo/_webhooks/demo/queue");
+    assert_eq!(std::fs::read_dir(&queue).unwrap().count(), 1);
+
+    // The consumer's targeted run is counted, whatever its outcome.
+    let mut counted = false;
+    for _ in 0..200 {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("contract_recon_runs_total{job=\"demo\",kind=\"targeted\"")
+            && text.contains(
+                "contract_recon_webhook_deliveries_total{job=\"demo\",outcome=\"queued\"} 1",
+            )
+        {
+            counted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(counted, "no targeted run in /metrics");
+    stop_tx.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("the daemon stops within its grace")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stopped.dropped, 0);
+}
