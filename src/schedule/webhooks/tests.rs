@@ -42,10 +42,18 @@ struct Hook {
 
 /// The endpoint of job `acme` on a loopback port, queueing into `store`.
 async fn hook(store: Arc<dyn ObjectStore>, max_body_bytes: usize) -> Hook {
+    hook_with_key(store, max_body_bytes, key()).await
+}
+
+async fn hook_with_key(
+    store: Arc<dyn ObjectStore>,
+    max_body_bytes: usize,
+    key: WebhookKey,
+) -> Hook {
     let queue = WebhookQueue::new(store, &Path::from("out"), "acme");
     let wake = Arc::new(Notify::new());
     let endpoint = Endpoint {
-        key: key(),
+        key,
         max_body_bytes,
         queue: queue.clone(),
         wake: wake.clone(),
@@ -384,4 +392,62 @@ async fn a_batch_takes_at_most_max_contracts_and_the_rest_run_next() {
         .map(|q| q.entry.contract_id)
         .collect();
     assert_eq!(left, [3, 4, 5]);
+}
+
+#[tokio::test]
+async fn the_sandbox_delivers_webhooks_the_endpoint_accepts() {
+    use crate::sandbox::{Dataset, Sandbox, SandboxConfig};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sandbox = Sandbox::start(
+        SandboxConfig::default(),
+        Dataset::load(&root.join("fixtures/demo")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    // The key as the daemon gets it: from the API, base64.
+    let served: serde_json::Value = client
+        .get(format!(
+            "{}v2.1/public/webhooks/hmac_key/",
+            sandbox.spotdraft_base_url()
+        ))
+        .header("client-id", &sandbox.credentials().client_id)
+        .header("client-secret", &sandbox.credentials().client_secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = WebhookKey::from_base64(served["hmac_key"].as_str().unwrap()).unwrap();
+    let h = hook_with_key(Arc::new(InMemory::new()), 4096, key).await;
+    let send = format!("http://{}/_sandbox/webhooks/send", sandbox.local_addr());
+    let resp: serde_json::Value = client
+        .post(&send)
+        .json(
+            &serde_json::json!({"url": h.url, "contract_id": 1072, "activity": "CONTRACT_DELETED"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["status"], 202, "{resp}");
+    let pending = h.queue.pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].entry.hint(), TargetHint::Deleted);
+    // An endpoint with another key refuses the sandbox's deliveries.
+    let other = hook(Arc::new(InMemory::new()), 4096).await;
+    let resp: serde_json::Value = client
+        .post(&send)
+        .json(&serde_json::json!({"url": other.url, "body": {"contract_id": 1}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["status"], 401, "{resp}");
+    sandbox.shutdown().await;
 }
