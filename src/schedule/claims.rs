@@ -29,6 +29,11 @@ impl RunClaims {
         })
     }
 
+    /// Runs going (claims held).
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
     /// True while a run of `job` is going.
     pub fn is_claimed(&self, job: &str) -> bool {
         self.lock().contains(job)

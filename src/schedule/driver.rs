@@ -104,7 +104,9 @@ impl Launcher for RunJobs {
 
     fn heartbeat(&self, now: DateTime<Utc>, scheduler: &Scheduler) {
         if let Some(status) = &self.status {
-            status.heartbeat(now, scheduler.loaded().cloned(), scheduler.running());
+            // Targeted runs hold a claim without the scheduler knowing of them.
+            let running = scheduler.running().max(self.claims.count());
+            status.heartbeat(now, scheduler.loaded().cloned(), running);
         }
     }
 }

@@ -227,11 +227,12 @@ async fn a_stopping_daemon_answers_503() {
     assert!(h.queue.pending().await.unwrap().is_empty());
 }
 
-/// Records each targeted run; fails them while `fail` is set.
+/// Records each targeted run; fails them while `fail` is set; each takes `takes`.
 #[derive(Default)]
 struct Recording {
     calls: Mutex<Vec<TargetSet>>,
     fail: AtomicBool,
+    takes: Duration,
 }
 
 impl TargetedRuns for Arc<Recording> {
@@ -239,6 +240,7 @@ impl TargetedRuns for Arc<Recording> {
         let this = self.clone();
         Box::pin(async move {
             this.calls.lock().unwrap().push(targets);
+            tokio::time::sleep(this.takes).await;
             if this.fail.load(Ordering::SeqCst) {
                 anyhow::bail!("the targeted run failed");
             }
@@ -271,6 +273,14 @@ fn timing() -> ConsumerTiming {
 
 /// Starts a consumer of `h`'s queue; the sender stops it.
 fn consume(h: &Hook, runs: &Arc<Recording>, claims: &RunClaims) -> watch::Sender<bool> {
+    consume_joined(h, runs, claims).0
+}
+
+fn consume_joined(
+    h: &Hook,
+    runs: &Arc<Recording>,
+    claims: &RunClaims,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let (stop, stop_rx) = watch::channel(false);
     let consumer = Consumer {
         job: demo_job(),
@@ -280,8 +290,7 @@ fn consume(h: &Hook, runs: &Arc<Recording>, claims: &RunClaims) -> watch::Sender
         claims: claims.clone(),
         timing: timing(),
     };
-    tokio::spawn(consumer.run(stop_rx));
-    stop
+    (stop, tokio::spawn(consumer.run(stop_rx)))
 }
 
 /// Waits (up to 10 s) until `done` holds.
@@ -450,4 +459,38 @@ async fn the_sandbox_delivers_webhooks_the_endpoint_accepts() {
         .unwrap();
     assert_eq!(resp["status"], 401, "{resp}");
     sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stop_lets_the_going_targeted_run_finish_and_starts_no_other() {
+    let h = hook(Arc::new(InMemory::new()), 1024).await;
+    let runs = Arc::new(Recording {
+        takes: Duration::from_millis(500),
+        ..Recording::default()
+    });
+    let (stop, consumer) = consume_joined(&h, &runs, &RunClaims::default());
+    assert_eq!(signed(&h.url, BODY).await.status(), 202);
+    until(|| runs.calls().len() == 1).await;
+    stop.send(true).unwrap();
+    // Queued after the stop: not run.
+    let later = r#"{"activity":"CONTRACT_SIGNED","contract_id":7}"#;
+    assert_eq!(signed(&h.url, later).await.status(), 202);
+    tokio::time::timeout(Duration::from_secs(3), consumer)
+        .await
+        .expect("the consumer ends once its run finished")
+        .unwrap();
+    assert_eq!(runs.calls().len(), 1);
+    let left: Vec<i64> = h
+        .queue
+        .pending()
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.entry.contract_id)
+        .collect();
+    assert_eq!(
+        left,
+        [7],
+        "the finished run's entries are removed, the new one stays"
+    );
 }
