@@ -256,6 +256,15 @@ pub async fn run(
         tracing::info!(job = %name, next = ?scheduler.next_firing(&name), "scheduled");
     }
 
+    // The endpoints first: an address that cannot be bound stops the daemon here.
+    let launcher = RunJobs {
+        metrics: Arc::new(Metrics::new()),
+        status: Some(Arc::new(DaemonStatus::new(Duration::from_secs(30)))),
+        claims: RunClaims::default(),
+    };
+    launcher.heartbeat(Utc::now(), &scheduler);
+    let services = Services::start(&config, &scheduler, &launcher).await?;
+
     // The heartbeat: one repeated job, every second.
     let (tick_tx, ticks) = mpsc::channel(4);
     let mut heartbeat = tokio_cron_scheduler::JobScheduler::new().await?;
@@ -272,13 +281,6 @@ pub async fn run(
         )?)
         .await?;
     heartbeat.start().await?;
-    let launcher = RunJobs {
-        metrics: Arc::new(Metrics::new()),
-        status: Some(Arc::new(DaemonStatus::new(Duration::from_secs(30)))),
-        claims: RunClaims::default(),
-    };
-    launcher.heartbeat(Utc::now(), &scheduler);
-    let services = Services::start(&config, &scheduler, &launcher).await?;
     let stopping = services.clone();
     let shutdown = async move {
         shutdown.await;
