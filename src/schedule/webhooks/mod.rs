@@ -14,6 +14,8 @@ pub mod server;
 pub mod signature;
 
 #[cfg(test)]
+mod consumer_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::runner::TargetHint;
