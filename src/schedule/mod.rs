@@ -16,4 +16,6 @@ pub mod webhooks;
 #[cfg(test)]
 mod http_tests;
 #[cfg(test)]
+mod launcher_tests;
+#[cfg(test)]
 mod tests;
