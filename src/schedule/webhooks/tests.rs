@@ -278,3 +278,22 @@ async fn the_sandbox_delivers_webhooks_the_endpoint_accepts() {
     assert_eq!(resp["status"], 401, "{resp}");
     sandbox.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_queue_deduplicates_and_removes_on_a_local_file_system_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let queue = WebhookQueue::new(store, &Path::from("out"), "acme");
+    assert!(queue.pending().await.unwrap().is_empty(), "no folder yet");
+    let delivery: super::Delivery = serde_json::from_str(BODY).unwrap();
+    use super::queue::Enqueued;
+    let first = queue.enqueue(&delivery, BODY.as_bytes()).await.unwrap();
+    let again = queue.enqueue(&delivery, BODY.as_bytes()).await.unwrap();
+    assert_eq!((first, again), (Enqueued::New, Enqueued::Duplicate));
+    let pending = queue.pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(dir.path().join(pending[0].path.as_ref()).is_file());
+    queue.remove(&[pending[0].path.clone()]).await.unwrap();
+    assert!(queue.pending().await.unwrap().is_empty());
+}
