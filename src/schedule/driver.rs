@@ -5,6 +5,9 @@
 //! tokio-cron-scheduler only provides the heartbeat: its own cron jobs keep
 //! the UTC offset they were created with across a DST change, so the firing
 //! instants come from [`super::calendar`] instead.
+//!
+//! Beside the loop, [`super::services`] serves the HTTP endpoints and the
+//! webhooks, and drains the webhook queues; they stop with it.
 
 use super::claims::RunClaims;
 use super::daemon::{load_jobs_dir, Decision, Scheduler, SkipReason};
