@@ -60,6 +60,16 @@ enum Command {
         /// Seconds running runs get to finish after SIGTERM or SIGINT.
         #[arg(long, default_value_t = 60)]
         grace_secs: u64,
+        /// Serve `GET /healthz`, `/metrics` (Prometheus) and `/runs` on this
+        /// address (`--http` alone: 127.0.0.1:9464). A non-loopback address
+        /// is only used when given.
+        #[arg(long, num_args = 0..=1, default_missing_value = contract_recon::schedule::http::DEFAULT_HTTP_ADDR)]
+        http: Option<SocketAddr>,
+        /// Take SpotDraft's webhooks (`POST /webhooks/spotdraft/<job>`) for the
+        /// jobs with a `[webhooks]` section on this address (`--webhooks`
+        /// alone: 127.0.0.1:9465); the same address as `--http` shares its listener.
+        #[arg(long, num_args = 0..=1, default_missing_value = contract_recon::schedule::http::DEFAULT_WEBHOOKS_ADDR)]
+        webhooks: Option<SocketAddr>,
     },
     /// List a job's runs, newest first: start, duration, outcome, exit code,
     /// drift counts, and the report folder or the error.
@@ -214,11 +224,15 @@ async fn dispatch(command: Command) -> ExitCode {
             jobs,
             max_concurrent,
             grace_secs,
+            http,
+            webhooks,
         } => {
             commands::schedule(contract_recon::schedule::driver::DaemonConfig {
                 jobs_dir: jobs,
                 max_concurrent_jobs: max_concurrent,
                 grace: std::time::Duration::from_secs(grace_secs),
+                http,
+                webhooks,
             })
             .await
         }

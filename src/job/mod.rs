@@ -37,6 +37,40 @@ pub struct Job {
     pub report: ReportSettings,
     /// Corrections: planned, and applied when asked.
     pub apply: ApplySettings,
+    /// `[webhooks]`: SpotDraft webhook deliveries turned into targeted runs
+    /// (by `contract-recon schedule --webhooks`); `None` without the section.
+    pub webhooks: Option<WebhookSettings>,
+}
+
+/// `[webhooks]`: how the daemon takes SpotDraft's webhook deliveries for the job.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Where the HMAC key comes from.
+    pub hmac_key: WebhookKeySource,
+    /// Larger bodies are refused (413) before being read whole.
+    pub max_body_bytes: usize,
+    /// A targeted run starts this long after the last delivery...
+    pub debounce: Duration,
+    /// ...but no later than this after the first one waiting.
+    pub max_wait: Duration,
+    /// Contracts per targeted run at most (the rest wait for the next one).
+    pub max_contracts_per_run: usize,
+}
+
+/// Where the webhook HMAC key comes from.
+#[derive(Debug, Clone)]
+pub enum WebhookKeySource {
+    /// An environment variable, base64 as SpotDraft gives it (checked to
+    /// decode when the job file was validated).
+    Env {
+        /// The variable's name.
+        var: String,
+        /// Its value, base64.
+        key: Secret,
+    },
+    /// Fetched once from SpotDraft's `GET v2.1/public/webhooks/hmac_key/`
+    /// when the daemon starts.
+    Fetch,
 }
 
 /// `[report]`: how drift is followed from run to run.

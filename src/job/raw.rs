@@ -34,6 +34,9 @@ pub struct RawJobFile {
     pub apply: Option<RawApply>,
     /// `[report]`: how drift is followed from run to run.
     pub report: Option<RawReport>,
+    /// `[webhooks]`: SpotDraft webhook deliveries reconciled in small targeted
+    /// runs (by `contract-recon schedule --webhooks`).
+    pub webhooks: Option<RawWebhooks>,
 }
 
 /// `[job]`
@@ -306,4 +309,26 @@ pub struct RawRestSink {
 pub struct RawFilesSink {
     /// Folder or object store URL the import files go to (`{url}/<job>/<run_id>/batch-0001.csv`).
     pub url: String,
+}
+
+/// `[webhooks]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhooks {
+    /// Environment variable holding the webhook HMAC key, base64-encoded as
+    /// SpotDraft's `GET v2.1/public/webhooks/hmac_key/` gives it. Default: the
+    /// daemon fetches the key from that endpoint once, at startup.
+    pub hmac_key_env: Option<String>,
+    /// Webhook bodies larger than this are refused with 413, 1 to 16777216
+    /// (default 262144, 256 KiB).
+    pub max_body_bytes: Option<u64>,
+    /// A targeted run starts this many seconds after the last delivery, so a
+    /// burst of deliveries makes one run (default 10).
+    pub debounce_secs: Option<u64>,
+    /// ...and at most this many seconds after the first delivery waiting,
+    /// however long the burst goes on; at least `debounce_secs` (default 120).
+    pub max_wait_secs: Option<u64>,
+    /// Contracts per targeted run at most, 1 to 1000; the others wait for the
+    /// next run (default 100).
+    pub max_contracts_per_run: Option<usize>,
 }

@@ -229,6 +229,7 @@ impl Validator {
             env,
         );
         let report = self.report(raw.report.as_ref());
+        let webhooks = self.webhooks(raw.webhooks.as_ref(), env);
         let mut fetch = fetch?;
         let reconcile = reconcile?;
         for source in reconcile
@@ -254,6 +255,7 @@ impl Validator {
             output: output?,
             report: report?,
             apply: apply?,
+            webhooks: webhooks?,
         })
     }
 
@@ -888,6 +890,7 @@ fn is_loopback(u: &url::Url) -> bool {
 }
 
 mod apply;
+mod webhooks;
 pub use apply::default_owner;
 
 #[cfg(test)]

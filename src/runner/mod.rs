@@ -16,7 +16,7 @@ mod steps;
 mod targeted;
 
 pub use apply_plan::{apply_plan, AppliedPlan, ApplyPlanRequest};
-pub use online::check_online;
+pub use online::{check_online, fetch_webhook_key};
 pub use outcome::{render_apply, RunOutcome};
 pub use targeted::{run_targeted, TargetHint, TargetSet};
 

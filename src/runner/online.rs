@@ -22,6 +22,22 @@ pub async fn check_online(job: &Job) -> anyhow::Result<Vec<(String, String)>> {
     Ok(problems)
 }
 
+/// The job's webhook HMAC key as its SpotDraft workspace gives it
+/// (`GET v2.1/public/webhooks/hmac_key/`, base64), fetched once by the daemon
+/// for a `[webhooks]` section without `hmac_key_env`.
+pub async fn fetch_webhook_key(job: &Job) -> anyhow::Result<crate::secret::Secret> {
+    let (sandbox, settings) = ingest_settings(job).await?;
+    let client = settings.client().context("spotdraft.base_url")?;
+    let key = client
+        .webhook_hmac_key()
+        .await
+        .with_context(|| format!("job {}: fetching the webhook HMAC key", job.name));
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    key
+}
+
 async fn online_problems(job: &Job, client: &SpotDraftClient) -> Vec<(String, String)> {
     let query = crate::spotdraft::client::ListQuery {
         page: 1,

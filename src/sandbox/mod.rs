@@ -3,7 +3,8 @@
 //! [`Sandbox::start`] serves a [`Dataset`] on one port: SpotDraft's v2.1 API
 //! under `/api/` ([`spotdraft`]), the ERP REST API under `/erp/` ([`erp`]) and
 //! admin endpoints under `/_sandbox/` (`GET/PUT /_sandbox/faults` with the
-//! [`FaultsConfig`] JSON, `GET /_sandbox/stats`, and the signed download links).
+//! [`FaultsConfig`] JSON, `GET /_sandbox/stats`, the signed download links, and
+//! `POST /_sandbox/webhooks/send`, which delivers a signed webhook: [`webhooks`]).
 
 pub mod dataset;
 mod demo_change;
@@ -18,6 +19,7 @@ mod mutations;
 pub mod server;
 pub mod spotdraft;
 pub mod store;
+pub mod webhooks;
 
 pub use demo_change::{demo_change, DEMO_CHANGE_CONTRACT};
 pub use faults::{ErpFaults, FaultsConfig, FaultsHandle, HttpFaults, PageShift, SpotDraftFaults};

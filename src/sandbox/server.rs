@@ -287,7 +287,11 @@ fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/stats", get(get_stats))
-        .route("/_sandbox/signed/{token}", get(get_signed));
+        .route("/_sandbox/signed/{token}", get(get_signed))
+        .route(
+            "/_sandbox/webhooks/send",
+            axum::routing::post(super::webhooks::send_webhook),
+        );
     Router::new()
         .merge(spotdraft::router(state.clone()))
         .merge(erp::router(state.clone()))

@@ -189,6 +189,11 @@ impl Scheduler {
         self.entries.keys().cloned().collect()
     }
 
+    /// The loaded jobs, in name order.
+    pub fn loaded(&self) -> impl Iterator<Item = &Job> {
+        self.entries.values().map(|e| &e.job)
+    }
+
     /// Runs going.
     pub fn running(&self) -> usize {
         self.running.len()

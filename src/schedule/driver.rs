@@ -5,14 +5,22 @@
 //! tokio-cron-scheduler only provides the heartbeat: its own cron jobs keep
 //! the UTC offset they were created with across a DST change, so the firing
 //! instants come from [`super::calendar`] instead.
+//!
+//! Beside the loop, [`super::services`] serves the HTTP endpoints and the
+//! webhooks, and drains the webhook queues; they stop with it.
 
+use super::claims::RunClaims;
 use super::daemon::{load_jobs_dir, Decision, Scheduler, SkipReason};
+use super::http::DaemonStatus;
+use super::metrics::{Metrics, RunKindLabel};
+use super::services::Services;
 use crate::job::Job;
 use crate::runner::{self, history, RunOptions};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +37,11 @@ pub struct DaemonConfig {
     pub max_concurrent_jobs: usize,
     /// How long running runs get to finish after SIGTERM or SIGINT.
     pub grace: Duration,
+    /// Where `/healthz`, `/metrics` and `/runs` are served (`--http`), if at all.
+    pub http: Option<SocketAddr>,
+    /// Where SpotDraft's webhooks are taken (`--webhooks`), if at all; the
+    /// same address as `http` serves both on one listener.
+    pub webhooks: Option<SocketAddr>,
 }
 
 /// What the loop does with a due firing: start the run, or record its skip.
@@ -37,15 +50,43 @@ pub trait Launcher: Send + Sync + 'static {
     fn run(&self, job: Job, opts: RunOptions) -> BoxFuture<'static, ()>;
     /// A due firing that is not run.
     fn skipped(&self, job: Job, opts: RunOptions, reason: SkipReason) -> BoxFuture<'static, ()>;
+    /// The loop is alive at `now` (once per tick), with `scheduler`'s jobs and runs.
+    fn heartbeat(&self, now: DateTime<Utc>, scheduler: &Scheduler) {
+        let _ = (now, scheduler);
+    }
 }
 
-/// The product's launcher: [`runner::run_job`], and a `skipped` run record.
-pub struct RunJobs;
+/// The product's launcher: [`runner::run_job`] under the job's in-process
+/// claim (a targeted run of the job going makes the firing a `skipped`
+/// run), a `skipped` run record, and the metrics and health they feed.
+#[derive(Clone, Default)]
+pub struct RunJobs {
+    /// Run outcomes are counted here.
+    pub metrics: Arc<Metrics>,
+    /// Heartbeats go here.
+    pub status: Option<Arc<DaemonStatus>>,
+    /// One run per job at a time in this process.
+    pub claims: RunClaims,
+}
 
 impl Launcher for RunJobs {
     fn run(&self, job: Job, opts: RunOptions) -> BoxFuture<'static, ()> {
+        let (this, claim) = (self.clone(), self.claims.try_claim(&job.name));
         Box::pin(async move {
-            match runner::run_job(&job, opts).await {
+            let Some(_claim) = claim else {
+                let reason = SkipReason::StillRunning;
+                tracing::warn!(job = %job.name, "{} (a targeted run)", reason.describe());
+                return this.skipped(job, opts, reason).await;
+            };
+            let started = std::time::Instant::now();
+            let outcome = runner::run_job(&job, opts).await;
+            this.metrics.record_run(
+                &job.name,
+                RunKindLabel::Scheduled,
+                &outcome,
+                started.elapsed(),
+            );
+            match outcome {
                 Ok(outcome) => tracing::info!(
                     job = %job.name, run = %outcome.summary.run_id,
                     drift = outcome.drift_total(), report = %outcome.report_dir, "run finished"
@@ -56,11 +97,20 @@ impl Launcher for RunJobs {
     }
 
     fn skipped(&self, job: Job, opts: RunOptions, reason: SkipReason) -> BoxFuture<'static, ()> {
+        self.metrics.record_skipped(&job.name);
         Box::pin(async move {
             if let Err(e) = runner::record_skipped(&job, &opts, reason.describe()).await {
                 tracing::warn!(job = %job.name, error = %format!("{e:#}"), "the skipped run was not recorded");
             }
         })
+    }
+
+    fn heartbeat(&self, now: DateTime<Utc>, scheduler: &Scheduler) {
+        if let Some(status) = &self.status {
+            // Targeted runs hold a claim without the scheduler knowing of them.
+            let running = scheduler.running().max(self.claims.count());
+            status.heartbeat(now, scheduler.loaded().cloned(), running);
+        }
     }
 }
 
@@ -114,6 +164,7 @@ pub async fn serve(
                         }
                     }
                 }
+                launcher.heartbeat(now, &scheduler);
             }
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                 let id = match &done { Ok((id, ())) => *id, Err(e) => e.id() };
@@ -208,6 +259,15 @@ pub async fn run(
         tracing::info!(job = %name, next = ?scheduler.next_firing(&name), "scheduled");
     }
 
+    // The endpoints first: an address that cannot be bound stops the daemon here.
+    let launcher = RunJobs {
+        metrics: Arc::new(Metrics::new()),
+        status: Some(Arc::new(DaemonStatus::new(Duration::from_secs(30)))),
+        claims: RunClaims::default(),
+    };
+    launcher.heartbeat(Utc::now(), &scheduler);
+    let services = Services::start(&config, &scheduler, &launcher).await?;
+
     // The heartbeat: one repeated job, every second.
     let (tick_tx, ticks) = mpsc::channel(4);
     let mut heartbeat = tokio_cron_scheduler::JobScheduler::new().await?;
@@ -224,16 +284,22 @@ pub async fn run(
         )?)
         .await?;
     heartbeat.start().await?;
-    let stopped = serve(
+    let stopping = services.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.stop();
+    };
+    let mut stopped = serve(
         scheduler,
         ticks,
         reload,
         Some(config.jobs_dir.clone()),
-        Arc::new(RunJobs),
+        Arc::new(launcher),
         config.grace,
         shutdown,
     )
     .await;
+    stopped.dropped += services.finish(config.grace).await;
     heartbeat.shutdown().await?;
     Ok(stopped)
 }

@@ -479,6 +479,7 @@ impl<'a> Call<'a> {
 mod lookup;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 mod write_back;
 
 pub use write_back::{merge_external_metadata, DocumentDownload};

@@ -379,3 +379,81 @@ fn catch_up_defaults_to_off_and_needs_a_schedule() {
     let without = on.replace("schedule = \"0 30 2 * * *\"", "");
     assert_eq!(keys(&without), ["job.catch_up"]);
 }
+
+#[test]
+fn webhooks_take_their_key_from_the_environment_or_from_spotdraft() {
+    let env = |name: &str| match name {
+        "SD_WEBHOOK_KEY" => Some("c2VjcmV0LWtleQ==".to_string()),
+        "SD_BAD_KEY" => Some("not*base64 but secret".to_string()),
+        _ => None,
+    };
+    let fetched = check(&format!("{}\n[webhooks]\n", demo_text()), &env).unwrap();
+    let w = fetched.webhooks.unwrap();
+    assert!(matches!(w.hmac_key, WebhookKeySource::Fetch));
+    assert_eq!(
+        (
+            w.max_body_bytes,
+            w.debounce.as_secs(),
+            w.max_wait.as_secs(),
+            w.max_contracts_per_run
+        ),
+        (262144, 10, 120, 100)
+    );
+    let text = format!(
+        "{}\n[webhooks]\nhmac_key_env = \"SD_WEBHOOK_KEY\"\nmax_body_bytes = 1024\ndebounce_secs = 5\nmax_wait_secs = 60\nmax_contracts_per_run = 20\n",
+        demo_text()
+    );
+    let w = check(&text, &env).unwrap().webhooks.unwrap();
+    match &w.hmac_key {
+        WebhookKeySource::Env { var, key } => {
+            assert_eq!(
+                (var.as_str(), key.expose()),
+                ("SD_WEBHOOK_KEY", "c2VjcmV0LWtleQ==")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        (
+            w.max_body_bytes,
+            w.debounce.as_secs(),
+            w.max_wait.as_secs(),
+            w.max_contracts_per_run
+        ),
+        (1024, 5, 60, 20)
+    );
+    assert!(check(&demo_text(), &env).unwrap().webhooks.is_none());
+}
+
+#[test]
+fn a_webhook_key_that_is_not_base64_is_named_and_never_printed() {
+    let env = |name: &str| (name == "SD_BAD_KEY").then(|| "not*base64 but secret".to_string());
+    let text = format!(
+        "{}\n[webhooks]\nhmac_key_env = \"SD_BAD_KEY\"\n",
+        demo_text()
+    );
+    let problems = check(&text, &env).unwrap_err().to_string();
+    assert!(problems.contains("webhooks.hmac_key_env"), "{problems}");
+    assert!(problems.contains("SD_BAD_KEY"), "{problems}");
+    assert!(!problems.contains("secret"), "{problems}");
+    let unset = format!("{}\n[webhooks]\nhmac_key_env = \"SD_UNSET\"\n", demo_text());
+    assert_eq!(keys(&unset), ["webhooks.hmac_key_env"]);
+}
+
+#[test]
+fn webhook_limits_are_checked() {
+    let text = format!(
+        "{}\n[webhooks]\nmax_body_bytes = 0\ndebounce_secs = 30\nmax_wait_secs = 10\nmax_contracts_per_run = 5000\n",
+        demo_text()
+    );
+    assert_eq!(
+        keys(&text),
+        [
+            "webhooks.max_body_bytes",
+            "webhooks.max_wait_secs",
+            "webhooks.max_contracts_per_run"
+        ]
+    );
+    let unknown = format!("{}\n[webhooks]\nsecret = \"x\"\n", demo_text());
+    assert_eq!(keys(&unknown), ["webhooks.secret"]);
+}

@@ -1,0 +1,225 @@
+//! The webhook consumer: one task per job drains its queue into targeted
+//! runs. It waits `debounce` after the last delivery (at most `max_wait`
+//! after the first), makes one run of up to `max_contracts_per_run`
+//! contracts, and removes the entries that run covered only once it
+//! succeeded; a failed run leaves them and is tried again after a backoff.
+//! Entries left by an earlier daemon are picked up at start.
+//!
+//! Never over the job's scheduled run: a run waits for the job's
+//! [`RunClaims`] claim (this process), and the targeted run itself takes the
+//! job's lease (other daemons).
+
+use super::queue::{Queued, WebhookQueue};
+use crate::job::Job;
+use crate::runner::{self, RunOptions, TargetSet};
+use crate::schedule::claims::RunClaims;
+use crate::schedule::metrics::{Metrics, RunKindLabel};
+use futures::future::BoxFuture;
+use object_store::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// What "run these contracts" means (tests record the calls instead).
+pub trait TargetedRuns: Send + Sync + 'static {
+    /// One targeted run of `job` over `targets`; `Ok` once it succeeded.
+    fn run(&self, job: Job, targets: TargetSet) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+/// The product's targeted runs: [`runner::run_targeted`], counted in the metrics.
+pub struct RunTargeted {
+    /// Where outcomes are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+impl TargetedRuns for RunTargeted {
+    fn run(&self, job: Job, targets: TargetSet) -> BoxFuture<'static, anyhow::Result<()>> {
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            // No shutdown flag: a targeted run is small and is let finish
+            // within the daemon's grace period.
+            let outcome = runner::run_targeted(&job, &targets, RunOptions::default()).await;
+            metrics.record_run(
+                &job.name,
+                RunKindLabel::Targeted,
+                &outcome,
+                started.elapsed(),
+            );
+            let done = outcome?;
+            tracing::info!(
+                job = %job.name, contracts = targets.contracts.len(),
+                run = %done.summary.run_id, drift = done.drift_total(), "targeted run finished"
+            );
+            Ok(())
+        })
+    }
+}
+
+/// The consumer's timings.
+#[derive(Debug, Clone)]
+pub struct ConsumerTiming {
+    /// Quiet time after the last delivery before a run.
+    pub debounce: Duration,
+    /// Longest wait after the first delivery waiting.
+    pub max_wait: Duration,
+    /// Contracts per run at most.
+    pub max_contracts: usize,
+    /// First wait after a failed run (or an unreadable queue); doubles each
+    /// failure up to `retry_max`.
+    pub retry_initial: Duration,
+    /// Longest wait after failures.
+    pub retry_max: Duration,
+    /// How often a run waiting for the job's claim looks again.
+    pub claim_poll: Duration,
+}
+
+impl ConsumerTiming {
+    /// The job's `[webhooks]` timings (the job must have the section).
+    pub fn of_job(job: &Job) -> ConsumerTiming {
+        let w = job.webhooks.as_ref();
+        ConsumerTiming {
+            debounce: w.map_or(Duration::from_secs(10), |w| w.debounce),
+            max_wait: w.map_or(Duration::from_secs(120), |w| w.max_wait),
+            max_contracts: w.map_or(100, |w| w.max_contracts_per_run),
+            retry_initial: Duration::from_secs(30),
+            retry_max: Duration::from_secs(900),
+            claim_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one consumer works with.
+pub struct Consumer {
+    /// The job.
+    pub job: Job,
+    /// Its queue.
+    pub queue: WebhookQueue,
+    /// Woken by each new entry.
+    pub wake: Arc<Notify>,
+    /// Runs the targets.
+    pub runs: Arc<dyn TargetedRuns>,
+    /// The daemon's per-job claims.
+    pub claims: RunClaims,
+    /// Timings.
+    pub timing: ConsumerTiming,
+}
+
+/// Sleeps `d`; false when `stop` fired first.
+async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+impl Consumer {
+    /// Drains the queue until `stop` turns true (or its sender is gone); a
+    /// run going then is let finish.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let name = self.job.name.clone();
+        let t = self.timing.clone();
+        let mut backoff = t.retry_initial;
+        let mut wait_first = true;
+        while !*stop.borrow() {
+            let pending = match self.queue.pending().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(job = %name, error = %e, "webhook queue unreadable");
+                    if !sleep_or_stop(backoff, &mut stop).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(t.retry_max);
+                    continue;
+                }
+            };
+            if pending.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                wait_first = true;
+                continue;
+            }
+            if wait_first {
+                if !self.debounce(&mut stop).await {
+                    return;
+                }
+                wait_first = false;
+                // Deliveries that came in during the wait join the run.
+                continue;
+            }
+            let (targets, covered) = batch(&pending, t.max_contracts);
+            let claim = loop {
+                if let Some(claim) = self.claims.try_claim(&name) {
+                    break claim;
+                }
+                tracing::debug!(job = %name, "a run of the job is going: the targeted run waits");
+                if !sleep_or_stop(t.claim_poll, &mut stop).await {
+                    return;
+                }
+            };
+            tracing::info!(job = %name, contracts = targets.contracts.len(), "targeted run");
+            let result = self.runs.run(self.job.clone(), targets).await;
+            drop(claim);
+            match result {
+                Ok(()) => {
+                    if let Err(e) = self.queue.remove(&covered).await {
+                        tracing::error!(job = %name, error = %e, "covered webhook entries not removed (they will be run again)");
+                    }
+                    backoff = t.retry_initial;
+                    // Entries beyond the batch run next, without a new wait.
+                    wait_first = pending.len() == covered.len();
+                }
+                Err(e) => {
+                    tracing::error!(
+                        job = %name, error = %format!("{e:#}"), retry_in = ?backoff,
+                        "targeted run failed: its webhook entries stay queued"
+                    );
+                    if !sleep_or_stop(backoff, &mut stop).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(t.retry_max);
+                }
+            }
+        }
+    }
+
+    /// Waits until no delivery came for `debounce`, or `max_wait` passed;
+    /// false when `stop` fired first.
+    async fn debounce(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let first = Instant::now();
+        loop {
+            let left = self.timing.max_wait.saturating_sub(first.elapsed());
+            if left.is_zero() {
+                return true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.timing.debounce.min(left)) => return true,
+                _ = self.wake.notified() => {}
+                _ = stop.changed() => return false,
+            }
+        }
+    }
+}
+
+/// The first `max_contracts` contracts of `pending` (oldest first) as
+/// targets, each with the strongest hint of its entries, and every entry of
+/// those contracts (removed once the run succeeded).
+pub fn batch(pending: &[Queued], max_contracts: usize) -> (TargetSet, Vec<Path>) {
+    let mut targets = TargetSet::default();
+    let mut covered = Vec::new();
+    for q in pending {
+        let id = q.entry.contract_id;
+        if !targets.contracts.contains_key(&id) && targets.contracts.len() >= max_contracts {
+            continue;
+        }
+        let hint = targets.contracts.entry(id).or_default();
+        *hint = (*hint).max(q.entry.hint());
+        covered.push(q.path.clone());
+    }
+    (targets, covered)
+}
