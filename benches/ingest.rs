@@ -10,6 +10,13 @@
 //! configured 10/s against the sandbox's sliding 1-second window, once on a
 //! quiet machine and once while two busy-loop processes keep both cores busy.
 //! `BENCH_CONTRACTS=0` runs only this part.
+//!
+//! `BENCH_WALK_CONTRACTS=1000000` (default 0: skipped) adds the walk's
+//! bookkeeping at scale: a full walk (list only) of that many contracts at
+//! 1,000 requests/s, the sandbox on its own thread, printing the client's CPU
+//! time per page (process CPU minus the sandbox thread's), the state file's
+//! size early and late in the walk, and the achieved page rate in each tenth
+//! of the walk.
 
 use chrono::Utc;
 use contract_recon::http::RetryPolicy;
@@ -18,7 +25,7 @@ use contract_recon::sandbox::{Dataset, Sandbox, SandboxConfig};
 use contract_recon::secret::Secret;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +86,16 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(600);
+    let walk_n: usize = std::env::var("BENCH_WALK_CONTRACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if walk_n > 0 {
+        walk_at_scale(walk_n).await;
+    }
+    if load == 0 {
+        return;
+    }
     limit_under_load(load, "quiet machine").await;
     let busy = BusyCores::start();
     limit_under_load(load, "both cores kept busy by two other processes").await;
@@ -206,4 +223,134 @@ impl Drop for BusyCores {
             let _ = child.wait();
         }
     }
+}
+
+/// CPU time (user + system) of this process, from `/proc/self/stat`.
+fn process_cpu() -> Duration {
+    cpu_from_stat(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// CPU time of one thread of this process.
+fn thread_cpu(tid: u32) -> Duration {
+    cpu_from_stat(
+        &std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default(),
+    )
+}
+
+fn cpu_from_stat(stat: &str) -> Duration {
+    // Fields after the command name (which may hold spaces): utime is the
+    // 14th field of the line, stime the 15th, in clock ticks (100 per second).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// A full walk of `n` contracts at 1,000 requests/s with the sandbox on a
+/// thread of its own.
+async fn walk_at_scale(n: usize) {
+    let t = Instant::now();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let config = SandboxConfig {
+                rate_limit_per_sec: 100_000,
+                ..SandboxConfig::default()
+            };
+            let sb = Sandbox::start(config, dataset(n)).await.unwrap();
+            let tid = std::fs::read_link("/proc/thread-self")
+                .ok()
+                .and_then(|p| p.file_name()?.to_str()?.parse::<u32>().ok())
+                .unwrap_or(0);
+            ready_tx.send((settings_for(&sb), sb.state(), tid)).unwrap();
+            let _ = stop_rx.await;
+            sb.shutdown().await;
+        });
+    });
+    let (settings, state, server_tid) = ready_rx.recv().unwrap();
+    println!(
+        "walk at scale: {n} contracts loaded in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let settings = IngestSettings {
+        requests_per_second: 1000,
+        max_in_flight: 1,
+        ..settings
+    };
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let state_path = Path::from("bench/state/bench.json");
+
+    // Samples every 250 ms: list requests so far and the state file's size.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (store, state, sampling) = (store.clone(), state.clone(), sampling.clone());
+        let state_path = state_path.clone();
+        tokio::spawn(async move {
+            let mut samples = vec![];
+            let t = Instant::now();
+            while sampling.load(std::sync::atomic::Ordering::SeqCst) {
+                let pages = state.counters().list_requests;
+                let size = store.head(&state_path).await.map(|m| m.size).unwrap_or(0);
+                samples.push((t.elapsed(), pages, size));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            samples
+        })
+    };
+    let (cpu0, server0) = (process_cpu(), thread_cpu(server_tid));
+    let t = Instant::now();
+    let run = ingest(&settings, store, &Path::from("bench"), IngestMode::Full)
+        .await
+        .expect("full walk");
+    let wall = t.elapsed();
+    let client_cpu = (process_cpu() - cpu0).saturating_sub(thread_cpu(server_tid) - server0);
+    sampling.store(false, std::sync::atomic::Ordering::SeqCst);
+    let samples = sampler.await.unwrap();
+    let pages = run.stats.requests.list.max(1);
+    println!(
+        "  {} list requests in {:.1} s ({:.0} pages/s), {} contracts",
+        pages,
+        wall.as_secs_f64(),
+        pages as f64 / wall.as_secs_f64(),
+        run.stats.contracts_fetched
+    );
+    println!(
+        "  client CPU: {:.2} s in all, {:.0} µs per page (sandbox thread excluded; includes the snapshot write at the end)",
+        client_cpu.as_secs_f64(),
+        client_cpu.as_micros() as f64 / pages as f64
+    );
+    let with_pages: Vec<_> = samples.iter().filter(|s| s.1 > 0 && s.2 > 0).collect();
+    if let (Some(first), Some(last)) = (with_pages.first(), with_pages.last()) {
+        println!(
+            "  state file: {} bytes at page {}, {} bytes at page {} (written once per page)",
+            first.2, first.1, last.2, last.1
+        );
+    }
+    // The page rate in each tenth of the walk.
+    let total = samples.last().map(|s| s.1).unwrap_or(0).max(1);
+    let mut tenths = vec![];
+    for k in 0..10u64 {
+        let (lo, hi) = (total * k / 10, total * (k + 1) / 10);
+        let a = samples.iter().find(|s| s.1 >= lo);
+        let b = samples.iter().find(|s| s.1 >= hi);
+        if let (Some(a), Some(b)) = (a, b) {
+            let secs = (b.0 - a.0).as_secs_f64();
+            if secs > 0.0 {
+                tenths.push(format!("{:.0}", (b.1 - a.1) as f64 / secs));
+            }
+        }
+    }
+    println!("  pages/s by tenth of the walk: {}", tenths.join(", "));
+    let _ = stop_tx.send(());
+    server.join().unwrap();
 }
