@@ -3,6 +3,7 @@
 //! Relative paths in a job file are read from the job file's own folder, so a
 //! job runs the same from any working directory (cron, systemd, a shell).
 
+pub mod create;
 pub mod raw;
 mod validate;
 
@@ -37,6 +38,8 @@ pub struct Job {
     pub report: ReportSettings,
     /// Corrections: planned, and applied when asked.
     pub apply: ApplySettings,
+    /// `[create]`: contracts created for ERP records that need one (`None`: off).
+    pub create: Option<create::CreateSettings>,
 }
 
 /// `[report]`: how drift is followed from run to run.

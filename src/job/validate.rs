@@ -76,6 +76,7 @@ pub fn load_job_with_env(
         file: file.clone(),
         base_dir,
         problems: Vec::new(),
+        create_columns: Vec::new(),
     };
     let job = v.job(raw, path, env);
     match job {
@@ -135,6 +136,8 @@ struct Validator {
     file: String,
     base_dir: PathBuf,
     problems: Vec<JobProblem>,
+    /// Extract column names `[create]` reads (allowed besides the canonical ones).
+    create_columns: Vec<String>,
 }
 
 const KEY_NAMES: [&str; 5] = [
@@ -216,6 +219,8 @@ impl Validator {
             matches!(spotdraft, Some(SpotDraftTarget::Sandbox { .. })),
         );
         let extract = self.extract(&raw);
+        self.create_columns = create::create_columns(raw.create.as_ref());
+        let create = self.create(&raw);
         let reconcile = self.reconcile(
             &raw.matching,
             &raw.compare,
@@ -230,7 +235,8 @@ impl Validator {
         );
         let report = self.report(raw.report.as_ref());
         let mut fetch = fetch?;
-        let reconcile = reconcile?;
+        let mut reconcile = reconcile?;
+        reconcile.needs_contract = create.as_ref().map(|c| c.needs_contract.clone());
         for source in reconcile
             .compares
             .iter()
@@ -254,6 +260,7 @@ impl Validator {
             output: output?,
             report: report?,
             apply: apply?,
+            create,
         })
     }
 
@@ -730,6 +737,7 @@ impl Validator {
             .filter(|k| {
                 !CANONICAL_ERP_FIELDS.contains(&k.as_str())
                     && !apply::APPLY_ERP_COLUMNS.contains(&k.as_str())
+                    && !self.create_columns.contains(k)
                     && !compares.iter().any(|c| &c.erp == *k)
             })
             .collect();
@@ -759,6 +767,7 @@ impl Validator {
             compares: specs,
             check_documents: columns.contains_key("document_sha256"),
             kind_severity,
+            needs_contract: None,
         })
     }
 
@@ -889,6 +898,7 @@ fn is_loopback(u: &url::Url) -> bool {
 
 mod apply;
 pub use apply::default_owner;
+mod create;
 
 #[cfg(test)]
 mod tests;

@@ -92,6 +92,7 @@ fn spec() -> ReconcileSpec {
         }],
         check_documents: true,
         kind_severity: BTreeMap::from([(kinds::DUPLICATE_LINK.to_string(), Severity::High)]),
+        needs_contract: None,
     }
 }
 

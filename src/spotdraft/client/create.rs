@@ -1,0 +1,226 @@
+//! Contracts created from ERP records: `POST v2.1/public/contracts/` (which
+//! takes no idempotency key), the reverse lookup that makes a create safe to
+//! retry (`GET v2.1/public/contracts/by_external_metadata/{id}`, no trailing
+//! slash), supporting documents (`POST v2.1/public/supported_documents/{id}/`)
+//! and template metadata (`GET v2.1/public/templates/{id}/metadata`).
+//!
+//! **Never twice.** [`SpotDraftClient::create_contract_once`] looks the ERP id
+//! up before the first attempt and before every retry, and adopts a contract
+//! that already carries it instead of creating another: a create whose answer
+//! was lost (a 502 after the commit, a timeout, a body cut short) is found on
+//! the next attempt, or by the next run.
+
+use super::{Call, FetchError, SpotDraftClient};
+use crate::http::HttpError;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+
+/// A contract as `by_external_metadata` lists it (`ExternalContractV3`: an integer id).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LinkedContract {
+    /// Integer contract id.
+    pub id: i64,
+    /// Status.
+    #[serde(default)]
+    pub contract_status: String,
+    /// The contract's `external_metadata`, as sent.
+    #[serde(default)]
+    pub external_metadata: Option<Value>,
+}
+
+/// What [`SpotDraftClient::create_contract_once`] ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// A new contract: its composite id (`T-123`).
+    Created(String),
+    /// A contract already carried the ERP id (an earlier create whose answer
+    /// was lost): its id, composite when known, else the integer.
+    Adopted(String),
+}
+
+impl CreateOutcome {
+    /// The contract's id.
+    pub fn contract_id(&self) -> &str {
+        match self {
+            CreateOutcome::Created(id) | CreateOutcome::Adopted(id) => id,
+        }
+    }
+}
+
+/// The answer to a create (`ExternalCreateContractResponse`), the fields read.
+#[derive(Debug, Deserialize)]
+struct Created {
+    id: Value,
+    #[serde(default)]
+    contract_id: Option<i64>,
+}
+
+impl SpotDraftClient {
+    /// `GET v2.1/public/contracts/by_external_metadata/{erp_id}`: the contracts
+    /// (at most 50) whose `external_metadata.id` is `erp_id`, matched on the raw
+    /// string.
+    pub async fn contracts_by_external_metadata(
+        &self,
+        erp_id: &str,
+    ) -> Result<Vec<LinkedContract>, FetchError> {
+        let url = self.endpoint(&[
+            "v2.1",
+            "public",
+            "contracts",
+            "by_external_metadata",
+            erp_id,
+        ])?;
+        let parse = |b: &[u8]| serde_json::from_slice::<Vec<LinkedContract>>(b);
+        self.call_parsed(Call::new(Method::GET, url, &self.counters.list), parse)
+            .await
+    }
+
+    /// The composite id (`T-123`) of an integer id found by
+    /// [`SpotDraftClient::contracts_by_external_metadata`], through one list
+    /// request filtered on it; the integer as text when no single contract has it.
+    async fn composite_of(&self, number: i64) -> Result<String, FetchError> {
+        let ids = [crate::spotdraft::model::ContractId::new(number.to_string())];
+        let items = self.existing_contract_items(&ids).await?;
+        Ok(match items.as_slice() {
+            [one] => one.id.composite().to_string(),
+            _ => number.to_string(),
+        })
+    }
+
+    /// The contract already carrying `erp_id` in `external_metadata.id`, when
+    /// there is one (the oldest, by id, when there are several).
+    pub async fn find_created(&self, erp_id: &str) -> Result<Option<String>, FetchError> {
+        let found = self.contracts_by_external_metadata(erp_id).await?;
+        match found.iter().map(|c| c.id).min() {
+            Some(n) => Ok(Some(self.composite_of(n).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates one contract (`POST v2.1/public/contracts/` with `body`) for
+    /// the ERP record `erp_id`, the very string `body.external_metadata.id`
+    /// holds, unless one exists: before the first attempt and before every
+    /// retry (5xx, 429, timeout, a body cut short) the id is looked up, and a
+    /// contract found is adopted instead. A 4xx is not retried.
+    pub async fn create_contract_once(
+        &self,
+        erp_id: &str,
+        body: &Value,
+    ) -> Result<CreateOutcome, FetchError> {
+        let url = self.endpoint(&["v2.1", "public", "contracts", ""])?;
+        let adopted: Arc<Mutex<Option<String>>> = Arc::default();
+        let lookup_error: Arc<Mutex<Option<FetchError>>> = Arc::default();
+        let build = |attempt: u32| {
+            let (adopted, lookup_error, url) = (adopted.clone(), lookup_error.clone(), url.clone());
+            async move {
+                let stop = |reason: &str| HttpError::Aborted {
+                    url: url.to_string(),
+                    attempts: attempt - 1,
+                    reason: reason.to_string(),
+                };
+                match self.find_created(erp_id).await {
+                    Ok(Some(id)) => {
+                        *adopted.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+                        return Err(stop("a contract already carries this ERP id"));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        *lookup_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return Err(stop("the lookup by external_metadata failed"));
+                    }
+                }
+                self.authed(Method::POST, url.clone())
+                    .json(body)
+                    .build()
+                    .map_err(|_| stop("the request could not be built"))
+            }
+        };
+        let parse = |b: &[u8]| serde_json::from_slice::<Created>(b);
+        let result = self.http.send_built(url.as_str(), build, true, parse).await;
+        let attempts = match &result {
+            Ok((r, _)) => r.attempts,
+            Err(e) => super::attempts_of(e),
+        };
+        self.counters
+            .creates
+            .fetch_add(u64::from(attempts), std::sync::atomic::Ordering::Relaxed);
+        if let Some(id) = adopted.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Ok(CreateOutcome::Adopted(id));
+        }
+        if let Some(e) = lookup_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(e);
+        }
+        let (_, created) = result.map_err(|e| self.explain(e, None))?;
+        let id = match (&created.id, created.contract_id) {
+            (Value::String(s), _) if !s.trim().is_empty() => s.trim().to_string(),
+            (Value::Number(n), _) => n.to_string(),
+            (_, Some(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        Ok(CreateOutcome::Created(id))
+    }
+
+    /// `POST v2.1/public/supported_documents/{contract_id}/` with
+    /// `{name, file_name, file_base64}`. Not retried on a lost answer (a
+    /// second upload would be a second document): 429 and 5xx answers,
+    /// which store nothing, are.
+    pub async fn upload_supported_document(
+        &self,
+        contract_id: &str,
+        name: &str,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> Result<(), FetchError> {
+        use base64::Engine;
+        let url = self.endpoint(&["v2.1", "public", "supported_documents", contract_id, ""])?;
+        let body = serde_json::json!({
+            "name": name,
+            "file_name": file_name,
+            "file_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+        });
+        let req = self
+            .authed(Method::POST, url.clone())
+            .json(&body)
+            .build()
+            .map_err(|e| FetchError::Config(format!("request to {url}: {e}")))?;
+        let result = self.http.send(req, false).await;
+        let attempts = match &result {
+            Ok(r) => r.attempts,
+            Err(e) => super::attempts_of(e),
+        };
+        self.counters
+            .documents
+            .fetch_add(u64::from(attempts), std::sync::atomic::Ordering::Relaxed);
+        result.map(|_| ()).map_err(|e| self.explain(e, None))
+    }
+
+    /// `GET v2.1/public/templates/{id}/metadata`: the `variable` of every
+    /// field of the template (what `contract_data` keys may be).
+    pub async fn template_fields(&self, template_id: i64) -> Result<Vec<String>, FetchError> {
+        let url = self.endpoint(&[
+            "v2.1",
+            "public",
+            "templates",
+            &template_id.to_string(),
+            "metadata",
+        ])?;
+        let parse = |b: &[u8]| serde_json::from_slice::<Value>(b);
+        let body = self
+            .call_parsed(Call::new(Method::GET, url, &self.counters.list), parse)
+            .await?;
+        Ok(body
+            .get("attributes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.get("variable").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect())
+    }
+}
