@@ -45,7 +45,15 @@ pub fn prepare_plan(
     mode: &str,
 ) -> Result<Planned, ApplyError> {
     let mut actions = plan_actions(input)?;
+    actions.extend(super::create::plan_creates(input, journal)?);
     assign_keys(input.job, &mut actions, journal, extract_as_of);
+    // An upload owed for an earlier create is planned until it is applied.
+    let mut seen = std::collections::HashSet::new();
+    actions.retain(|a| {
+        a.kind != ActionKind::UploadSupportingDocument
+            || (seen.insert(a.key.clone())
+                && journal.latest(&a.key).is_none_or(|e| e.outcome != "applied"))
+    });
     let polars = |source: PolarsError| ApplyError::Polars {
         job: input.job.to_string(),
         source: Box::new(source),
@@ -178,6 +186,7 @@ pub async fn apply_actions(
         settings,
         store: store.clone(),
         prefix: prefix.clone(),
+        create: job.create.as_ref(),
     };
     let execution = match &settings.sink {
         Some(SinkSettings::Files { url }) => {

@@ -350,9 +350,9 @@ pub struct RawCreate {
     pub contract_data: BTreeMap<String, RawContractField>,
     /// `[create.counter_party]`: the counterparty, from ERP columns.
     pub counter_party: RawCounterParty,
-    /// Column holding a document for the contract (a local path relative to the job file's
-    /// folder, `file://` or an object store URL), uploaded as a supporting document after the
-    /// contract exists, in its own lane. Optional.
+    /// Column holding a document for the contract (a local path, relative ones read from the
+    /// extract's folder, or an object store URL), uploaded as a supporting document
+    /// (`supported_documents`) after the contract exists, in its own lane. Optional.
     pub document_column: Option<String>,
     /// A run planning more creates than this creates nothing and says why, unless `--force`
     /// (default 100).

@@ -70,7 +70,7 @@ pub struct Template {
     pub fields: Vec<(String, String)>,
 }
 
-/// The sandbox's templates: 1204 (a purchase agreement) and 1205 (an NDA).
+/// The sandbox's templates: 1204 (a purchase agreement) and 1205 (a master services agreement).
 pub fn default_templates() -> Vec<Template> {
     let f = |v: &str, t: &str| (v.to_string(), t.to_string());
     vec![
@@ -88,9 +88,14 @@ pub fn default_templates() -> Vec<Template> {
         },
         Template {
             id: 1205,
-            name: "Vendor NDA".into(),
+            name: "Master Services Agreement".into(),
             contract_type_id: 2,
-            fields: vec![f("vendor_name", "string"), f("agreement_date", "date")],
+            fields: vec![
+                f("vendor_name", "string"),
+                f("po_number", "string"),
+                f("agreement_date", "date"),
+                f("contract_value", "float"),
+            ],
         },
     ]
 }

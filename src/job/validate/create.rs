@@ -251,7 +251,7 @@ impl Validator {
                 jurisdiction: cp.jurisdiction.clone(),
             },
             document_column: c.document_column.clone(),
-            documents_base: self.base_dir.clone(),
+            documents_base: documents_base(&self.base_dir, &raw.erp.extract.url),
             max_creates_per_run,
         })
     }
@@ -273,4 +273,18 @@ fn default_record_data(raw: &RawJobFile) -> BTreeMap<String, String> {
         Some((key.to_string(), canonical.to_string()))
     })
     .collect()
+}
+
+/// Where relative document paths are read from: the extract's folder when it
+/// is a local file, else the job file's folder.
+fn documents_base(job_dir: &std::path::Path, extract_url: &str) -> std::path::PathBuf {
+    let url = extract_url.trim();
+    if url.contains("://") {
+        return job_dir.to_path_buf();
+    }
+    job_dir
+        .join(url)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| job_dir.to_path_buf())
 }
