@@ -15,8 +15,10 @@
 //!
 //! A record whose values cannot make a valid body (no template for its value,
 //! an unreadable number or date, no contact email) is `review`, with the
-//! reason. A later run plans the upload again for a record the journal says
-//! was created, until the upload is applied.
+//! reason. A later run plans the back-reference (while the extract shows
+//! none) and the upload again, with the same keys, for a record that got its
+//! contract (the journal says so, or a live contract outside the reconciled
+//! statuses carries its id), until the journal holds them as applied.
 
 use super::actions::{record_versions, text_col, Action, ActionKind, PlanInput};
 use super::journal::JournalView;
@@ -101,9 +103,9 @@ pub fn create_fields(
         TemplateChoice::Fixed(id) => *id,
         TemplateChoice::ByColumn { column, templates } => {
             let value = get(column).ok_or(format!("{column} is empty: no template to use"))?;
-            *templates
-                .get(value)
-                .ok_or(format!("{column} {value:?} has no template in [create] templates"))?
+            *templates.get(value).ok_or(format!(
+                "{column} {value:?} has no template in [create] templates"
+            ))?
         }
     };
     let mut name = String::new();
@@ -120,7 +122,12 @@ pub fn create_fields(
     let mut data: BTreeMap<String, Value> = BTreeMap::new();
     for (field, f) in &create.contract_data {
         let Some(raw) = get(&f.column) else { continue };
-        let bad = |what: &str| format!("contract_data.{field}: {raw:?} ({}) is not {what}", f.column);
+        let bad = |what: &str| {
+            format!(
+                "contract_data.{field}: {raw:?} ({}) is not {what}",
+                f.column
+            )
+        };
         let value = match &f.kind {
             FieldKind::Text => json!(raw),
             FieldKind::Number => number(raw).ok_or_else(|| bad("a number"))?,
@@ -150,7 +157,9 @@ pub fn create_fields(
             Some(org) => {
                 party.insert("organization_name".into(), json!(org));
             }
-            None if !cp.is_individual => return Err(format!("{c} (the organization name) is empty")),
+            None if !cp.is_individual => {
+                return Err(format!("{c} (the organization name) is empty"))
+            }
             None => {}
         }
     }
@@ -237,7 +246,11 @@ pub fn plan_creates(input: &PlanInput, journal: &JournalView) -> Result<Vec<Acti
         if kinds_col[i].as_deref() != Some(kinds::MISSING_IN_SPOTDRAFT) {
             continue;
         }
-        let Some(erp_id) = erp_col[i].as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        let Some(erp_id) = erp_col[i]
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
             continue;
         };
         let kind = kinds::MISSING_IN_SPOTDRAFT;
@@ -259,20 +272,105 @@ pub fn plan_creates(input: &PlanInput, journal: &JournalView) -> Result<Vec<Acti
                 }
                 a
             }
-            Err(reason) => Action::review(Some(erp_id), None, kind, format!("create_contract: {reason}")),
+            Err(reason) => Action::review(
+                Some(erp_id),
+                None,
+                kind,
+                format!("create_contract: {reason}"),
+            ),
         };
         a.drift_ids.extend(ids[i].clone());
         out.push(a);
     }
-    // Uploads still owed for records created earlier.
-    if let Some(column) = &create.document_column {
-        for (erp_id, _) in journal.applied_creates() {
-            if let Some(loc) = records.get(&erp_id).and_then(|r| r.get(column)) {
-                out.push(upload(&erp_id, loc));
-            }
+    // What is still owed to records created earlier (the journal says so, or
+    // a live contract outside the reconciled statuses carries the record's
+    // id: a run killed before journaling its create): the back-reference
+    // while the extract shows none, and the document. Planned with the
+    // content of the first plan, so their keys are the same; prepare_plan
+    // drops the ones the journal holds as applied.
+    let planned: std::collections::HashSet<&str> = out
+        .iter()
+        .filter_map(|a| a.erp_record_id.as_deref())
+        .collect();
+    let mut owed: std::collections::BTreeSet<String> =
+        journal.applied_creates().into_keys().collect();
+    owed.extend(created_outside_scope(input).map_err(polars)?);
+    let back_refs = back_references(input.records).map_err(polars)?;
+    let mut later = Vec::new();
+    for erp_id in owed.iter().filter(|id| !planned.contains(id.as_str())) {
+        let Some(rec) = records.get(erp_id) else {
+            continue;
+        };
+        if !needs_contract(rec, &create.needs_contract) {
+            continue;
+        }
+        if back_refs.get(erp_id.as_str()).is_none_or(|b| b.is_empty()) {
+            let mut back = Action::new(
+                ActionKind::UpdateErpFields,
+                Some(erp_id),
+                None,
+                kinds::MISSING_IN_SPOTDRAFT,
+            );
+            back.fields.insert(
+                "spotdraft_contract_id".into(),
+                CREATED_CONTRACT_ID.to_string(),
+            );
+            back.if_match = versions.get(erp_id).cloned();
+            later.push(back);
+        }
+        if let Some(loc) = create.document_column.as_ref().and_then(|c| rec.get(c)) {
+            later.push(upload(erp_id, loc));
         }
     }
+    out.extend(later);
     Ok(out)
+}
+
+/// Whether a record needs a contract under the rule (trimmed, case-insensitive).
+fn needs_contract(rec: &Record, rule: &crate::reconcile::spec::NeedsContract) -> bool {
+    match rec.get(&rule.column) {
+        None => false,
+        Some(v) if rule.values.is_empty() => !v.is_empty(),
+        Some(v) => rule.values.iter().any(|x| x.trim().eq_ignore_ascii_case(v)),
+    }
+}
+
+/// The back-reference of every record (trimmed; empty when null), by trimmed id.
+fn back_references(records: &DataFrame) -> PolarsResult<HashMap<String, String>> {
+    let ids = text_col(records, "erp_record_id")?;
+    let back = text_col(records, "spotdraft_contract_id")?;
+    Ok(ids
+        .into_iter()
+        .zip(back)
+        .filter_map(|(id, b)| {
+            Some((
+                id?.trim().to_string(),
+                b.unwrap_or_default().trim().to_string(),
+            ))
+        })
+        .collect())
+}
+
+/// The `external_metadata.id` (trimmed) of every live contract whose status
+/// is not reconciled (a contract just created is a DRAFT).
+fn created_outside_scope(input: &PlanInput) -> PolarsResult<Vec<String>> {
+    let snapshot = input.snapshot;
+    let ids = text_col(snapshot, "external_metadata.id")?;
+    let status = text_col(snapshot, "contract_status")?;
+    let deleted = text_col(snapshot, "deleted_at")?;
+    let in_scope = |s: &str| {
+        input
+            .spec
+            .statuses
+            .iter()
+            .any(|x| x.trim().eq_ignore_ascii_case(s.trim()))
+    };
+    Ok((0..snapshot.height())
+        .filter(|i| deleted[*i].as_deref().is_none_or(|d| d.trim().is_empty()))
+        .filter(|i| !in_scope(status[*i].as_deref().unwrap_or("")))
+        .filter_map(|i| Some(ids[i].as_deref()?.trim().to_string()))
+        .filter(|id| !id.is_empty())
+        .collect())
 }
 
 #[cfg(test)]

@@ -60,6 +60,12 @@ pub trait ContractCreator: Send + Sync {
         body: &Value,
     ) -> impl Future<Output = CreateResult> + Send;
 
+    /// The contract carrying `erp_id` in `external_metadata.id`, when one does.
+    fn find_contract(
+        &self,
+        erp_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send;
+
     /// Uploads `bytes` as a supporting document of `contract_id`.
     fn upload_supporting_document(
         &self,
@@ -138,7 +144,12 @@ pub async fn creates_lane<C: ContractCreator>(
         let intents = chunk
             .iter()
             .map(|&i| {
-                let r = result(&actions[i], INTENT, Some("about to be sent".into()), attempt(i));
+                let r = result(
+                    &actions[i],
+                    INTENT,
+                    Some("about to be sent".into()),
+                    attempt(i),
+                );
                 entry(ctx, &actions[i], &r, INTENT)
             })
             .collect();

@@ -79,6 +79,10 @@ impl ContractCreator for NoSpotDraft {
         )
     }
 
+    async fn find_contract(&self, _erp_id: &str) -> Result<Option<String>, String> {
+        Err("no SpotDraft client to look the record up with".into())
+    }
+
     async fn upload_supporting_document(&self, _c: &str, _f: &str, _b: Vec<u8>) -> WriteOutcome {
         WriteOutcome::Pending {
             error: "no SpotDraft client to upload the document with".into(),
@@ -217,7 +221,9 @@ where
     let cap = ctx.settings.max_actions_per_run;
     let create_cap = ctx.create.map_or(usize::MAX, |c| c.max_creates_per_run);
     let why = if to_send > cap {
-        Some(format!("{to_send} actions to send exceed [apply] max_actions_per_run = {cap}"))
+        Some(format!(
+            "{to_send} actions to send exceed [apply] max_actions_per_run = {cap}"
+        ))
     } else if creates.len() > create_cap {
         Some(format!(
             "{} contracts to create exceed [create] max_creates_per_run = {create_cap}",
@@ -231,7 +237,12 @@ where
             "{why}: nothing applied (review the plan, then `contract-recon apply {} {} --force`)",
             ctx.job, ctx.plan_run_id
         );
-        for i in fields.into_iter().chain(documents).chain(creates).chain(follow_ups) {
+        for i in fields
+            .into_iter()
+            .chain(documents)
+            .chain(creates)
+            .chain(follow_ups)
+        {
             results[i] = Some(result(&actions[i], "not_sent", None, Some(why.clone()), 0));
         }
         return Ok(Execution {
@@ -256,6 +267,23 @@ where
     let mut uploads = Vec::new();
     for i in follow_ups {
         let a = &actions[i];
+        // A contract created by a run killed before journaling it: looked up.
+        let erp = a.erp_record_id.clone().unwrap_or_default();
+        if !created.contains_key(&erp)
+            && !creates
+                .iter()
+                .any(|c| actions[*c].erp_record_id == a.erp_record_id)
+        {
+            match spotdraft.find_contract(&erp).await {
+                Ok(Some(id)) => {
+                    created.insert(erp, id);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(job = ctx.job, error = %e, "a follow-up waits: its contract could not be looked up")
+                }
+            }
+        }
         match resolve(a, &created) {
             Some(r) => {
                 if r.kind == ActionKind::UploadSupportingDocument {

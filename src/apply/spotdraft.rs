@@ -7,9 +7,9 @@
 
 use super::create_lane::{ContractCreator, CreateResult};
 use super::execute::{DocumentSource, MetadataWriter, OpenedDocument};
-use crate::spotdraft::client::FetchError;
 use crate::erp::sink::{DocumentStream, OpenDocument, WriteOutcome};
 use crate::spotdraft::client::merge_external_metadata;
+use crate::spotdraft::client::FetchError;
 use crate::spotdraft::model::ContractId;
 use crate::spotdraft::SpotDraftClient;
 use std::collections::BTreeMap;
@@ -111,6 +111,16 @@ impl ContractCreator for SpotDraftSide {
             }
             Err(e) => CreateResult::Pending(format!("creating the contract of {erp_id}: {e}")),
         }
+    }
+
+    async fn find_contract(&self, erp_id: &str) -> Result<Option<String>, String> {
+        let Some(client) = &self.0 else {
+            return Err("no SpotDraft client to look the record up with".into());
+        };
+        client
+            .find_created(erp_id)
+            .await
+            .map_err(|e| format!("looking up the contract of {erp_id}: {e}"))
     }
 
     async fn upload_supporting_document(

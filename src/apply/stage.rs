@@ -47,12 +47,15 @@ pub fn prepare_plan(
     let mut actions = plan_actions(input)?;
     actions.extend(super::create::plan_creates(input, journal)?);
     assign_keys(input.job, &mut actions, journal, extract_as_of);
-    // An upload owed for an earlier create is planned until it is applied.
+    // What waits for a create (its back-reference, its document) is planned
+    // until it is applied, once.
     let mut seen = std::collections::HashSet::new();
     actions.retain(|a| {
-        a.kind != ActionKind::UploadSupportingDocument
+        !super::create_lane::waits_for_create(a)
             || (seen.insert(a.key.clone())
-                && journal.latest(&a.key).is_none_or(|e| e.outcome != "applied"))
+                && journal
+                    .latest(&a.key)
+                    .is_none_or(|e| e.outcome != "applied"))
     });
     let polars = |source: PolarsError| ApplyError::Polars {
         job: input.job.to_string(),

@@ -368,6 +368,11 @@ impl StateHandle {
         self.lock().erp.values().cloned().collect()
     }
 
+    /// Inserts or replaces an ERP record (keyed by its id).
+    pub fn upsert_erp_record(&self, record: ErpRecord) {
+        self.lock().erp.insert(record.erp_record_id.clone(), record);
+    }
+
     /// One ERP record.
     pub fn erp_record(&self, id: &str) -> Option<ErpRecord> {
         self.lock().erp.get(id).cloned()
