@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 mod conflicts;
 mod enrichment;
+mod missing_in_spotdraft;
 mod orphans;
 mod unusable;
 

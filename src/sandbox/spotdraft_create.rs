@@ -297,5 +297,5 @@ pub(crate) async fn template_metadata(
         .iter()
         .map(|(variable, kind)| json!({"display_label": variable, "variable": variable, "type": kind}))
         .collect();
-    Json(json!({ "attributes": attributes })).into_response()
+    Json(json!({ "attributes": attributes, "counter_party_kind": "Organisation" })).into_response()
 }
