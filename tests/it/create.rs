@@ -443,3 +443,34 @@ async fn a_create_batch_killed_at_any_point_then_rerun_makes_exactly_one_contrac
     assert_eq!(sandbox.state().counters().contracts_created, 3);
     sandbox.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_online_checks_every_template_and_its_contract_data_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut job, sandbox) = job_and_sandbox(tmp.path()).await;
+    assert_eq!(
+        contract_recon::runner::check_online(&job).await.unwrap(),
+        Vec::<(String, String)>::new()
+    );
+    let create = job.create.as_mut().unwrap();
+    if let contract_recon::job::create::TemplateChoice::ByColumn { templates, .. } =
+        &mut create.template
+    {
+        templates.insert("MSA".into(), 9999);
+    }
+    let field = create.contract_data["vendor_name"].clone();
+    create.contract_data.insert("vendor_nmae".into(), field);
+    let problems = contract_recon::runner::check_online(&job).await.unwrap();
+    let keys: Vec<&str> = problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["create.contract_data.vendor_nmae", "create.templates"],
+        "{problems:?}"
+    );
+    assert!(problems[0]
+        .1
+        .contains("template 1204 has no field \"vendor_nmae\""));
+    assert!(problems[1].1.contains("template 9999 does not exist"));
+    assert_eq!(sandbox.state().counters().contracts_created, 0);
+    sandbox.shutdown().await;
+}

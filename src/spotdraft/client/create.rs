@@ -17,11 +17,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
-/// A contract as `by_external_metadata` lists it (`ExternalContractV3`: an integer id).
+/// A contract as `by_external_metadata` lists it (`ExternalContractV3`: an
+/// integer id in the schema; a composite `T-123` is read too).
 #[derive(Debug, Clone, Deserialize)]
 pub struct LinkedContract {
-    /// Integer contract id.
-    pub id: i64,
+    /// Contract id as sent: an integer, or a composite id.
+    pub id: Value,
     /// Status.
     #[serde(default)]
     pub contract_status: String,
@@ -72,7 +73,19 @@ impl SpotDraftClient {
             "by_external_metadata",
             erp_id,
         ])?;
-        let parse = |b: &[u8]| serde_json::from_slice::<Vec<LinkedContract>>(b);
+        // A bare array; the published example nests it once more, so one
+        // level of nesting is read too.
+        let parse = |b: &[u8]| {
+            let items: Vec<Value> = serde_json::from_slice(b)?;
+            let flat: Vec<Value> = items
+                .into_iter()
+                .flat_map(|v| match v {
+                    Value::Array(inner) => inner,
+                    other => vec![other],
+                })
+                .collect();
+            serde_json::from_value::<Vec<LinkedContract>>(Value::Array(flat))
+        };
         self.call_parsed(Call::new(Method::GET, url, &self.counters.list), parse)
             .await
     }
@@ -93,9 +106,24 @@ impl SpotDraftClient {
     /// there is one (the oldest, by id, when there are several).
     pub async fn find_created(&self, erp_id: &str) -> Result<Option<String>, FetchError> {
         let found = self.contracts_by_external_metadata(erp_id).await?;
-        match found.iter().map(|c| c.id).min() {
+        let ids: Vec<crate::spotdraft::model::ContractId> = found
+            .iter()
+            .filter_map(|c| match &c.id {
+                Value::Number(n) => Some(n.to_string()),
+                Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                _ => None,
+            })
+            .map(crate::spotdraft::model::ContractId::new)
+            .collect();
+        let Some(oldest) = ids.iter().min_by_key(|id| id.number().unwrap_or(i64::MAX)) else {
+            return Ok(None);
+        };
+        if oldest.composite().parse::<i64>().is_err() {
+            return Ok(Some(oldest.composite().to_string()));
+        }
+        match oldest.number() {
             Some(n) => Ok(Some(self.composite_of(n).await?)),
-            None => Ok(None),
+            None => Ok(Some(oldest.composite().to_string())),
         }
     }
 
