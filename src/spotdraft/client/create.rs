@@ -252,3 +252,109 @@ impl SpotDraftClient {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{RetryPolicy, Throttle};
+    use crate::secret::Secret;
+    use axum::extract::State;
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    /// A server whose first create is committed but answered 502, whose
+    /// lookup answers in the example's nested form, and whose list resolves
+    /// contract 12 to `T-12`.
+    #[derive(Default)]
+    struct Server {
+        creates: AtomicU32,
+        lookups: AtomicU32,
+    }
+
+    async fn start() -> (url::Url, Arc<Server>) {
+        let server = Arc::new(Server::default());
+        let app = Router::new()
+            .route(
+                "/api/v2.1/public/contracts/",
+                get(|| async {
+                    Json(
+                        json!({"page": 1, "limit": 100, "total_results": 1, "results": [
+                        {"id": "T-12", "created": "2026-01-01T00:00:00Z"}]}),
+                    )
+                })
+                .post(|State(s): State<Arc<Server>>| async move {
+                    s.creates.fetch_add(1, Ordering::SeqCst);
+                    axum::http::StatusCode::BAD_GATEWAY
+                }),
+            )
+            .route(
+                "/api/v2.1/public/contracts/by_external_metadata/{id}",
+                get(
+                    |State(s): State<Arc<Server>>,
+                     axum::extract::Path(id): axum::extract::Path<String>| async move {
+                        s.lookups.fetch_add(1, Ordering::SeqCst);
+                        let committed = s.creates.load(Ordering::SeqCst) > 0;
+                        match (id.as_str(), committed) {
+                            ("ERP 1/a", true) => {
+                                Json(json!([[{"id": 12, "contract_status": "DRAFT"}]]))
+                            }
+                            ("ERP-2", _) => Json(json!([{"id": "H-7"}, {"id": "T-9"}])),
+                            _ => Json(json!([])),
+                        }
+                    },
+                ),
+            )
+            .with_state(server.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (format!("http://{addr}/api/").parse().unwrap(), server)
+    }
+
+    fn client(base: url::Url) -> SpotDraftClient {
+        let config = super::super::ClientConfig {
+            base_url: base,
+            client_id: Secret::new("id"),
+            client_secret: Secret::new("secret"),
+            user_email: None,
+            request_timeout: Duration::from_secs(5),
+        };
+        let policy = RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            max_total: Duration::from_secs(5),
+        };
+        SpotDraftClient::with_seed(config, Arc::new(Throttle::new(100, 2)), policy, 1).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_answer_is_lost_is_adopted_on_its_retry_not_sent_twice() {
+        let (base, server) = start().await;
+        let c = client(base);
+        let body = json!({"contract_template_id": 1, "external_metadata": {"id": "ERP 1/a"}});
+        let outcome = c.create_contract_once("ERP 1/a", &body).await.unwrap();
+        assert_eq!(outcome, CreateOutcome::Adopted("T-12".into()));
+        assert_eq!(server.creates.load(Ordering::SeqCst), 1, "sent once");
+        assert_eq!(
+            server.lookups.load(Ordering::SeqCst),
+            2,
+            "looked up before the first attempt and before the retry"
+        );
+        assert_eq!(c.request_counts().creates, 1);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_contract_carrying_the_id_is_the_one_found() {
+        let (base, _) = start().await;
+        let c = client(base);
+        assert_eq!(
+            c.find_created("ERP-2").await.unwrap().as_deref(),
+            Some("H-7")
+        );
+        assert_eq!(c.find_created("ERP-3").await.unwrap(), None);
+    }
+}
