@@ -155,7 +155,7 @@ pub async fn creates_lane<C: ContractCreator>(
             .collect();
         journal(ctx, "create-intent", batch, intents).await?;
         if batch == 1 {
-            crate::crashpoint::hit("apply.create.intent");
+            crate::crashpoint::hit(crate::crashpoint::CREATE_INTENT);
         }
         let done: Vec<(usize, ActionResult)> = futures::stream::iter(chunk.iter().copied())
             .map(|i| async move {
@@ -168,7 +168,7 @@ pub async fn creates_lane<C: ContractCreator>(
                         message: format!("the plan's create body is unreadable: {e}"),
                     },
                 };
-                crate::crashpoint::hit("apply.create.returned");
+                crate::crashpoint::hit(crate::crashpoint::CREATE_RETURNED);
                 let mut r = result(a, "pending", None, attempt(i));
                 match outcome {
                     CreateResult::Done(CreateOutcome::Created(id)) => {
