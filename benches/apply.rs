@@ -101,6 +101,7 @@ async fn journal_overhead(sb: &Sandbox, n: usize) {
             settings: &settings,
             store,
             prefix: object_store::path::Path::from("out"),
+            create: None,
         };
         let journal = JournalView::from_entries(Vec::new());
         let t = Instant::now();

@@ -4,6 +4,8 @@
 //!
 //! `CONTRACT_RECON_CRASH_AT=<name>` aborts the process when the run reaches
 //! `<name>`. Unset (always, outside tests), a crash point does nothing.
+//!
+//! Creating contracts (`[create]`) has two: [`CREATE_INTENT`] and [`CREATE_RETURNED`].
 
 /// The environment variable naming the crash point to die at.
 pub const CRASH_AT_ENV: &str = "CONTRACT_RECON_CRASH_AT";
@@ -15,3 +17,9 @@ pub fn hit(point: &str) {
         std::process::abort();
     }
 }
+
+/// After the first batch of creates journaled its intent, before any is sent.
+pub const CREATE_INTENT: &str = "apply.create.intent";
+
+/// After a create answered (or was adopted), before its result is journaled.
+pub const CREATE_RETURNED: &str = "apply.create.returned";

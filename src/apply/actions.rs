@@ -42,6 +42,11 @@ pub enum ActionKind {
     AttachDocument,
     /// Merge values into the contract's `external_metadata` in SpotDraft.
     SetExternalMetadata,
+    /// Create a contract in SpotDraft for an ERP record (`[create]`).
+    CreateContract,
+    /// Upload an ERP document to the contract created for its record
+    /// (`supported_documents`), once that contract exists.
+    UploadSupportingDocument,
     /// Listed for a person; never sent.
     Review,
 }
@@ -53,6 +58,8 @@ impl ActionKind {
             ActionKind::UpdateErpFields => "update_erp_fields",
             ActionKind::AttachDocument => "attach_document",
             ActionKind::SetExternalMetadata => "set_external_metadata",
+            ActionKind::CreateContract => "create_contract",
+            ActionKind::UploadSupportingDocument => "upload_supporting_document",
             ActionKind::Review => "review",
         }
     }
@@ -63,6 +70,8 @@ impl ActionKind {
             ActionKind::UpdateErpFields,
             ActionKind::AttachDocument,
             ActionKind::SetExternalMetadata,
+            ActionKind::CreateContract,
+            ActionKind::UploadSupportingDocument,
             ActionKind::Review,
         ]
         .into_iter()
@@ -102,7 +111,7 @@ pub struct Action {
 }
 
 impl Action {
-    fn new(
+    pub(crate) fn new(
         kind: ActionKind,
         erp: Option<&str>,
         contract: Option<&str>,
@@ -125,7 +134,7 @@ impl Action {
         }
     }
 
-    fn review(
+    pub(crate) fn review(
         erp: Option<&str>,
         contract: Option<&str>,
         drift_kind: &str,
@@ -156,6 +165,8 @@ pub struct PlanInput<'a> {
     pub spec: &'a ReconcileSpec,
     /// `[apply]`.
     pub settings: &'a ApplySettings,
+    /// `[create]`, when on: `missing_in_spotdraft` rows become creates.
+    pub create: Option<&'a crate::job::create::CreateSettings>,
 }
 
 /// One drift row, as text.
@@ -349,6 +360,8 @@ pub fn plan_actions(input: &PlanInput) -> Result<Vec<Action>, ApplyError> {
                     )),
                 }
             }
+            // Planned by `super::create::plan_creates`.
+            kinds::MISSING_IN_SPOTDRAFT if input.create.is_some() => {}
             other => out.push(Action::review(
                 erp,
                 contract,
@@ -526,7 +539,7 @@ pub fn decimal_at_scale(v: &str, scale: u32) -> Option<String> {
     })
 }
 
-fn text_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
+pub(crate) fn text_col(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
     if !df.schema().contains(name) {
         return Ok(vec![None; df.height()]);
     }
@@ -564,7 +577,7 @@ fn drift_rows(drift: &DataFrame) -> PolarsResult<Vec<Row>> {
 }
 
 /// The version of each record (by trimmed id), when `[apply] if_match` names a column.
-fn record_versions(
+pub(crate) fn record_versions(
     records: &DataFrame,
     settings: &ApplySettings,
 ) -> PolarsResult<HashMap<String, String>> {

@@ -11,8 +11,15 @@
 //!   summary says why, unless forced.
 //! - Documents stop at `max_document_bytes_per_run`; the rest stay for the next run.
 //! - Crash point `apply.between_batches`: after the first batch's journal object.
+//! - Creates (`[create]`) go first, in their own lane (`super::create_lane`);
+//!   the back-references and document uploads waiting for them follow, with
+//!   the contract ids filled in; more creates than `max_creates_per_run`:
+//!   nothing is sent, unless forced.
 
 use super::actions::{Action, ActionKind};
+use super::create_lane::{
+    creates_lane, resolve, supporting_documents_lane, waits_for_create, ContractCreator,
+};
 use super::journal::{append_batch, BatchRecord, JournalEntry, JournalView};
 use super::keys::{batch_key, content_hash};
 use super::results::ActionResult;
@@ -61,6 +68,28 @@ impl DocumentSource for NoSpotDraft {
     }
 }
 
+impl ContractCreator for NoSpotDraft {
+    async fn create_contract(
+        &self,
+        _erp_id: &str,
+        _body: &serde_json::Value,
+    ) -> super::create_lane::CreateResult {
+        super::create_lane::CreateResult::Pending(
+            "no SpotDraft client to create the contract with".into(),
+        )
+    }
+
+    async fn find_contract(&self, _erp_id: &str) -> Result<Option<String>, String> {
+        Err("no SpotDraft client to look the record up with".into())
+    }
+
+    async fn upload_supporting_document(&self, _c: &str, _f: &str, _b: Vec<u8>) -> WriteOutcome {
+        WriteOutcome::Pending {
+            error: "no SpotDraft client to upload the document with".into(),
+        }
+    }
+}
+
 impl MetadataWriter for NoSpotDraft {
     async fn set_external_metadata(
         &self,
@@ -96,6 +125,8 @@ pub struct ApplyContext<'a> {
     pub store: Arc<dyn ObjectStore>,
     /// The output prefix.
     pub prefix: Path,
+    /// `[create]`, when on (its cap, and where documents are read from).
+    pub create: Option<&'a crate::job::create::CreateSettings>,
 }
 
 /// What an execution did.
@@ -139,10 +170,11 @@ pub async fn execute_plan<S, D>(
 ) -> Result<Execution, ApplyError>
 where
     S: ErpSink,
-    D: DocumentSource + MetadataWriter,
+    D: DocumentSource + MetadataWriter + ContractCreator,
 {
     let mut results: Vec<Option<ActionResult>> = vec![None; actions.len()];
     let (mut fields, mut documents) = (Vec::new(), Vec::new());
+    let (mut creates, mut follow_ups) = (Vec::new(), Vec::new());
     for (i, a) in actions.iter().enumerate() {
         if !a.is_sendable() {
             results[i] = Some(result(a, "review", None, a.reason.clone(), 0));
@@ -175,20 +207,42 @@ where
             }
             _ => {}
         }
-        if a.kind == ActionKind::AttachDocument {
+        if a.kind == ActionKind::CreateContract {
+            creates.push(i);
+        } else if waits_for_create(a) {
+            follow_ups.push(i);
+        } else if a.kind == ActionKind::AttachDocument {
             documents.push(i);
         } else {
             fields.push(i);
         }
     }
-    let to_send = fields.len() + documents.len();
+    let to_send = fields.len() + documents.len() + creates.len() + follow_ups.len();
     let cap = ctx.settings.max_actions_per_run;
-    if to_send > cap && !ctx.force {
+    let create_cap = ctx.create.map_or(usize::MAX, |c| c.max_creates_per_run);
+    let why = if to_send > cap {
+        Some(format!(
+            "{to_send} actions to send exceed [apply] max_actions_per_run = {cap}"
+        ))
+    } else if creates.len() > create_cap {
+        Some(format!(
+            "{} contracts to create exceed [create] max_creates_per_run = {create_cap}",
+            creates.len()
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why.filter(|_| !ctx.force) {
         let why = format!(
-            "{to_send} actions to send exceed [apply] max_actions_per_run = {cap}: nothing applied (review the plan, then `contract-recon apply {} {} --force`)",
+            "{why}: nothing applied (review the plan, then `contract-recon apply {} {} --force`)",
             ctx.job, ctx.plan_run_id
         );
-        for i in fields.into_iter().chain(documents) {
+        for i in fields
+            .into_iter()
+            .chain(documents)
+            .chain(creates)
+            .chain(follow_ups)
+        {
             results[i] = Some(result(&actions[i], "not_sent", None, Some(why.clone()), 0));
         }
         return Ok(Execution {
@@ -197,12 +251,70 @@ where
             document_bytes: 0,
         });
     }
+    // Creates first: what waits for them needs their contract ids.
+    let mut created = journal.applied_creates();
+    for (i, r) in creates_lane(actions, &creates, journal, spotdraft, ctx).await? {
+        if let (Some(erp), Some(id), "applied") = (
+            actions[i].erp_record_id.clone(),
+            r.contract_id.clone(),
+            r.outcome.as_str(),
+        ) {
+            created.insert(erp, id);
+        }
+        results[i] = Some(r);
+    }
+    let mut resolved: Vec<Action> = actions.to_vec();
+    let mut uploads = Vec::new();
+    for i in follow_ups {
+        let a = &actions[i];
+        // A contract created by a run killed before journaling it: looked up.
+        let erp = a.erp_record_id.clone().unwrap_or_default();
+        if !created.contains_key(&erp)
+            && !creates
+                .iter()
+                .any(|c| actions[*c].erp_record_id == a.erp_record_id)
+        {
+            match spotdraft.find_contract(&erp).await {
+                Ok(Some(id)) => {
+                    created.insert(erp, id);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(job = ctx.job, error = %e, "a follow-up waits: its contract could not be looked up")
+                }
+            }
+        }
+        match resolve(a, &created) {
+            Some(r) => {
+                if r.kind == ActionKind::UploadSupportingDocument {
+                    uploads.push(i);
+                } else {
+                    fields.push(i);
+                }
+                resolved[i] = r;
+            }
+            None => {
+                let why = format!(
+                    "waits for the create_contract of record {}: no contract yet; sent by the run that creates it",
+                    a.erp_record_id.as_deref().unwrap_or("?")
+                );
+                results[i] = Some(result(a, "not_sent", None, Some(why), 0));
+            }
+        }
+    }
+    fields.sort_unstable();
+    let base = ctx
+        .create
+        .map(|c| c.documents_base.clone())
+        .unwrap_or_default();
+    let actions = &resolved[..];
     let bytes = AtomicU64::new(0);
-    let (f, d) = tokio::join!(
+    let (f, d, u) = tokio::join!(
         fields_lane(actions, &fields, journal, sink, spotdraft, ctx),
         documents_lane(actions, &documents, journal, sink, spotdraft, ctx, &bytes),
+        supporting_documents_lane(actions, &uploads, journal, spotdraft, ctx, &base),
     );
-    for (i, r) in f?.into_iter().chain(d?) {
+    for (i, r) in f?.into_iter().chain(d?).chain(u?) {
         results[i] = Some(r);
     }
     Ok(Execution {

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The outcome of a create's journal entry written before it is sent.
+pub const INTENT: &str = "intent";
+
 /// Folder of the journal under the output prefix.
 pub const JOURNAL_DIR: &str = "_journal";
 
@@ -31,7 +34,8 @@ pub struct JournalEntry {
     pub contract_id: Option<String>,
     /// 1 for the first attempt of this key, then counting up over runs.
     pub attempt: u32,
-    /// `applied`, `pending`, `rejected` or `checksum_mismatch`.
+    /// `applied`, `pending`, `rejected` or `checksum_mismatch`; `intent` for a
+    /// `create_contract` about to be sent (journaled before the request).
     pub outcome: String,
     /// The ERP's message or the last error.
     pub message: Option<String>,
@@ -73,6 +77,12 @@ impl JournalView {
     pub fn from_entries(entries: Vec<JournalEntry>) -> JournalView {
         let mut view = JournalView::default();
         for e in entries {
+            // A create's intent, journaled before it is sent: the latest entry
+            // only while nothing else is known of its key, and no attempt.
+            if e.outcome == INTENT {
+                view.latest.entry(e.key.clone()).or_insert(e);
+                continue;
+            }
             *view.attempts.entry(e.key.clone()).or_default() += 1;
             if e.outcome == "applied" {
                 if let Ok(at) = chrono::DateTime::parse_from_rfc3339(&e.at) {
@@ -88,7 +98,7 @@ impl JournalView {
                 }
             }
             match view.latest.get(&e.key) {
-                Some(l) if l.at > e.at || l.outcome == "applied" => {}
+                Some(l) if l.outcome != INTENT && (l.at > e.at || l.outcome == "applied") => {}
                 _ => {
                     view.latest.insert(e.key.clone(), e);
                 }
@@ -100,6 +110,16 @@ impl JournalView {
     /// The latest entry of `key` (an `applied` one wins: a key applied stays applied).
     pub fn latest(&self, key: &str) -> Option<&JournalEntry> {
         self.latest.get(key)
+    }
+
+    /// `(erp_record_id, contract_id)` of every `create_contract` applied
+    /// (created or adopted), by record id.
+    pub fn applied_creates(&self) -> std::collections::BTreeMap<String, String> {
+        self.latest
+            .values()
+            .filter(|e| e.action == "create_contract" && e.outcome == "applied")
+            .filter_map(|e| Some((e.erp_record_id.clone()?, e.contract_id.clone()?)))
+            .collect()
     }
 
     /// Attempts journaled for `key`.

@@ -9,10 +9,14 @@
 //! - [`journal`]: the append-only record of what was applied, one object per batch;
 //! - [`execute`]: runs a plan's actions in bounded batches, documents in their own lane;
 //! - [`results`]: the `apply_results` table and the summary's `apply` section;
+//! - [`create`]: contracts created for ERP records (`[create]`), their
+//!   back-references and documents; [`create_lane`]: how they are sent, never twice;
 //! - [`spotdraft`]: documents downloaded and `external_metadata` written back;
 //! - [`stage`]: plan a run, apply a plan and publish its results, load a published plan.
 
 pub mod actions;
+pub mod create;
+pub mod create_lane;
 pub mod execute;
 pub mod journal;
 pub mod keys;

@@ -45,7 +45,18 @@ pub fn prepare_plan(
     mode: &str,
 ) -> Result<Planned, ApplyError> {
     let mut actions = plan_actions(input)?;
+    actions.extend(super::create::plan_creates(input, journal)?);
     assign_keys(input.job, &mut actions, journal, extract_as_of);
+    // What waits for a create (its back-reference, its document) is planned
+    // until it is applied, once.
+    let mut seen = std::collections::HashSet::new();
+    actions.retain(|a| {
+        !super::create_lane::waits_for_create(a)
+            || (seen.insert(a.key.clone())
+                && journal
+                    .latest(&a.key)
+                    .is_none_or(|e| e.outcome != "applied"))
+    });
     let polars = |source: PolarsError| ApplyError::Polars {
         job: input.job.to_string(),
         source: Box::new(source),
@@ -178,6 +189,7 @@ pub async fn apply_actions(
         settings,
         store: store.clone(),
         prefix: prefix.clone(),
+        create: job.create.as_ref(),
     };
     let execution = match &settings.sink {
         Some(SinkSettings::Files { url }) => {

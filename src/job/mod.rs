@@ -3,6 +3,7 @@
 //! Relative paths in a job file are read from the job file's own folder, so a
 //! job runs the same from any working directory (cron, systemd, a shell).
 
+pub mod create;
 pub mod raw;
 mod validate;
 
@@ -40,6 +41,8 @@ pub struct Job {
     /// `[webhooks]`: SpotDraft webhook deliveries turned into targeted runs
     /// (by `contract-recon schedule --webhooks`); `None` without the section.
     pub webhooks: Option<WebhookSettings>,
+    /// `[create]`: contracts created for ERP records that need one (`None`: off).
+    pub create: Option<create::CreateSettings>,
 }
 
 /// `[webhooks]`: how the daemon takes SpotDraft's webhook deliveries for the job.

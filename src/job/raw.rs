@@ -37,6 +37,9 @@ pub struct RawJobFile {
     /// `[webhooks]`: SpotDraft webhook deliveries reconciled in small targeted
     /// runs (by `contract-recon schedule --webhooks`).
     pub webhooks: Option<RawWebhooks>,
+    /// `[create]`: ERP records that need a SpotDraft contract and have none
+    /// (`missing_in_spotdraft`), and the contracts created for them (opt-in).
+    pub create: Option<RawCreate>,
 }
 
 /// `[job]`
@@ -331,4 +334,95 @@ pub struct RawWebhooks {
     /// Contracts per targeted run at most, 1 to 1000; the others wait for the
     /// next run (default 100).
     pub max_contracts_per_run: Option<usize>,
+}
+
+/// `[create]`: contracts created in SpotDraft for ERP records that need one and
+/// have none. Every column named here is a name mapped in `[erp.extract.columns]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCreate {
+    /// Find `missing_in_spotdraft` and plan a `create_contract` for each (default false).
+    /// Needs `[apply] enabled` (plan, review and apply work as for corrections) and no
+    /// `spotdraft.status_filter` (links are checked against contracts in every status).
+    pub enabled: Option<bool>,
+    /// Which ERP records need a contract: `{ column = "status", values = ["APPROVED"] }`
+    /// (trimmed, case-insensitive), or `{ column = "needs_contract" }` for any non-empty value.
+    pub needs_contract: RawNeedsContract,
+    /// One template id for every contract (`contract_template_id`). Or `template_column` and
+    /// `templates`.
+    pub template_id: Option<i64>,
+    /// Column whose value chooses the template through `templates`, e.g. `contract_type`.
+    pub template_column: Option<String>,
+    /// Value of `template_column` -> template id, e.g. `{ MSA = 1204, NDA = 1205 }`. A record
+    /// whose value is not listed is planned as `review`.
+    #[serde(default)]
+    pub templates: BTreeMap<String, i64>,
+    /// The contract's name, a template over columns: `"{vendor_name} – PO {po_number}"`.
+    /// Names never link anything: linkage comes from `external_metadata` only.
+    pub contract_name: String,
+    /// `external_metadata.integration_name` written at creation, e.g. `"NetSuite"`.
+    pub integration_name: String,
+    /// `external_metadata.record_type` written at creation, e.g. `"purchase_order"`.
+    pub record_type: String,
+    /// `external_metadata.record_data` keys written at creation: key -> column. Default: every
+    /// `[match]` key (`vendor_id`, `po_number`, `legal_entity_id`) read from
+    /// `external_metadata.record_data.<key>`, from the column of the same canonical name.
+    pub record_data: Option<BTreeMap<String, String>>,
+    /// `contract_data` of the template, field name -> `{ column, type }` with `type` among
+    /// `text`, `number`, `date` (`YYYY-MM-DD`) and `currency` (`{type, value}`: with
+    /// `currency_column` or a fixed `currency`).
+    #[serde(default)]
+    pub contract_data: BTreeMap<String, RawContractField>,
+    /// `[create.counter_party]`: the counterparty, from ERP columns.
+    pub counter_party: RawCounterParty,
+    /// Column holding a document for the contract (a local path, relative ones read from the
+    /// extract's folder, or an object store URL), uploaded as a supporting document
+    /// (`supported_documents`) after the contract exists, in its own lane. Optional.
+    pub document_column: Option<String>,
+    /// A run planning more creates than this creates nothing and says why, unless `--force`
+    /// (default 100).
+    pub max_creates_per_run: Option<usize>,
+}
+
+/// `[create] needs_contract`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNeedsContract {
+    /// The column read.
+    pub column: String,
+    /// Values that need a contract (trimmed, case-insensitive); absent or empty: any non-empty value.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// One `[create.contract_data]` field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContractField {
+    /// The column read.
+    pub column: String,
+    /// `text`, `number`, `date` or `currency`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `currency`: the column holding the ISO currency code.
+    pub currency_column: Option<String>,
+    /// For `currency`: a fixed ISO currency code (instead of `currency_column`).
+    pub currency: Option<String>,
+}
+
+/// `[create.counter_party]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCounterParty {
+    /// The counterparty is a person, not an organization (default false).
+    pub is_individual: Option<bool>,
+    /// Column holding the organization's legal name (required unless `is_individual`).
+    pub organization_name: Option<String>,
+    /// Column holding the contact's full name, split at the first space into
+    /// `poc_details.first_name` and `last_name`.
+    pub contact_name: String,
+    /// Column holding the contact's email (`poc_details.email`).
+    pub contact_email: String,
+    /// Column holding `organization_details.jurisdiction_iso_code` (optional).
+    pub jurisdiction: Option<String>,
 }

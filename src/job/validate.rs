@@ -76,6 +76,7 @@ pub fn load_job_with_env(
         file: file.clone(),
         base_dir,
         problems: Vec::new(),
+        create_columns: Vec::new(),
     };
     let job = v.job(raw, path, env);
     match job {
@@ -135,6 +136,8 @@ struct Validator {
     file: String,
     base_dir: PathBuf,
     problems: Vec<JobProblem>,
+    /// Extract column names `[create]` reads (allowed besides the canonical ones).
+    create_columns: Vec<String>,
 }
 
 const KEY_NAMES: [&str; 5] = [
@@ -216,6 +219,8 @@ impl Validator {
             matches!(spotdraft, Some(SpotDraftTarget::Sandbox { .. })),
         );
         let extract = self.extract(&raw);
+        self.create_columns = create::create_columns(raw.create.as_ref());
+        let create = self.create(&raw);
         let reconcile = self.reconcile(
             &raw.matching,
             &raw.compare,
@@ -231,7 +236,8 @@ impl Validator {
         let report = self.report(raw.report.as_ref());
         let webhooks = self.webhooks(raw.webhooks.as_ref(), env);
         let mut fetch = fetch?;
-        let reconcile = reconcile?;
+        let mut reconcile = reconcile?;
+        reconcile.needs_contract = create.as_ref().map(|c| c.needs_contract.clone());
         for source in reconcile
             .compares
             .iter()
@@ -256,6 +262,7 @@ impl Validator {
             report: report?,
             apply: apply?,
             webhooks: webhooks?,
+            create,
         })
     }
 
@@ -732,6 +739,7 @@ impl Validator {
             .filter(|k| {
                 !CANONICAL_ERP_FIELDS.contains(&k.as_str())
                     && !apply::APPLY_ERP_COLUMNS.contains(&k.as_str())
+                    && !self.create_columns.contains(k)
                     && !compares.iter().any(|c| &c.erp == *k)
             })
             .collect();
@@ -761,6 +769,7 @@ impl Validator {
             compares: specs,
             check_documents: columns.contains_key("document_sha256"),
             kind_severity,
+            needs_contract: None,
         })
     }
 
@@ -892,6 +901,7 @@ fn is_loopback(u: &url::Url) -> bool {
 mod apply;
 mod webhooks;
 pub use apply::default_owner;
+mod create;
 
 #[cfg(test)]
 mod tests;

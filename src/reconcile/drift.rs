@@ -52,6 +52,8 @@ pub mod actions {
     pub const LINK_OR_CREATE_ERP_RECORD: &str = "link_or_create_erp_record";
     /// `duplicate_link`.
     pub const RESOLVE_DUPLICATE_LINK: &str = "resolve_duplicate_link";
+    /// `missing_in_spotdraft`: create the contract (`[create]`).
+    pub const CREATE_SPOTDRAFT_CONTRACT: &str = "create_spotdraft_contract";
     /// `unusable_erp_value`: correct the value in the ERP (SpotDraft's value is
     /// shown when a compared field reads it); nothing is written automatically.
     pub const FIX_ERP_VALUE: &str = "fix_erp_value";
@@ -235,6 +237,15 @@ fn pieces(
         out.push(rows);
     }
 
+    if spec.needs_contract.is_some() {
+        out.push(with_kind(
+            missing_in_spotdraft(contracts, records, spec),
+            kinds::MISSING_IN_SPOTDRAFT,
+            spec,
+            lit(actions::CREATE_SPOTDRAFT_CONTRACT),
+        ));
+    }
+
     if spec.check_documents {
         let docs = pairs
             .clone()
@@ -249,6 +260,49 @@ fn pieces(
         ));
     }
     out
+}
+
+/// Records that need a contract, name none, and that no live contract of any
+/// status links to by id or by the fallback key (`r_idx`).
+fn missing_in_spotdraft(
+    contracts: &DataFrame,
+    records: &DataFrame,
+    spec: &ReconcileSpec,
+) -> LazyFrame {
+    let anti = || JoinArgs::new(JoinType::Anti);
+    let live = contracts.clone().lazy().filter(col("c_deleted").not());
+    let mut needing = records
+        .clone()
+        .lazy()
+        .filter(col("r_needs_contract").and(col("r_back_key").is_null()))
+        .join(
+            live.clone()
+                .select([col("c_erp_key")])
+                .filter(col("c_erp_key").is_not_null()),
+            [col("r_erp_key")],
+            [col("c_erp_key")],
+            anti(),
+        );
+    if !spec.fallback_key.is_empty() {
+        let c_on: Vec<Expr> = spec
+            .fallback_key
+            .iter()
+            .map(|k| col(format!("c_{k}_key")))
+            .collect();
+        let r_on: Vec<Expr> = spec
+            .fallback_key
+            .iter()
+            .map(|k| col(format!("r_{k}_key")))
+            .collect();
+        let set = c_on
+            .iter()
+            .cloned()
+            .map(|c| c.is_not_null())
+            .reduce(|a, b| a.and(b))
+            .unwrap_or(lit(true));
+        needing = needing.join(live.select(c_on.clone()).filter(set), r_on, c_on, anti());
+    }
+    needing.select([col("r_idx")])
 }
 
 /// The flagged pairs with the raw compared values (`c_cmp_<i>`, `r_cmp_<i>`) that

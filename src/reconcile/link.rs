@@ -231,6 +231,13 @@ pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame
     {
         return Err(missing(&c.erp_column));
     }
+    if let Some(rule) = spec
+        .needs_contract
+        .as_ref()
+        .filter(|r| !schema.contains(&r.column))
+    {
+        return Err(missing(&rule.column));
+    }
     let optional = |name: &str| {
         if schema.contains(name) {
             col(name).cast(DataType::String)
@@ -282,11 +289,34 @@ pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame
         .reduce(|a, b| a.or(b))
         .unwrap_or(lit(false));
     exprs.push(any.alias("r_any_unusable"));
+    exprs.push(needs_contract(spec).alias("r_needs_contract"));
     Ok(erp
         .lazy()
         .with_row_index("r_idx", None)
         .select(exprs)
         .collect()?)
+}
+
+/// Whether a record needs a contract under the spec's rule (false without one):
+/// its value trimmed, case-insensitively among the rule's values, or any
+/// non-empty value when it lists none.
+fn needs_contract(spec: &ReconcileSpec) -> Expr {
+    let Some(rule) = &spec.needs_contract else {
+        return lit(false);
+    };
+    let value = trimmed(col(rule.column.as_str()).cast(DataType::String))
+        .str()
+        .to_uppercase();
+    let hit = if rule.values.is_empty() {
+        value.is_not_null()
+    } else {
+        rule.values
+            .iter()
+            .map(|v| value.clone().eq(lit(v.trim().to_uppercase())))
+            .reduce(|a, b| a.or(b))
+            .unwrap_or(lit(false))
+    };
+    hit.fill_null(lit(false))
 }
 
 /// All links `(c_idx, r_idx, rule)` with `n_c` (links of the contract) and `n_r`

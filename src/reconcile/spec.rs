@@ -91,6 +91,14 @@
 //! - `missing_document` (C, R): C's status is `EXECUTED`, the pair is 1:1 linked,
 //!   and R has no `document_sha256`, or the snapshot has the document's
 //!   checksum and it differs from R's (case-insensitive hex).
+//! - `missing_in_spotdraft` (empty, R): only with a [`NeedsContract`] rule
+//!   (`[create]`). R needs a contract by that rule, R names no contract (its
+//!   `spotdraft_contract_id` is null: a record naming a contract that does not
+//!   exist is an `orphan_erp_record` instead), and no contract that is not
+//!   deleted, **in any status** (not only the reconciled ones: a DRAFT just
+//!   created closes it), links to R by id, nor by the fallback key when one is
+//!   configured (every fallback key non-null on both sides and equal). Action
+//!   `create_spotdraft_contract`.
 //!
 //! *Uniqueness*: the drift table never holds two identical rows (equal in every
 //! column). Rules that would produce the same row twice, such as two ERP rows
@@ -237,6 +245,16 @@ pub struct CompareSpec {
     pub severity: Severity,
 }
 
+/// Which ERP records need a SpotDraft contract (`[create] needs_contract`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedsContract {
+    /// Canonical ERP column read (mapped in the extract).
+    pub column: String,
+    /// Values that need a contract, compared trimmed and case-insensitively;
+    /// empty: any non-empty value does.
+    pub values: Vec<String>,
+}
+
 /// Everything the reconciliation engine needs, validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReconcileSpec {
@@ -253,6 +271,9 @@ pub struct ReconcileSpec {
     pub check_documents: bool,
     /// Severity of each non-field drift kind, by kind name; kinds not listed are `medium`.
     pub kind_severity: BTreeMap<String, Severity>,
+    /// Which ERP records need a contract (`missing_in_spotdraft`); `None`: not checked.
+    #[serde(default)]
+    pub needs_contract: Option<NeedsContract>,
 }
 
 /// Drift kind names, exactly as they appear in reports.
@@ -273,8 +294,10 @@ pub mod kinds {
     pub const FIELD_MISMATCH: &str = "field_mismatch";
     /// Executed contract whose ERP record lacks the executed document.
     pub const MISSING_DOCUMENT: &str = "missing_document";
+    /// ERP record that needs a contract (`[create]`) and that no contract links.
+    pub const MISSING_IN_SPOTDRAFT: &str = "missing_in_spotdraft";
     /// All kinds, in report order.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         UNLINKED_CONTRACT,
         MISSING_IN_ERP,
         LINK_CONFLICT,
@@ -283,5 +306,6 @@ pub mod kinds {
         UNUSABLE_ERP_VALUE,
         FIELD_MISMATCH,
         MISSING_DOCUMENT,
+        MISSING_IN_SPOTDRAFT,
     ];
 }

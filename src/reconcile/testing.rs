@@ -128,5 +128,6 @@ pub fn demo_spec() -> ReconcileSpec {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
+        needs_contract: None,
     }
 }

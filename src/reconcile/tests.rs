@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 mod conflicts;
 mod enrichment;
+mod missing_in_spotdraft;
 mod orphans;
 mod unusable;
 
@@ -92,6 +93,7 @@ fn spec() -> ReconcileSpec {
         }],
         check_documents: true,
         kind_severity: BTreeMap::from([(kinds::DUPLICATE_LINK.to_string(), Severity::High)]),
+        needs_contract: None,
     }
 }
 

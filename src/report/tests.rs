@@ -84,6 +84,7 @@ fn summary_counts_by_kind_severity_entity_and_field() {
             ("link_conflict", 0),
             ("missing_document", 0),
             ("missing_in_erp", 1),
+            ("missing_in_spotdraft", 0),
             ("orphan_erp_record", 0),
             ("unlinked_contract", 1),
             ("unusable_erp_value", 0),

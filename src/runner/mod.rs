@@ -249,6 +249,7 @@ async fn run_under_lease(
                 records: &records,
                 spec: &job_owned.reconcile,
                 settings: &job_owned.apply,
+                create: job_owned.create.as_ref(),
             };
             prepare_plan(&input, &journal, as_of, mode_name)
         })

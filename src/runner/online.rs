@@ -10,7 +10,9 @@ use anyhow::Context;
 /// list request of one contract, then that every metadata field a `[[compare]]`
 /// reads (`key_pointers.<field>`) is defined for some contract type of the
 /// workspace (`GET v2.1/public/contract_types/`, then
-/// `GET v2.1/public/key_pointers/?contract_type_id=` for each). Returns the
+/// `GET v2.1/public/key_pointers/?contract_type_id=` for each), and with
+/// `[create]` that every template exists and has every `contract_data` field
+/// the job fills (`GET v2.1/public/templates/{id}/metadata`). Returns the
 /// problems as (key, reason).
 pub async fn check_online(job: &Job) -> anyhow::Result<Vec<(String, String)>> {
     let (sandbox, settings) = ingest_settings(job).await?;
@@ -52,6 +54,52 @@ async fn online_problems(job: &Job, client: &SpotDraftClient) -> Vec<(String, St
             ),
         )];
     }
+    let mut problems = compare_problems(job, client).await;
+    problems.extend(template_problems(job, client).await);
+    problems
+}
+
+/// `[create]`: every template id exists (`GET v2.1/public/templates/{id}/metadata`)
+/// and has every `contract_data` field the job fills.
+async fn template_problems(job: &Job, client: &SpotDraftClient) -> Vec<(String, String)> {
+    let Some(create) = &job.create else {
+        return Vec::new();
+    };
+    let key = match &create.template {
+        crate::job::create::TemplateChoice::Fixed(_) => "create.template_id",
+        crate::job::create::TemplateChoice::ByColumn { .. } => "create.templates",
+    };
+    let mut problems = Vec::new();
+    for id in create.template_ids() {
+        match client.template_fields(id).await {
+            Ok(fields) => {
+                for name in create.contract_data.keys() {
+                    if !fields.contains(name) {
+                        problems.push((
+                            format!("create.contract_data.{name}"),
+                            format!(
+                                "template {id} has no field {name:?} (its fields: {})",
+                                fields.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Err(e) if e.is_not_found() => problems.push((
+                key.to_string(),
+                format!("template {id} does not exist in the workspace"),
+            )),
+            Err(e) => problems.push((
+                key.to_string(),
+                format!("GET v2.1/public/templates/{id}/metadata failed: {e}"),
+            )),
+        }
+    }
+    problems
+}
+
+/// Every metadata field a `[[compare]]` reads is defined in the workspace.
+async fn compare_problems(job: &Job, client: &SpotDraftClient) -> Vec<(String, String)> {
     let named: Vec<(usize, &str)> = job
         .reconcile
         .compares

@@ -58,6 +58,13 @@ pub struct SpotDraftFaults {
     pub vanish_before_enrich: u32,
     /// Mutations performed while a client walks the pages.
     pub page_shift: Option<PageShift>,
+    /// The next N contract creations (`POST contracts/`) are committed (the
+    /// contract exists, with its `external_metadata`) but answered 502: a
+    /// create whose answer was lost.
+    pub create_committed_then_502_next: u32,
+    /// The next N `supported_documents` uploads are answered 503 without
+    /// storing anything.
+    pub supported_documents_503_next: u32,
 }
 
 /// On every Nth list request (before answering), one mutation, cycling
@@ -209,6 +216,16 @@ impl FaultsHandle {
     /// its contract deleted.
     pub(crate) fn take_vanish(&self) -> bool {
         take(&mut self.lock().config.spotdraft.vanish_before_enrich)
+    }
+
+    /// True (and counts down) when this committed creation must be answered 502.
+    pub(crate) fn take_create_committed_then_502(&self) -> bool {
+        take(&mut self.lock().config.spotdraft.create_committed_then_502_next)
+    }
+
+    /// True (and counts down) when this document upload must be answered 503.
+    pub(crate) fn take_supported_documents_503(&self) -> bool {
+        take(&mut self.lock().config.spotdraft.supported_documents_503_next)
     }
 
     /// True (and counts down) when this successful ERP write must be answered 502.

@@ -18,6 +18,7 @@ pub mod load;
 mod mutations;
 pub mod server;
 pub mod spotdraft;
+mod spotdraft_create;
 pub mod store;
 pub mod webhooks;
 
@@ -25,4 +26,7 @@ pub use demo_change::{demo_change, DEMO_CHANGE_CONTRACT};
 pub use faults::{ErpFaults, FaultsConfig, FaultsHandle, HttpFaults, PageShift, SpotDraftFaults};
 pub use load::Dataset;
 pub use server::{Sandbox, SandboxConfig, SandboxCredentials, SandboxError};
-pub use store::{Attachment, Counters, ErpWrite, Mutation, MutationKind, StateHandle};
+pub use store::{
+    default_templates, Attachment, Counters, ErpWrite, Mutation, MutationKind, StateHandle,
+    SupportedDocument, Template,
+};

@@ -280,6 +280,10 @@ fn fill_store(store: &StateHandle, dataset: Dataset) -> Result<(), SandboxError>
         state.erp.insert(r.erp_record_id.clone(), r);
     }
     state.documents = dataset.documents;
+    state.templates = crate::sandbox::store::default_templates()
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
     Ok(())
 }
 

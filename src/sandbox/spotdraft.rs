@@ -32,8 +32,15 @@ const EXTERNAL_METADATA: &str = "/api/v2.1/public/contracts/{contract_id}/extern
 const HMAC_KEY: &str = "/api/v2.1/public/webhooks/hmac_key/";
 const CONTRACT_TYPES: &str = "/api/v2.1/public/contract_types/";
 const KEY_POINTER_DEFINITIONS: &str = "/api/v2.1/public/key_pointers/";
+const BY_EXTERNAL_METADATA: &str =
+    "/api/v2.1/public/contracts/by_external_metadata/{external_metadata_id}";
+const SUPPORTED_DOCUMENTS: &str = "/api/v2.1/public/supported_documents/{contract_id}/";
+const TEMPLATE_METADATA: &str = "/api/v2.1/public/templates/{template_id}/metadata";
 /// The documented paths served, exactly (slash included or not).
-const DOCUMENTED: [&str; 8] = [
+const DOCUMENTED: [&str; 11] = [
+    BY_EXTERNAL_METADATA,
+    SUPPORTED_DOCUMENTS,
+    TEMPLATE_METADATA,
     CONTRACT_TYPES,
     KEY_POINTER_DEFINITIONS,
     CONTRACTS,
@@ -47,7 +54,22 @@ const DOCUMENTED: [&str; 8] = [
 /// SpotDraft routes, behind the auth / rate limit / fault gate.
 pub(crate) fn router(state: AppState) -> Router<AppState> {
     Router::new()
-        .route(CONTRACTS, get(list_contracts))
+        .route(
+            CONTRACTS,
+            get(list_contracts).post(super::spotdraft_create::create_contract),
+        )
+        .route(
+            BY_EXTERNAL_METADATA,
+            get(super::spotdraft_create::by_external_metadata),
+        )
+        .route(
+            SUPPORTED_DOCUMENTS,
+            post(super::spotdraft_create::upload_supported_document),
+        )
+        .route(
+            TEMPLATE_METADATA,
+            get(super::spotdraft_create::template_metadata),
+        )
         .route(KEY_POINTERS, get(key_pointers))
         .route(DOWNLOAD, post(download))
         .route(DOWNLOAD_LINK, post(download_link))
@@ -67,7 +89,7 @@ pub(crate) fn sd_error(status: StatusCode, code: &str, message: &str) -> Respons
     (status, Json(body)).into_response()
 }
 
-fn not_found(id: &str) -> Response {
+pub(crate) fn not_found(id: &str) -> Response {
     sd_error(
         StatusCode::NOT_FOUND,
         "SD_CONTRACT_NOT_FOUND",
@@ -180,7 +202,7 @@ fn admit(s: &AppState, workspace: &str) -> bool {
 }
 
 /// A contract as the API sends it: no `last_updated_on`, with `created_by_workspace`.
-fn api_contract(c: &FixtureContract) -> Value {
+pub(crate) fn api_contract(c: &FixtureContract) -> Value {
     let mut v = serde_json::to_value(&c.contract).unwrap_or(Value::Null);
     if let Some(obj) = v.as_object_mut() {
         obj.remove("last_updated_on");

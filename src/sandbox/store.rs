@@ -33,6 +33,71 @@ pub struct Counters {
     /// ERP requests answered 429 by `erp.rate_limit_per_sec`.
     #[serde(default)]
     pub erp_rate_limited: u64,
+    /// Contracts created through `POST contracts/` (committed, whatever was answered).
+    #[serde(default)]
+    pub contracts_created: u64,
+    /// Supporting documents stored through `supported_documents`.
+    #[serde(default)]
+    pub supported_documents_stored: u64,
+}
+
+/// A supporting document stored on a contract (`supported_documents`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupportedDocument {
+    /// Its id.
+    pub id: u64,
+    /// `name` as sent.
+    pub name: String,
+    /// `file_name` as sent.
+    pub file_name: String,
+    /// SHA-256 (hex) of the decoded bytes.
+    pub sha256: String,
+    /// Size of the decoded bytes.
+    pub size: u64,
+}
+
+/// A contract template the sandbox creates contracts from: its id, the
+/// contract type it makes, and its fields (`variable`, `type`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    /// Template id (`contract_template_id`).
+    pub id: i64,
+    /// Template and contract type name.
+    pub name: String,
+    /// Contract type of the contracts it makes.
+    pub contract_type_id: i64,
+    /// `(variable, type)` of each field, types as `TemplateMetaDataResponseV2` names them.
+    pub fields: Vec<(String, String)>,
+}
+
+/// The sandbox's templates: 1204 (a purchase agreement) and 1205 (a master services agreement).
+pub fn default_templates() -> Vec<Template> {
+    let f = |v: &str, t: &str| (v.to_string(), t.to_string());
+    vec![
+        Template {
+            id: 1204,
+            name: "Purchase Agreement".into(),
+            contract_type_id: 1,
+            fields: vec![
+                f("vendor_name", "string"),
+                f("po_number", "string"),
+                f("agreement_date", "date"),
+                f("contract_value", "float"),
+                f("quantity", "int"),
+            ],
+        },
+        Template {
+            id: 1205,
+            name: "Master Services Agreement".into(),
+            contract_type_id: 2,
+            fields: vec![
+                f("vendor_name", "string"),
+                f("po_number", "string"),
+                f("agreement_date", "date"),
+                f("contract_value", "float"),
+            ],
+        },
+    ]
 }
 
 /// Kind of a page-shift mutation.
@@ -123,6 +188,8 @@ pub(crate) struct State {
     /// `version` they were computed at: the pages of one listing are slices
     /// of it, so a page costs the same in a workspace of any size.
     listings: HashMap<String, (u64, Arc<Vec<String>>)>,
+    pub templates: BTreeMap<i64, Template>,
+    pub supported_documents: BTreeMap<String, Vec<SupportedDocument>>,
 }
 
 /// Listings kept at most (each walk window is one).
@@ -342,6 +409,11 @@ impl StateHandle {
         self.lock().erp.values().cloned().collect()
     }
 
+    /// Inserts or replaces an ERP record (keyed by its id).
+    pub fn upsert_erp_record(&self, record: ErpRecord) {
+        self.lock().erp.insert(record.erp_record_id.clone(), record);
+    }
+
     /// One ERP record.
     pub fn erp_record(&self, id: &str) -> Option<ErpRecord> {
         self.lock().erp.get(id).cloned()
@@ -369,6 +441,29 @@ impl StateHandle {
     /// Request counters.
     pub fn counters(&self) -> Counters {
         self.lock().counters.clone()
+    }
+
+    /// Adds or replaces a template (the sandbox starts with [`default_templates`]).
+    pub fn put_template(&self, template: Template) {
+        self.lock().templates.insert(template.id, template);
+    }
+
+    /// The supporting documents stored on a contract, oldest first.
+    pub fn supported_documents(&self, contract_id: &str) -> Vec<SupportedDocument> {
+        self.lock()
+            .supported_documents
+            .get(contract_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The live contracts whose `external_metadata.id` is exactly `erp_id`.
+    pub fn contracts_with_external_id(&self, erp_id: &str) -> Vec<FixtureContract> {
+        self.lock()
+            .ordered()
+            .filter(|c| c.contract.external_metadata.id.as_deref() == Some(erp_id))
+            .cloned()
+            .collect()
     }
 }
 

@@ -179,6 +179,8 @@ pub struct RequestCounts {
     pub documents: u64,
     /// `external_metadata` reads and writes.
     pub external_metadata: u64,
+    /// Contract creation attempts (`POST contracts/`, lookups not included).
+    pub creates: u64,
 }
 
 #[derive(Debug, Default)]
@@ -187,6 +189,7 @@ struct Counters {
     key_pointers: AtomicU64,
     documents: AtomicU64,
     external_metadata: AtomicU64,
+    creates: AtomicU64,
 }
 
 /// A client for one SpotDraft workspace.
@@ -261,6 +264,7 @@ impl SpotDraftClient {
             key_pointers: r(&self.counters.key_pointers),
             documents: r(&self.counters.documents),
             external_metadata: r(&self.counters.external_metadata),
+            creates: r(&self.counters.creates),
         }
     }
 
@@ -476,10 +480,12 @@ impl<'a> Call<'a> {
     }
 }
 
+mod create;
 mod lookup;
 #[cfg(test)]
 mod tests;
 mod webhooks;
 mod write_back;
 
+pub use create::{CreateOutcome, LinkedContract};
 pub use write_back::{merge_external_metadata, DocumentDownload};

@@ -69,6 +69,7 @@ fn plan(settings: &ApplySettings) -> Vec<Action> {
         records: &records(),
         spec: &spec,
         settings,
+        create: None,
     })
     .unwrap()
 }

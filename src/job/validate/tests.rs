@@ -457,3 +457,81 @@ fn webhook_limits_are_checked() {
     let unknown = format!("{}\n[webhooks]\nsecret = \"x\"\n", demo_text());
     assert_eq!(keys(&unknown), ["webhooks.secret"]);
 }
+
+/// `jobs/create-demo.toml` with absolute paths.
+fn create_text() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::read_to_string(jobs_dir().join("create-demo.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{root}/"))
+}
+
+#[test]
+fn the_create_section_reads_into_typed_settings() {
+    let job = check(&create_text(), &no_env).unwrap();
+    let create = job.create.expect("[create] is on");
+    assert_eq!(create.template_ids(), [1204, 1205]);
+    assert_eq!(create.max_creates_per_run, 50);
+    // record_data defaults to the [match] keys read from record_data.
+    assert_eq!(
+        create.record_data.keys().collect::<Vec<_>>(),
+        ["legal_entity_id", "po_number", "vendor_id"]
+    );
+    assert!(create.documents_base.ends_with("fixtures/create"));
+    assert_eq!(
+        job.reconcile.needs_contract.as_ref().unwrap().column,
+        "pr_stage"
+    );
+}
+
+#[test]
+fn create_problems_name_their_keys() {
+    let text = create_text();
+    let cases = [
+        (
+            "column = \"vendor_name\", type = \"text\"",
+            "column = \"vendor_name\", type = \"money\"",
+            "create.contract_data.vendor_name.type",
+        ),
+        (
+            "column = \"amount\", type = \"currency\", currency_column = \"currency\"",
+            "column = \"amount\", type = \"currency\"",
+            "create.contract_data.contract_value.currency_column",
+        ),
+        (
+            "contact_email = \"contact_email\"",
+            "contact_email = \"email_address\"",
+            "create.counter_party.contact_email",
+        ),
+        (
+            "contract_name = \"{vendor_name} purchase agreement {po_number}\"",
+            "contract_name = \"{vendor_name} purchase agreement {po_number\"",
+            "create.contract_name",
+        ),
+        (
+            "templates = { PA = 1204, MSA = 1205 }",
+            "templates = { PA = 1204, MSA = -5 }",
+            "create.templates.MSA",
+        ),
+        (
+            "erp_record_id = \"external_metadata.id\"",
+            "erp_record_id = \"external_metadata.record_data.erp_id\"",
+            "match.erp_record_id",
+        ),
+        (
+            "page_size = 100",
+            "page_size = 100\nstatus_filter = [\"EXECUTED\"]",
+            "spotdraft.status_filter",
+        ),
+        (
+            "enabled = true                   # plan corrections",
+            "enabled = false                   # plan corrections",
+            "create.enabled",
+        ),
+    ];
+    for (from, to, key) in cases {
+        assert!(text.contains(from), "{from}");
+        let found = keys(&text.replacen(from, to, 1));
+        assert!(found.contains(&key.to_string()), "{key}: {found:?}");
+    }
+}

@@ -231,7 +231,8 @@ async fn key_pointers_and_download() {
             list: 0,
             key_pointers: 1,
             documents: 1,
-            external_metadata: 0
+            external_metadata: 0,
+            creates: 0
         }
     );
 }

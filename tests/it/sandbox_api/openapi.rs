@@ -332,3 +332,133 @@ async fn validator_rejects_missing_required_fields_and_wrong_types() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn creation_endpoints_conform_to_the_published_schemas() {
+    let sb = start(3, 1000).await;
+    let body = json!({
+        "contract_template_id": 1204,
+        "contract_name": "Acme purchase agreement",
+        "contract_data": {"vendor_name": "Acme", "agreement_date": "2026-03-28", "contract_value": {"type": "USD", "value": 12000}},
+        "counter_party_details": [{"is_individual": false, "organization_name": "Acme",
+            "poc_details": {"first_name": "Avery", "last_name": "Stone", "email": "avery@acme.example"},
+            "organization_details": {"jurisdiction_iso_code": "US"}}],
+        "external_metadata": {"id": "ERP 7/a", "integration_name": "NetSuite", "record_type": "purchase_request"}
+    });
+    let (status, created) = call(
+        &sb,
+        Method::POST,
+        "v2.1/public/contracts/",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_conforms(&format!("{BASE}contracts/"), "post", "201", &created);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["contract_status"], "DRAFT");
+    assert_eq!(created["external_metadata"]["id"], "ERP 7/a");
+
+    // A template field that does not exist: 400 with SpotDraft's error body
+    // (the create operation documents no 400 schema; this is the one
+    // supported_documents documents, with every key required).
+    let mut bad = body.clone();
+    bad["contract_data"]["no_such_field"] = json!("x");
+    let (status, error) = call(&sb, Method::POST, "v2.1/public/contracts/", Some(bad)).await;
+    assert_eq!(status, 400);
+    assert!(
+        error["message"].as_str().unwrap().contains("no_such_field"),
+        "{error}"
+    );
+    assert_conforms(
+        &format!("{BASE}supported_documents/{{contract_id}}/"),
+        "post",
+        "400",
+        &error,
+    );
+    assert_eq!(
+        sb.state().counters().contracts_created,
+        1,
+        "a 400 creates nothing"
+    );
+
+    // Matched on the raw id (percent-encoded in the path), a bare array.
+    let path = "v2.1/public/contracts/by_external_metadata/ERP%207%2Fa";
+    let (status, found) = call(&sb, Method::GET, path, None).await;
+    assert_eq!(status, 200);
+    assert_conforms(
+        &format!("{BASE}contracts/by_external_metadata/{{external_metadata_id}}"),
+        "get",
+        "200",
+        &found,
+    );
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["id"], created["contract_id"]);
+    let (_, none) = call(
+        &sb,
+        Method::GET,
+        "v2.1/public/contracts/by_external_metadata/erp%207%2Fa",
+        None,
+    )
+    .await;
+    assert_eq!(none, json!([]), "the id is matched exactly");
+    // The documented path has no trailing slash: the other form is a redirect.
+    let resp = sd(&sb, Method::GET, &format!("{path}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 302);
+
+    let upload = json!({"name": "PO", "file_name": "po.pdf", "file_base64": "JVBERi0xLjQK"});
+    let (status, stored) = call(
+        &sb,
+        Method::POST,
+        &format!("v2.1/public/supported_documents/{id}/"),
+        Some(upload),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_conforms(
+        &format!("{BASE}supported_documents/{{contract_id}}/"),
+        "post",
+        "201",
+        &stored,
+    );
+    let (status, refused) = call(
+        &sb,
+        Method::POST,
+        &format!("v2.1/public/supported_documents/{id}/"),
+        Some(json!({"name": "PO"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_conforms(
+        &format!("{BASE}supported_documents/{{contract_id}}/"),
+        "post",
+        "400",
+        &refused,
+    );
+    assert_eq!(sb.state().supported_documents(&id).len(), 1);
+
+    let (status, meta) = call(
+        &sb,
+        Method::GET,
+        "v2.1/public/templates/1204/metadata",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_conforms(
+        &format!("{BASE}templates/{{template_id}}/metadata"),
+        "get",
+        "200",
+        &meta,
+    );
+    let variables: Vec<&str> = meta["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["variable"].as_str().unwrap())
+        .collect();
+    assert!(variables.contains(&"contract_value"), "{variables:?}");
+    sb.shutdown().await;
+}
