@@ -1,9 +1,11 @@
-//! One rate limiter and one in-flight cap per workspace, and the request counters.
+//! One rate limiter per workspace, one in-flight cap per client, and the
+//! request counters.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -101,15 +103,65 @@ impl HttpStats {
     }
 }
 
-/// The request budget of one workspace: a GCRA limiter at `rps` with a burst
+/// The request rate of one workspace: a GCRA limiter at `rps` with a burst
 /// of 1 (requests evenly spaced `1/rps` apart, so a server counting per second
-/// never sees more than `rps`), and a semaphore capping requests in flight.
-/// Share it (`Arc<Throttle>`) between every client talking to the workspace.
+/// never sees more than `rps`). Every [`Throttle`] talking to the workspace
+/// shares one (see [`super::workspaces`]); the rate can only be lowered.
+#[derive(Debug)]
+pub struct SharedRate {
+    current: Mutex<(u32, Arc<DefaultDirectRateLimiter>)>,
+}
+
+impl SharedRate {
+    /// A limiter at `rps` requests per second (0 reads as 1).
+    pub fn new(rps: u32) -> Self {
+        let rps = rps.max(1);
+        SharedRate {
+            current: Mutex::new((rps, Arc::new(gcra(rps)))),
+        }
+    }
+
+    /// The rate in force.
+    pub fn requests_per_second(&self) -> u32 {
+        self.lock().0
+    }
+
+    /// Lowers the rate to `rps` when it is lower than the one in force (a new
+    /// limiter from now on); returns the rate in force afterwards.
+    pub fn lower_to(&self, rps: u32) -> u32 {
+        let mut current = self.lock();
+        let rps = rps.max(1);
+        if rps < current.0 {
+            *current = (rps, Arc::new(gcra(rps)));
+        }
+        current.0
+    }
+
+    fn limiter(&self) -> Arc<DefaultDirectRateLimiter> {
+        self.lock().1.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u32, Arc<DefaultDirectRateLimiter>)> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn gcra(rps: u32) -> DefaultDirectRateLimiter {
+    let period = Duration::from_secs(1) / rps;
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    RateLimiter::direct(quota)
+}
+
+/// The request budget of one client: the workspace's [`SharedRate`] (its own,
+/// or one shared with the other clients of the workspace), a semaphore capping
+/// this client's requests in flight, and this client's counters. Share it
+/// (`Arc<Throttle>`) between the clones of one client.
 #[derive(Debug)]
 pub struct Throttle {
-    limiter: DefaultDirectRateLimiter,
+    rate: Arc<SharedRate>,
     in_flight: Semaphore,
-    rps: u32,
     stats: HttpStats,
 }
 
@@ -119,25 +171,25 @@ pub struct Admission<'a> {
 }
 
 impl Throttle {
-    /// A throttle at `rps` requests per second (0 reads as 1) with at most
-    /// `max_in_flight` requests in flight (0 reads as 1).
+    /// A throttle with its own limiter at `rps` requests per second (0 reads
+    /// as 1) and at most `max_in_flight` requests in flight (0 reads as 1).
     pub fn new(rps: u32, max_in_flight: usize) -> Self {
-        let rps = rps.max(1);
-        let period = Duration::from_secs(1) / rps;
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
+        Throttle::sharing(Arc::new(SharedRate::new(rps)), max_in_flight)
+    }
+
+    /// A throttle drawing on `rate`, shared with other throttles, with its own
+    /// in-flight cap (0 reads as 1) and counters.
+    pub fn sharing(rate: Arc<SharedRate>, max_in_flight: usize) -> Self {
         Throttle {
-            limiter: RateLimiter::direct(quota),
+            rate,
             in_flight: Semaphore::new(max_in_flight.max(1)),
-            rps,
             stats: HttpStats::default(),
         }
     }
 
-    /// The configured rate.
+    /// The rate in force.
     pub fn requests_per_second(&self) -> u32 {
-        self.rps
+        self.rate.requests_per_second()
     }
 
     /// Waits for an in-flight slot, then for the limiter; counts the request
@@ -149,7 +201,7 @@ impl Throttle {
             .await
             .expect("the semaphore is never closed");
         let started = Instant::now();
-        self.limiter.until_ready().await;
+        self.rate.limiter().until_ready().await;
         let waited = started.elapsed().as_micros() as u64;
         self.stats
             .limiter_wait_us
@@ -158,7 +210,7 @@ impl Throttle {
         Admission { _permit: permit }
     }
 
-    /// The counters of every request admitted so far.
+    /// The counters of every request admitted so far through this throttle.
     pub fn stats(&self) -> &HttpStats {
         &self.stats
     }
@@ -196,5 +248,43 @@ mod tests {
         let _b = tokio::time::timeout(Duration::from_millis(500), t.admit())
             .await
             .expect("admitted after release");
+    }
+
+    #[tokio::test]
+    async fn throttles_sharing_a_rate_space_their_requests_together() {
+        let rate = Arc::new(SharedRate::new(50));
+        let a = Arc::new(Throttle::sharing(rate.clone(), 4));
+        let b = Arc::new(Throttle::sharing(rate, 4));
+        let admit = |t: Arc<Throttle>| async move {
+            for _ in 0..5 {
+                let _x = t.admit().await;
+            }
+        };
+        let start = Instant::now();
+        tokio::join!(admit(a.clone()), admit(b.clone()));
+        // 10 admissions at 50/s in all: the first free, then 9 x 20 ms.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(170), "{took:?}");
+        assert_eq!(a.stats().snapshot().requests, 5);
+        assert_eq!(b.stats().snapshot().requests, 5);
+    }
+
+    #[tokio::test]
+    async fn a_shared_rate_is_only_lowered() {
+        let rate = SharedRate::new(10);
+        assert_eq!(rate.lower_to(20), 10);
+        assert_eq!(rate.lower_to(4), 4);
+        assert_eq!(rate.requests_per_second(), 4);
+        let t = Throttle::sharing(Arc::new(rate), 1);
+        let start = Instant::now();
+        for _ in 0..3 {
+            let _a = t.admit().await;
+        }
+        // 3 admissions at 4/s: the first free, then 2 x 250 ms.
+        assert!(
+            start.elapsed() >= Duration::from_millis(480),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }
