@@ -11,6 +11,7 @@ mod ingest;
 mod pipeline;
 mod plan_outcomes;
 mod reconcile;
+mod resume_after_stop;
 mod run_history;
 mod runs;
 mod sandbox_api;
