@@ -37,6 +37,36 @@ pub struct Job {
     pub report: ReportSettings,
     /// Corrections: planned, and applied when asked.
     pub apply: ApplySettings,
+    /// Where to say that a run failed or found new drift (`[notify]`).
+    pub notify: Option<NotifySettings>,
+    /// What is removed at the end of a run, and when (`[retention]`).
+    pub retention: Option<RetentionSettings>,
+}
+
+/// `[notify]`, validated.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// The webhook URL (a secret: Slack's carries its token).
+    pub url: Secret,
+    /// Send when a run fails (or corrections it applied fail).
+    pub on_failure: bool,
+    /// Send when a nightly run finds drift not in the previous nightly run.
+    pub on_new_drift: bool,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Retries.
+    pub retry: crate::http::RetryPolicy,
+}
+
+/// `[retention]`, validated: ages past which things are removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Reports, leftover staging and spilled pages.
+    pub keep_days: u32,
+    /// Run records.
+    pub history_keep_days: u32,
+    /// Correction journals; `None`: kept for ever.
+    pub journal_keep_days: Option<u32>,
 }
 
 /// `[report]`: how drift is followed from run to run.

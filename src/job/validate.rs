@@ -229,6 +229,8 @@ impl Validator {
             env,
         );
         let report = self.report(raw.report.as_ref());
+        let notify = self.notify(raw.notify.as_ref(), env);
+        let retention = self.retention(raw.retention.as_ref(), raw.apply.as_ref());
         let mut fetch = fetch?;
         let reconcile = reconcile?;
         for source in reconcile
@@ -254,6 +256,8 @@ impl Validator {
             output: output?,
             report: report?,
             apply: apply?,
+            notify: notify?,
+            retention: retention?,
         })
     }
 
@@ -888,6 +892,7 @@ fn is_loopback(u: &url::Url) -> bool {
 }
 
 mod apply;
+mod ops;
 pub use apply::default_owner;
 
 #[cfg(test)]
