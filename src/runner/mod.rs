@@ -10,6 +10,7 @@
 
 mod apply_plan;
 pub mod history;
+pub mod notify;
 mod online;
 mod outcome;
 mod steps;
@@ -90,9 +91,15 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
     let output = output_location(job, &opts)?;
     let outcome = run_leased(job, &opts, &output, &run_id, started).await;
     let record = history::RunRecord::of_run(job, &run_id, &opts, started, &outcome);
-    if let Err(e) = history::write_record(&output, &record).await {
-        tracing::warn!(job = %job.name, run = %run_id, error = %e, "the run record was not written");
-    }
+    let recorded = match history::write_record(&output, &record).await {
+        Ok(path) => Some(output.display_object(&path)),
+        Err(e) => {
+            tracing::warn!(job = %job.name, run = %run_id, error = %e, "the run record was not written");
+            None
+        }
+    };
+    let notify = job.notify.as_ref();
+    notify::notify_after_run(notify, &record, &outcome, opts.kind, recorded).await;
     outcome
 }
 

@@ -8,6 +8,7 @@ mod fixture_rules;
 mod fixtures;
 mod history;
 mod ingest;
+mod notify;
 mod pipeline;
 mod plan_outcomes;
 mod reconcile;

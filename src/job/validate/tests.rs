@@ -429,7 +429,11 @@ fn notify_reads_its_url_from_the_environment_and_never_prints_it() {
         "{}\n[notify]\nurl_env = \"NOPE\"\non = [\"sometimes\"]\nchannel = \"x\"\n",
         demo_text()
     );
-    assert_eq!(keys(&bad), ["notify.channel"], "unknown keys are refused first");
+    assert_eq!(
+        keys(&bad),
+        ["notify.channel"],
+        "unknown keys are refused first"
+    );
     let bad = format!(
         "{}\n[notify]\nurl_env = \"NOPE\"\non = [\"sometimes\"]\n",
         demo_text()
