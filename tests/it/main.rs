@@ -13,6 +13,7 @@ mod pipeline;
 mod plan_outcomes;
 mod reconcile;
 mod resume_after_stop;
+mod retention;
 mod run_history;
 mod runs;
 mod sandbox_api;
