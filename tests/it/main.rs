@@ -3,6 +3,7 @@
 mod apply;
 mod cli;
 mod common;
+mod deploy;
 mod erp_sink;
 mod fixture_rules;
 mod fixtures;
