@@ -58,6 +58,35 @@ pub struct Notice {
     pub location: Option<String>,
 }
 
+/// How a run ended, as far as notifications go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// It failed.
+    Failed,
+    /// Another run held the lease: nothing ran, nothing failed.
+    NotRun,
+    /// It finished: corrections that failed, drift rows first seen.
+    Finished { apply_failed: u64, drift_new: u64 },
+}
+
+/// Which notification, if any, a run of `kind` that ended so calls for.
+fn event_for(settings: &NotifySettings, kind: RunKind, ended: Ended) -> Option<NotifyEvent> {
+    match ended {
+        Ended::Failed if settings.on_failure => Some(NotifyEvent::Failure),
+        Ended::Finished { apply_failed, .. } if apply_failed > 0 && settings.on_failure => {
+            Some(NotifyEvent::Failure)
+        }
+        // Backfills and targeted runs do not feed the drift lifecycle: their
+        // rows are not "new" in the nightly sense.
+        Ended::Finished { drift_new, .. }
+            if drift_new > 0 && kind == RunKind::Nightly && settings.on_new_drift =>
+        {
+            Some(NotifyEvent::NewDrift)
+        }
+        _ => None,
+    }
+}
+
 /// Longest failure message sent.
 const MAX_ERROR_CHARS: usize = 300;
 
@@ -82,27 +111,25 @@ pub fn notice_for(
         error: None,
         location: history,
     };
+    let ended = match outcome {
+        Err(_) if record.outcome == RunStatus::Failed => Ended::Failed,
+        Err(_) => Ended::NotRun,
+        Ok(done) => Ended::Finished {
+            apply_failed: done.apply_failed(),
+            drift_new: done.drift_new(),
+        },
+    };
+    notice.event = event_for(settings, kind, ended)?;
     match outcome {
         Err(e) => {
-            if record.outcome != RunStatus::Failed || !settings.on_failure {
-                return None; // refused by the lease: another run is going, nothing failed
-            }
             let line = e.to_string();
             notice.error = Some(line.chars().take(MAX_ERROR_CHARS).collect());
         }
         Ok(done) => {
-            let (failed, new) = (done.apply_failed(), done.drift_new());
-            notice.event = if failed > 0 && settings.on_failure {
-                NotifyEvent::Failure
-            } else if new > 0 && kind == RunKind::Nightly && settings.on_new_drift {
-                NotifyEvent::NewDrift
-            } else {
-                return None;
-            };
             notice.drift_total = Some(done.drift_total());
-            notice.drift_new = Some(new);
+            notice.drift_new = Some(done.drift_new());
             notice.by_kind = done.summary.by_kind.clone();
-            notice.apply_failed = failed;
+            notice.apply_failed = done.apply_failed();
             notice.location = Some(done.report_dir.clone());
         }
     }
@@ -300,6 +327,61 @@ mod tests {
         assert!(
             shown.ends_with("failed: loading &lt;extract&gt; &amp; mapping"),
             "{shown}"
+        );
+    }
+
+    fn settings(on_failure: bool, on_new_drift: bool) -> NotifySettings {
+        NotifySettings {
+            url: crate::secret::Secret::new("https://hooks.slack.com/services/T0/B0/x"),
+            on_failure,
+            on_new_drift,
+            timeout: std::time::Duration::from_secs(1),
+            retry: crate::http::RetryPolicy::default(),
+        }
+    }
+
+    #[test]
+    fn failures_and_new_nightly_drift_are_notified_as_asked() {
+        use NotifyEvent::*;
+        let both = settings(true, true);
+        let finished = |apply_failed, drift_new| Ended::Finished {
+            apply_failed,
+            drift_new,
+        };
+        let cases = [
+            (&both, RunKind::Nightly, Ended::Failed, Some(Failure)),
+            (&both, RunKind::Nightly, Ended::NotRun, None),
+            (&both, RunKind::Nightly, finished(0, 0), None),
+            (&both, RunKind::Nightly, finished(0, 3), Some(NewDrift)),
+            (&both, RunKind::Nightly, finished(2, 3), Some(Failure)),
+            (&both, RunKind::Backfill, finished(0, 3), None),
+            (&both, RunKind::Targeted, finished(0, 3), None),
+            (&both, RunKind::Targeted, Ended::Failed, Some(Failure)),
+        ];
+        for (s, kind, ended, want) in cases {
+            assert_eq!(event_for(s, kind, ended), want, "{kind:?} {ended:?}");
+        }
+        let only_failures = settings(true, false);
+        assert_eq!(
+            event_for(&only_failures, RunKind::Nightly, finished(0, 3)),
+            None
+        );
+        assert_eq!(
+            event_for(&only_failures, RunKind::Nightly, Ended::Failed),
+            Some(Failure)
+        );
+        let only_drift = settings(false, true);
+        assert_eq!(
+            event_for(&only_drift, RunKind::Nightly, Ended::Failed),
+            None
+        );
+        assert_eq!(
+            event_for(&only_drift, RunKind::Nightly, finished(1, 0)),
+            None
+        );
+        assert_eq!(
+            event_for(&only_drift, RunKind::Nightly, finished(1, 2)),
+            Some(NewDrift)
         );
     }
 
