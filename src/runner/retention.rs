@@ -13,7 +13,9 @@
 //! - the run `latest.json` names, and the newest nightly run (the next run
 //!   compares with it);
 //! - a run whose `plan` is younger than `[apply] max_plan_age_days` (it may
-//!   still be applied);
+//!   still be applied) unless the journal settled every action it sends
+//!   (`applied`, `rejected` or `checksum_mismatch`: never sent again); a plan
+//!   or a journal that cannot be read counts as unsettled;
 //! - this run, and staging holding a `manifest.json` (committed: the next run
 //!   publishes it);
 //! - the job's run state and snapshot, and spilled pages while the run state
@@ -23,6 +25,7 @@
 //! a reader never takes a half-removed run for a complete one; what a crash
 //! leaves is removed by the next run.
 
+use crate::apply::{plan_from_frame, read_journal, JournalView};
 use crate::ingest::{StateError, StateStore};
 use crate::job::RetentionSettings;
 use crate::report::layout::{job_root, staging_root, PLAN_TABLE, RUNS_TABLE, STAGING_DIR};
@@ -33,9 +36,13 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use polars::prelude::{CsvReadOptions, DataFrame, ParquetReader, SerReader};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Journal outcomes after which an action is never sent again.
+const SETTLED: [&str; 3] = ["applied", "rejected", "checksum_mismatch"];
 
 /// Why retention stopped (what it removed before stays removed).
 #[derive(Debug, thiserror::Error)]
@@ -167,12 +174,28 @@ impl Retention<'_> {
             .collect();
         // `runs` first: its `_SUCCESS` is the run's record.
         tables.sort_by_key(|t| (t != RUNS_TABLE, t.clone()));
-        // (date, run id) of runs with a plan young enough to be applied.
-        let mut young_plans = BTreeSet::new();
+        // Expired runs whose plan may still be applied, and is not settled.
         let plan_root = job_root(self.prefix, PLAN_TABLE, self.job);
-        for (date, run_id, _) in self.run_dirs(&plan_root).await? {
-            if date >= plan_cutoff {
-                young_plans.insert(run_id);
+        let candidates: Vec<(String, Path)> = self
+            .run_dirs(&plan_root)
+            .await?
+            .into_iter()
+            .filter(|(date, run_id, _)| {
+                *date >= plan_cutoff && *date < cutoff && !keep.contains(run_id)
+            })
+            .map(|(_, run_id, dir)| (run_id, dir))
+            .collect();
+        let mut young_plans = BTreeSet::new();
+        if !candidates.is_empty() {
+            let journal = read_journal(self.store, self.prefix, self.job).await;
+            for (run_id, dir) in candidates {
+                let settled = match &journal {
+                    Ok(journal) => self.plan_settled(&dir, journal).await,
+                    Err(_) => false,
+                };
+                if !settled {
+                    young_plans.insert(run_id);
+                }
             }
         }
         for table in tables {
@@ -190,6 +213,45 @@ impl Retention<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether every action the plan in `dir` sends is settled in `journal`;
+    /// false when the plan cannot be read.
+    async fn plan_settled(&self, dir: &Path, journal: &JournalView) -> bool {
+        let Some(frame) = self.read_plan(dir).await else {
+            return false;
+        };
+        let Ok(actions) = plan_from_frame(&frame) else {
+            return false;
+        };
+        actions.iter().filter(|a| a.is_sendable()).all(|a| {
+            journal
+                .latest(&a.key)
+                .is_some_and(|e| SETTLED.contains(&e.outcome.as_str()))
+        })
+    }
+
+    /// `plan.parquet`, else `plan.csv`, of the run folder `dir`.
+    async fn read_plan(&self, dir: &Path) -> Option<DataFrame> {
+        for file in ["plan.parquet", "plan.csv"] {
+            let Ok(got) = self.store.get(&dir.clone().join(file)).await else {
+                continue;
+            };
+            let bytes = got.bytes().await.ok()?;
+            let cursor = std::io::Cursor::new(bytes.to_vec());
+            let frame = if file.ends_with(".parquet") {
+                ParquetReader::new(cursor).finish().ok()
+            } else {
+                CsvReadOptions::default()
+                    .with_has_header(true)
+                    .with_infer_schema_length(Some(0))
+                    .into_reader_with_file_handle(cursor)
+                    .finish()
+                    .ok()
+            };
+            return frame;
+        }
+        None
     }
 
     /// `run_date=D/run_id=R` folders under `root`.

@@ -2,12 +2,16 @@
 //! the object listing before and after one pass.
 
 use super::*;
+use crate::apply::journal::BatchRecord;
+use crate::apply::{plan_frame, Action, ActionKind, JournalEntry};
 use crate::ingest::Checkpoint;
 use crate::report::lifecycle::RunKind;
 use crate::report::{LatestPointer, RunManifest};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::PutPayload;
+use polars::prelude::ParquetWriter;
+use std::collections::BTreeMap;
 
 const JOB: &str = "demo";
 
@@ -64,6 +68,57 @@ async fn published(
     manifest
 }
 
+/// A plan of one field update (key `key`) and one review, as Parquet.
+fn plan_parquet(key: &str) -> Vec<u8> {
+    let action = |kind, key: &str| Action {
+        kind,
+        erp_record_id: Some("ERP-1".into()),
+        contract_id: Some("T-1".into()),
+        fields: BTreeMap::from([("status".into(), "ACTIVE".into())]),
+        document_sha256: None,
+        if_match: None,
+        reason: None,
+        drift_kinds: BTreeSet::from(["field_mismatch".to_string()]),
+        drift_ids: BTreeSet::new(),
+        key: key.into(),
+        generation: 0,
+    };
+    let actions = [
+        action(ActionKind::UpdateErpFields, key),
+        action(ActionKind::Review, &format!("{key}-review")),
+    ];
+    let mut frame = plan_frame(&actions).unwrap();
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut frame).unwrap();
+    bytes
+}
+
+/// A journal object recording `outcome` for `key`, applied by run `run_id`.
+fn journal_batch(run_id: &str, key: &str, outcome: &str) -> Vec<u8> {
+    let record = BatchRecord {
+        job: JOB.into(),
+        apply_id: run_id.into(),
+        lane: "erp".into(),
+        batch: 1,
+        batch_key: "0123456789abcdef".into(),
+        entries: vec![JournalEntry {
+            key: key.into(),
+            generation: 0,
+            content_hash: "h".into(),
+            action: "update_erp_fields".into(),
+            erp_record_id: Some("ERP-1".into()),
+            contract_id: None,
+            attempt: 1,
+            outcome: outcome.into(),
+            message: None,
+            at: "2026-10-16T02:40:00Z".into(),
+            run_id: run_id.into(),
+            approved_by: None,
+        }],
+    };
+    serde_json::to_vec(&record).unwrap()
+}
+
 async fn listing(store: &Arc<dyn ObjectStore>) -> BTreeSet<String> {
     store
         .list(None)
@@ -105,6 +160,20 @@ async fn lay_out(
     published(store, &d, RunKind::Backfill, &["runs", "drift", "plan"]).await;
     published(store, &e, RunKind::Backfill, &["runs", "drift"]).await;
     published(store, &f, RunKind::Targeted, &["runs", "drift"]).await;
+    // Plans of 45 days ago, still applicable: P's action was applied, Q's and R's were not.
+    let p = run_of(now, 45, "pppppppp");
+    let q = run_of(now, 45, "qqqqqqqq");
+    let r = run_of(now, 45, "rrrrrrrr");
+    for (run, key) in [(&p, "key-p"), (&q, "key-q"), (&r, "key-r")] {
+        published(store, run, RunKind::Nightly, &["runs", "plan"]).await;
+        let dir = format!("out/plan/job={JOB}/run_date={}/run_id={}", run.1, run.0);
+        put(store, &format!("{dir}/plan.parquet"), plan_parquet(key)).await;
+    }
+    let batch = |run: &(String, NaiveDate)| {
+        format!("out/_journal/{JOB}/{}/erp-0001-0123456789ab.json", run.0)
+    };
+    put(store, &batch(&p), journal_batch(&p.0, "key-p", "applied")).await;
+    put(store, &batch(&r), journal_batch(&r.0, "key-r", "pending")).await;
     let latest = LatestPointer::to_run(&Path::from("out"), &c_manifest);
     put(
         store,
@@ -153,19 +222,19 @@ async fn lay_out(
     put(
         store,
         &format!("out/_journal/{JOB}/{}/erp-0001-abc.json", a.0),
-        b"{}".to_vec(),
+        journal_batch(&a.0, "key-a", "applied"),
     )
     .await;
     put(
         store,
         &format!("out/_journal/{JOB}/{}/erp-0001-def.json", d.0),
-        b"{}".to_vec(),
+        journal_batch(&d.0, "key-d", "applied"),
     )
     .await;
     put(
         store,
         &format!("out/_journal/{JOB}/manual-apply/erp-0001-ghi.json"),
-        b"{}".to_vec(),
+        journal_batch("manual-apply", "key-m", "rejected"),
     )
     .await;
 
@@ -203,6 +272,7 @@ async fn lay_out(
     run_files(&a, &["runs", "drift", "rejects", "resolved", "plan"]); // 200 days, plan too old
     run_files(&b, &all); // 150 days
     run_files(&e, &["runs", "drift"]); // 45 days, no plan
+    run_files(&p, &["runs", "plan"]); // 45 days, its plan applied
     for r in [&a, &b, &c] {
         expired.insert(format!("out/_history/{JOB}/{}.json", r.0)); // over 100 days
     }
@@ -251,7 +321,7 @@ async fn check_pass(store: Arc<dyn ObjectStore>, age_file: &dyn Fn(&str, i64) ->
         Vec::<&String>::new(),
         "removed but to be kept"
     );
-    assert_eq!(removed.runs.len(), 3, "{:?}", removed.runs);
+    assert_eq!(removed.runs.len(), 4, "{:?}", removed.runs);
     assert_eq!(removed.history_records, 3);
     assert_eq!(removed.journal_objects, 1);
     assert_eq!(removed.staging_objects, 1);
