@@ -342,7 +342,8 @@ pub struct RawRetention {
     /// staging and spilled pages are kept, at least 1. Removed at the end of a
     /// run; never the run `latest.json` names, the newest nightly run (the next
     /// run compares with it), a run whose plan is younger than
-    /// `[apply] max_plan_age_days`, nor the job's run state.
+    /// `[apply] max_plan_age_days` and not yet applied or rejected in full,
+    /// nor the job's run state.
     pub keep_days: u32,
     /// Days run records (`_history`) are kept, at least 1 (default `keep_days`).
     pub history_keep_days: Option<u32>,
