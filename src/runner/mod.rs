@@ -182,6 +182,11 @@ async fn remove_expired(
         max_plan_age: job.apply.max_plan_age,
         current_run: run_id,
         now: chrono::Utc::now(),
+        // Local paths print as `/...`: the store is the file system from `/`.
+        local_root: output
+            .root
+            .is_empty()
+            .then(|| std::path::PathBuf::from("/")),
     };
     match pass.run().await {
         Ok(removed) => tracing::info!(

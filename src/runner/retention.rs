@@ -113,6 +113,9 @@ pub struct Retention<'a> {
     pub current_run: &'a str,
     /// The time ages are measured from.
     pub now: DateTime<Utc>,
+    /// Where the store's paths start on disk, when it is a local file system
+    /// (`/` for `LocalFileSystem::new()`): folders left empty are removed too.
+    pub local_root: Option<std::path::PathBuf>,
 }
 
 impl Retention<'_> {
@@ -130,7 +133,35 @@ impl Retention<'_> {
         removed.history_records = self
             .expire_by_name(&root, self.settings.history_keep_days)
             .await?;
+        if removed != Removed::default() {
+            self.prune_empty_folders().await?;
+        }
         Ok(removed)
+    }
+
+    /// On a local file system, the folders the job's removed objects left
+    /// empty (object stores have no folders).
+    async fn prune_empty_folders(&self) -> Result<(), RetentionError> {
+        let Some(disk) = &self.local_root else {
+            return Ok(());
+        };
+        let mut roots = vec![
+            staging_root(self.prefix, self.job),
+            crate::apply::journal::journal_root(self.prefix, self.job),
+            self.prefix.clone().join("state").join(self.job),
+        ];
+        for table in self.child_dirs(self.prefix).await? {
+            if !table.starts_with('_') {
+                roots.push(job_root(self.prefix, &table, self.job));
+            }
+        }
+        for root in roots {
+            let dir = disk.join(root.as_ref());
+            if dir.is_dir() {
+                remove_empty_subfolders(&dir);
+            }
+        }
+        Ok(())
     }
 
     fn cutoff(&self, days: u32) -> DateTime<Utc> {
@@ -402,6 +433,22 @@ impl Retention<'_> {
             op,
             path: path.to_string(),
             source,
+        }
+    }
+}
+
+/// Removes the empty folders below `dir` (not `dir`), deepest first; files
+/// and folders holding any are left alone.
+fn remove_empty_subfolders(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_subfolders(&path);
+            // Fails, harmlessly, unless the folder is now empty.
+            let _ = std::fs::remove_dir(&path);
         }
     }
 }

@@ -284,7 +284,11 @@ async fn lay_out(
     expired
 }
 
-async fn check_pass(store: Arc<dyn ObjectStore>, age_file: &dyn Fn(&str, i64) -> bool) {
+async fn check_pass(
+    store: Arc<dyn ObjectStore>,
+    local_root: Option<std::path::PathBuf>,
+    age_file: &dyn Fn(&str, i64) -> bool,
+) {
     let now = Utc::now();
     let current = run_of(now, 0, "00000000").0;
     let expired = lay_out(&store, now, &current, age_file).await;
@@ -307,6 +311,7 @@ async fn check_pass(store: Arc<dyn ObjectStore>, age_file: &dyn Fn(&str, i64) ->
         max_plan_age: Duration::from_secs(60 * 86_400),
         current_run: &current,
         now,
+        local_root,
     };
     let removed = pass.run().await.unwrap();
     let after = listing(&store).await;
@@ -334,7 +339,7 @@ async fn check_pass(store: Arc<dyn ObjectStore>, age_file: &dyn Fn(&str, i64) ->
 #[tokio::test]
 async fn retention_removes_only_expired_runs_in_memory() {
     // InMemory objects are all new: spilled pages (aged by modification time) stay.
-    check_pass(Arc::new(InMemory::new()), &|_, _| false).await;
+    check_pass(Arc::new(InMemory::new()), None, &|_, _| false).await;
 }
 
 #[tokio::test]
@@ -342,6 +347,7 @@ async fn retention_removes_only_expired_runs_on_a_local_file_system() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let store = Arc::new(LocalFileSystem::new_with_prefix(&root).unwrap());
+    let disk = root.clone();
     let age_file = move |path: &str, days: i64| {
         let file = std::fs::File::options()
             .write(true)
@@ -351,7 +357,14 @@ async fn retention_removes_only_expired_runs_on_a_local_file_system() {
         file.set_modified(at).unwrap();
         true
     };
-    check_pass(store, &age_file).await;
+    check_pass(store, Some(disk.clone()), &age_file).await;
+    // No folder is left empty by the removals.
+    let mut stack = vec![disk.join("out")];
+    while let Some(d) = stack.pop() {
+        let entries: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().collect();
+        assert!(!entries.is_empty(), "{} is left empty", d.display());
+        stack.extend(entries.iter().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
 }
 
 #[tokio::test]
@@ -403,6 +416,7 @@ async fn spilled_pages_of_an_unfinished_walk_stay() {
         max_plan_age: Duration::from_secs(7 * 86_400),
         current_run: "run-x",
         now: Utc::now(),
+        local_root: Some(dir.path().to_path_buf()),
     }
     .run()
     .await
