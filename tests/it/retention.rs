@@ -48,6 +48,10 @@ async fn a_run_removes_the_expired_runs_of_its_job() {
     let done = run_job(&job, RunOptions::default()).await.unwrap();
     let files = files_under(&out);
     assert!(!files.iter().any(|f| f.contains(old)), "{files:#?}");
+    assert!(
+        !out.join("drift/job=demo/run_date=2025-01-01").exists(),
+        "the emptied folders go too"
+    );
     let run_id = &done.summary.run_id;
     for kept in [
         format!("_history/demo/{run_id}.json"),
