@@ -1,7 +1,8 @@
 //! The retry and throttle policy shared by every HTTP client.
 //!
 //! - [`retry`]: the pure parts: [`RetryPolicy`], status classification, backoff math;
-//! - [`throttle`]: one GCRA limiter and one in-flight cap per workspace, with [`HttpStats`];
+//! - [`throttle`]: one GCRA limiter per workspace and one in-flight cap per client, with [`HttpStats`];
+//! - [`workspaces`]: the process's one limiter per SpotDraft workspace;
 //! - [`send`]: [`RetryingClient`], which sends one request through both and reads the body.
 //!
 //! Every client (SpotDraft now, the ERP client later) builds a [`RetryingClient`]
@@ -10,7 +11,9 @@
 pub mod retry;
 pub mod send;
 pub mod throttle;
+pub mod workspaces;
 
 pub use retry::{backoff_delay, classify_status, parse_retry_after, RetryPolicy, StatusClass};
 pub use send::{HttpError, HttpResponse, RetryingClient};
-pub use throttle::{HttpStats, HttpStatsSnapshot, Throttle};
+pub use throttle::{HttpStats, HttpStatsSnapshot, SharedRate, Throttle};
+pub use workspaces::workspace_rate;

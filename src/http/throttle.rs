@@ -3,7 +3,7 @@
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -107,9 +107,9 @@ impl HttpStats {
 /// connection set-up) and still never more than the rate.
 pub const WINDOW_GUARD: Duration = Duration::from_millis(30);
 
-/// The request budget of one workspace, and a semaphore capping requests in
-/// flight. Share it (`Arc<Throttle>`) between every client talking to the
-/// workspace.
+/// The request rate of one workspace. Every [`Throttle`] talking to the
+/// workspace shares one (see [`super::workspaces`]); the rate can only be
+/// lowered.
 ///
 /// Two rules hold for every admission:
 /// - requests take slots `1/rps` apart, each slot following the previous
@@ -124,20 +124,102 @@ pub const WINDOW_GUARD: Duration = Duration::from_millis(30);
 /// sliding-window count: with a burst of one it loses every late wake-up,
 /// with more it lets `rps + 1` requests into a server-side second.)
 #[derive(Debug)]
-pub struct Throttle {
+pub struct SharedRate {
     pacing: Mutex<Pacing>,
-    spacing: Duration,
-    window: Duration,
-    in_flight: Semaphore,
-    rps: u32,
-    stats: HttpStats,
+    guard: Duration,
 }
 
-/// The throttle's clock: the last `rps` admission times, and the next slot.
+/// The rate's clock: the rate in force, the last `rps` admission times, and
+/// the next slot.
 #[derive(Debug)]
 struct Pacing {
+    rps: u32,
+    spacing: Duration,
     admitted: VecDeque<Instant>,
     next: Option<Instant>,
+}
+
+impl SharedRate {
+    /// A rate of `rps` requests per second (0 reads as 1).
+    pub fn new(rps: u32) -> Self {
+        Self::with_guard(rps, WINDOW_GUARD)
+    }
+
+    /// As [`SharedRate::new`], with the window `guard` given.
+    pub fn with_guard(rps: u32, guard: Duration) -> Self {
+        let rps = rps.max(1);
+        SharedRate {
+            pacing: Mutex::new(Pacing {
+                rps,
+                spacing: Duration::from_secs(1) / rps,
+                admitted: VecDeque::with_capacity(rps as usize + 1),
+                next: None,
+            }),
+            guard,
+        }
+    }
+
+    /// The rate in force.
+    pub fn requests_per_second(&self) -> u32 {
+        self.lock().rps
+    }
+
+    /// Lowers the rate to `rps` when it is lower than the one in force (the
+    /// admissions so far still count against the new window); returns the
+    /// rate in force afterwards.
+    pub fn lower_to(&self, rps: u32) -> u32 {
+        let mut p = self.lock();
+        let rps = rps.max(1);
+        if rps < p.rps {
+            p.rps = rps;
+            p.spacing = Duration::from_secs(1) / rps;
+        }
+        p.rps
+    }
+
+    /// Admits a request at `now` (`None`), or says when to try again.
+    fn try_admit(&self, now: Instant) -> Option<Instant> {
+        let mut pacing = self.lock();
+        let Pacing {
+            rps,
+            spacing,
+            admitted,
+            next,
+        } = &mut *pacing;
+        let rps = *rps as usize;
+        let mut ready = next.unwrap_or(now);
+        if admitted.len() >= rps {
+            let oldest = admitted[admitted.len() - rps];
+            ready = ready.max(oldest + Duration::from_secs(1) + self.guard);
+        }
+        if ready > now {
+            return Some(ready);
+        }
+        // The next slot follows this one's, not the late wake-up's, unless
+        // the rate sat idle for more than a slot.
+        let late = now.duration_since(ready);
+        *next = Some(if late < *spacing { ready } else { now } + *spacing);
+        admitted.push_back(now);
+        while admitted.len() > rps {
+            admitted.pop_front();
+        }
+        None
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pacing> {
+        self.pacing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The request budget of one client: the workspace's [`SharedRate`] (its own,
+/// or one shared with the other clients of the workspace), a semaphore capping
+/// this client's requests in flight, and this client's counters. Share it
+/// (`Arc<Throttle>`) between the clones of one client.
+#[derive(Debug)]
+pub struct Throttle {
+    rate: Arc<SharedRate>,
+    in_flight: Semaphore,
+    stats: HttpStats,
 }
 
 /// Permission to send one request; holds an in-flight slot until dropped.
@@ -146,31 +228,25 @@ pub struct Admission<'a> {
 }
 
 impl Throttle {
-    /// A throttle at `rps` requests per second (0 reads as 1) with at most
-    /// `max_in_flight` requests in flight (0 reads as 1).
+    /// A throttle with its own rate of `rps` requests per second (0 reads
+    /// as 1) and at most `max_in_flight` requests in flight (0 reads as 1).
     pub fn new(rps: u32, max_in_flight: usize) -> Self {
-        Self::with_guard(rps, max_in_flight, WINDOW_GUARD)
+        Throttle::sharing(Arc::new(SharedRate::new(rps)), max_in_flight)
     }
 
-    /// As [`Throttle::new`], with the window `guard` given.
-    pub fn with_guard(rps: u32, max_in_flight: usize, guard: Duration) -> Self {
-        let rps = rps.max(1);
+    /// A throttle drawing on `rate`, shared with other throttles, with its own
+    /// in-flight cap (0 reads as 1) and counters.
+    pub fn sharing(rate: Arc<SharedRate>, max_in_flight: usize) -> Self {
         Throttle {
-            pacing: Mutex::new(Pacing {
-                admitted: VecDeque::with_capacity(rps as usize + 1),
-                next: None,
-            }),
-            spacing: Duration::from_secs(1) / rps,
-            window: Duration::from_secs(1) + guard,
+            rate,
             in_flight: Semaphore::new(max_in_flight.max(1)),
-            rps,
             stats: HttpStats::default(),
         }
     }
 
-    /// The configured rate.
+    /// The rate in force.
     pub fn requests_per_second(&self) -> u32 {
-        self.rps
+        self.rate.requests_per_second()
     }
 
     /// Waits for an in-flight slot, then for the rate; counts the request
@@ -182,7 +258,7 @@ impl Throttle {
             .await
             .expect("the semaphore is never closed");
         let started = Instant::now();
-        while let Some(ready) = self.try_admit(Instant::now()) {
+        while let Some(ready) = self.rate.try_admit(Instant::now()) {
             tokio::time::sleep_until(ready.into()).await;
         }
         let waited = started.elapsed().as_micros() as u64;
@@ -193,30 +269,7 @@ impl Throttle {
         Admission { _permit: permit }
     }
 
-    /// Admits a request at `now` (`None`), or says when to try again.
-    fn try_admit(&self, now: Instant) -> Option<Instant> {
-        let mut pacing = self.pacing.lock().unwrap_or_else(|p| p.into_inner());
-        let Pacing { admitted, next } = &mut *pacing;
-        let mut ready = next.unwrap_or(now);
-        if admitted.len() >= self.rps as usize {
-            let oldest = admitted[admitted.len() - self.rps as usize];
-            ready = ready.max(oldest + self.window);
-        }
-        if ready > now {
-            return Some(ready);
-        }
-        // The next slot follows this one's, not the late wake-up's, unless
-        // the throttle sat idle for more than a slot.
-        let late = now.duration_since(ready);
-        *next = Some(if late < self.spacing { ready } else { now } + self.spacing);
-        admitted.push_back(now);
-        while admitted.len() > self.rps as usize {
-            admitted.pop_front();
-        }
-        None
-    }
-
-    /// The counters of every request admitted so far.
+    /// The counters of every request admitted so far through this throttle.
     pub fn stats(&self) -> &HttpStats {
         &self.stats
     }
@@ -225,7 +278,6 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test]
     async fn requests_are_evenly_spaced_at_the_rate() {
@@ -248,7 +300,7 @@ mod tests {
         let mut now = Instant::now();
         let mut admitted = Vec::with_capacity(n);
         while admitted.len() < n {
-            match t.try_admit(now) {
+            match t.rate.try_admit(now) {
                 None => admitted.push(now),
                 Some(ready) => now = ready + late(admitted.len()),
             }
@@ -360,5 +412,43 @@ mod tests {
         let _b = tokio::time::timeout(Duration::from_millis(500), t.admit())
             .await
             .expect("admitted after release");
+    }
+
+    #[tokio::test]
+    async fn throttles_sharing_a_rate_space_their_requests_together() {
+        let rate = Arc::new(SharedRate::new(50));
+        let a = Arc::new(Throttle::sharing(rate.clone(), 4));
+        let b = Arc::new(Throttle::sharing(rate, 4));
+        let admit = |t: Arc<Throttle>| async move {
+            for _ in 0..5 {
+                let _x = t.admit().await;
+            }
+        };
+        let start = Instant::now();
+        tokio::join!(admit(a.clone()), admit(b.clone()));
+        // 10 admissions at 50/s in all: the first free, then 9 x 20 ms.
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(170), "{took:?}");
+        assert_eq!(a.stats().snapshot().requests, 5);
+        assert_eq!(b.stats().snapshot().requests, 5);
+    }
+
+    #[tokio::test]
+    async fn a_shared_rate_is_only_lowered() {
+        let rate = SharedRate::new(10);
+        assert_eq!(rate.lower_to(20), 10);
+        assert_eq!(rate.lower_to(4), 4);
+        assert_eq!(rate.requests_per_second(), 4);
+        let t = Throttle::sharing(Arc::new(rate), 1);
+        let start = Instant::now();
+        for _ in 0..3 {
+            let _a = t.admit().await;
+        }
+        // 3 admissions at 4/s: the first free, then 2 x 250 ms.
+        assert!(
+            start.elapsed() >= Duration::from_millis(480),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

@@ -141,9 +141,12 @@ impl RefreshBudget {
 }
 
 impl IngestSettings {
-    /// A client for the workspace, with its own limiter at `requests_per_second`
-    /// and `max_in_flight`. Ingestion makes one; steps outside a run (applying a
-    /// reviewed plan, `validate --online`) make theirs the same way.
+    /// A client for the workspace, drawing on the process's one limiter for
+    /// the workspace (base URL plus client id, at `requests_per_second`, the
+    /// lower one when jobs running at once configure different rates: see
+    /// [`crate::http::workspaces`]), with its own `max_in_flight` cap and
+    /// counters. Ingestion makes one; steps outside a run (applying a reviewed
+    /// plan, `validate --online`) make theirs the same way.
     pub fn client(&self) -> Result<SpotDraftClient, FetchError> {
         let config = crate::spotdraft::ClientConfig {
             base_url: self.base_url.clone(),
@@ -152,10 +155,10 @@ impl IngestSettings {
             user_email: self.user_email.clone(),
             request_timeout: self.request_timeout,
         };
-        let throttle = std::sync::Arc::new(crate::http::Throttle::new(
-            self.requests_per_second,
-            self.max_in_flight,
-        ));
+        let rate =
+            crate::http::workspace_rate(&self.base_url, &self.client_id, self.requests_per_second);
+        let throttle =
+            std::sync::Arc::new(crate::http::Throttle::sharing(rate, self.max_in_flight));
         SpotDraftClient::new(config, throttle, self.retry.clone())
     }
 }

@@ -43,6 +43,10 @@ pub struct Job {
     pub webhooks: Option<WebhookSettings>,
     /// `[create]`: contracts created for ERP records that need one (`None`: off).
     pub create: Option<create::CreateSettings>,
+    /// Where to say that a run failed or found new drift (`[notify]`).
+    pub notify: Option<NotifySettings>,
+    /// What is removed at the end of a run, and when (`[retention]`).
+    pub retention: Option<RetentionSettings>,
 }
 
 /// `[webhooks]`: how the daemon takes SpotDraft's webhook deliveries for the job.
@@ -74,6 +78,32 @@ pub enum WebhookKeySource {
     /// Fetched once from SpotDraft's `GET v2.1/public/webhooks/hmac_key/`
     /// when the daemon starts.
     Fetch,
+}
+
+/// `[notify]`, validated.
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// The webhook URL (a secret: Slack's carries its token).
+    pub url: Secret,
+    /// Send when a run fails (or corrections it applied fail).
+    pub on_failure: bool,
+    /// Send when a nightly run finds drift not in the previous nightly run.
+    pub on_new_drift: bool,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Retries.
+    pub retry: crate::http::RetryPolicy,
+}
+
+/// `[retention]`, validated: ages past which things are removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// Reports, leftover staging and spilled pages.
+    pub keep_days: u32,
+    /// Run records.
+    pub history_keep_days: u32,
+    /// Correction journals; `None`: kept for ever.
+    pub journal_keep_days: Option<u32>,
 }
 
 /// `[report]`: how drift is followed from run to run.

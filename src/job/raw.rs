@@ -40,6 +40,12 @@ pub struct RawJobFile {
     /// `[create]`: ERP records that need a SpotDraft contract and have none
     /// (`missing_in_spotdraft`), and the contracts created for them (opt-in).
     pub create: Option<RawCreate>,
+    /// `[notify]`: a chat notification (Slack-compatible webhook) when a run
+    /// fails or finds new drift.
+    pub notify: Option<RawNotify>,
+    /// `[retention]`: how long reports, run state leftovers, journals and run
+    /// records are kept. Without it nothing is removed.
+    pub retention: Option<RawRetention>,
 }
 
 /// `[job]`
@@ -425,4 +431,45 @@ pub struct RawCounterParty {
     pub contact_email: String,
     /// Column holding `organization_details.jurisdiction_iso_code` (optional).
     pub jurisdiction: Option<String>,
+}
+
+/// `[notify]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// Name of the environment variable holding the webhook URL (a Slack
+    /// incoming webhook, or anything taking the same JSON). The URL is a
+    /// secret: it never appears in logs or errors. `https://`, or `http://`
+    /// on loopback only.
+    pub url_env: String,
+    /// When to send: `"failure"` (the run failed, or corrections it applied
+    /// failed) and/or `"new_drift"` (a nightly run found drift rows not in the
+    /// previous nightly run). Default: both.
+    pub on: Option<Vec<String>>,
+    /// Per-attempt timeout in seconds (default 10).
+    pub timeout_secs: Option<u64>,
+    /// Attempts in all, the first included, 1 to 10 (default 4); 408, 429,
+    /// 5xx and connection errors are retried with jittered backoff, within 60 s.
+    pub max_attempts: Option<u32>,
+}
+
+/// `[retention]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Days a run's reports (its folders in every table dataset), leftover
+    /// staging and spilled pages are kept, at least 1. Removed at the end of a
+    /// run; never the run `latest.json` names, the newest nightly run (the next
+    /// run compares with it), a run whose plan is younger than
+    /// `[apply] max_plan_age_days` and not yet applied or rejected in full,
+    /// nor the job's run state.
+    pub keep_days: u32,
+    /// Days run records (`_history`) are kept, at least 1 (default `keep_days`).
+    pub history_keep_days: Option<u32>,
+    /// Days correction journals (`_journal`) are kept (default: kept for
+    /// ever). The journal is how a rerun knows what was applied, and how a
+    /// correction needed again gets a new idempotency key: keep it longer than
+    /// the ERP remembers idempotency keys, and at least `[apply]
+    /// max_plan_age_days`.
+    pub journal_keep_days: Option<u32>,
 }

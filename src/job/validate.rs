@@ -235,6 +235,8 @@ impl Validator {
         );
         let report = self.report(raw.report.as_ref());
         let webhooks = self.webhooks(raw.webhooks.as_ref(), env);
+        let notify = self.notify(raw.notify.as_ref(), env);
+        let retention = self.retention(raw.retention.as_ref(), raw.apply.as_ref());
         let mut fetch = fetch?;
         let mut reconcile = reconcile?;
         reconcile.needs_contract = create.as_ref().map(|c| c.needs_contract.clone());
@@ -263,6 +265,8 @@ impl Validator {
             apply: apply?,
             webhooks: webhooks?,
             create,
+            notify: notify?,
+            retention: retention?,
         })
     }
 
@@ -899,6 +903,7 @@ fn is_loopback(u: &url::Url) -> bool {
 }
 
 mod apply;
+mod ops;
 mod webhooks;
 pub use apply::default_owner;
 mod create;

@@ -2,7 +2,9 @@
 //! what an interrupted run left -> load the ERP extract (cheap checks first) ->
 //! ingest contracts from SpotDraft -> reconcile -> plan corrections -> compare
 //! with the previous nightly run -> publish reports (the plan with them) ->
-//! advance the watermark -> apply corrections (when asked) -> release the lease.
+//! advance the watermark -> apply corrections (when asked) -> remove what
+//! `[retention]` says is expired -> release the lease -> write the run record
+//! -> notify (`[notify]`).
 //!
 //! [`run_job`] reads top to bottom in that order; the steps it calls live in
 //! `steps.rs`, what a run returns in `outcome.rs`, and `contract-recon apply`
@@ -10,8 +12,10 @@
 
 mod apply_plan;
 pub mod history;
+pub mod notify;
 mod online;
 mod outcome;
+pub mod retention;
 mod steps;
 mod targeted;
 
@@ -90,9 +94,15 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
     let output = output_location(job, &opts)?;
     let outcome = run_leased(job, &opts, &output, &run_id, started).await;
     let record = history::RunRecord::of_run(job, &run_id, &opts, started, &outcome);
-    if let Err(e) = history::write_record(&output, &record).await {
-        tracing::warn!(job = %job.name, run = %run_id, error = %e, "the run record was not written");
-    }
+    let recorded = match history::write_record(&output, &record).await {
+        Ok(path) => Some(output.display_object(&path)),
+        Err(e) => {
+            tracing::warn!(job = %job.name, run = %run_id, error = %e, "the run record was not written");
+            None
+        }
+    };
+    let notify = job.notify.as_ref();
+    notify::notify_after_run(notify, &record, &outcome, opts.kind, recorded).await;
     outcome
 }
 
@@ -147,10 +157,49 @@ async fn run_leased(
     .await?
     .keep_alive();
     let outcome = run_under_lease(job, opts, output, &lease, run_id.to_string(), started).await;
+    if let (Some(settings), Ok(())) = (&job.retention, lease.check()) {
+        remove_expired(job, settings, output, run_id).await;
+    }
     if let Err(e) = lease.release().await {
         tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
     }
     outcome
+}
+
+/// `[retention]`, at the end of a run of `job` while its lease is held; a
+/// failure is logged, never the run's.
+async fn remove_expired(
+    job: &Job,
+    settings: &crate::job::RetentionSettings,
+    output: &Location,
+    run_id: &str,
+) {
+    let pass = retention::Retention {
+        store: &output.store,
+        prefix: &output.path,
+        job: &job.name,
+        settings,
+        max_plan_age: job.apply.max_plan_age,
+        current_run: run_id,
+        now: chrono::Utc::now(),
+        // Local paths print as `/...`: the store is the file system from `/`.
+        local_root: output
+            .root
+            .is_empty()
+            .then(|| std::path::PathBuf::from("/")),
+    };
+    match pass.run().await {
+        Ok(removed) => tracing::info!(
+            job = %job.name, runs = removed.runs.len(), reports = removed.report_objects,
+            staging = removed.staging_objects, spilled = removed.spilled_objects,
+            journal = removed.journal_objects, history = removed.history_records,
+            "retention: expired objects removed"
+        ),
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            tracing::warn!(job = %job.name, error = %format!("{e:#}"), "retention stopped");
+        }
+    }
 }
 
 /// One run, top to bottom, while `lease` is held.

@@ -239,7 +239,7 @@ async fn last_run(job: &Job) -> Option<DateTime<Utc>> {
 
 /// `contract-recon schedule`: loads the job files of `config.jobs_dir` and runs
 /// them on their schedules until `shutdown`; each message on `reload` (SIGHUP)
-/// reloads the folder.
+/// reloads the folder, as does a change to its job files ([`super::watch`]).
 pub async fn run(
     config: DaemonConfig,
     reload: mpsc::Receiver<()>,
@@ -289,6 +289,7 @@ pub async fn run(
         shutdown.await;
         stopping.stop();
     };
+    let (reload, mut watchers) = reload_on_signal_or_change(reload, &config.jobs_dir);
     let mut stopped = serve(
         scheduler,
         ticks,
@@ -299,7 +300,31 @@ pub async fn run(
         shutdown,
     )
     .await;
+    watchers.abort_all();
     stopped.dropped += services.finish(config.grace).await;
     heartbeat.shutdown().await?;
     Ok(stopped)
+}
+
+/// One reload channel fed by `signals` (SIGHUP) and by the watcher of `dir`.
+fn reload_on_signal_or_change(
+    mut signals: mpsc::Receiver<()>,
+    dir: &std::path::Path,
+) -> (mpsc::Receiver<()>, JoinSet<()>) {
+    let (tx, rx) = mpsc::channel(4);
+    let mut tasks = JoinSet::new();
+    let forward = tx.clone();
+    tasks.spawn(async move {
+        while signals.recv().await.is_some() {
+            if forward.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    tasks.spawn(super::watch::watch_jobs_dir(
+        dir.to_path_buf(),
+        super::watch::JOBS_DIR_POLL,
+        tx,
+    ));
+    (rx, tasks)
 }

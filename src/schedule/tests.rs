@@ -372,3 +372,58 @@ async fn graceful_stop_waits_for_a_run_then_drops_it_after_the_grace_period() {
         "{waited:?}"
     );
 }
+
+/// The loop's reloads fed by the folder's watcher: a job file added is
+/// scheduled, and once it turns invalid it no longer runs.
+#[tokio::test]
+async fn a_job_file_added_then_broken_is_picked_up_without_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let launcher: Arc<dyn Launcher> = Arc::new(FakeRuns {
+        run_for: std::time::Duration::ZERO,
+        log: log.clone(),
+    });
+    let (tick_tx, tick_rx) = mpsc::channel(16);
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let every = std::time::Duration::from_millis(40);
+    let watcher = tokio::spawn(super::watch::watch_jobs_dir(
+        dir.path().to_path_buf(),
+        every,
+        reload_tx,
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(serve(
+        Scheduler::new(2),
+        tick_rx,
+        reload_rx,
+        Some(dir.path().to_path_buf()),
+        launcher,
+        std::time::Duration::from_millis(100),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let settle = || tokio::time::sleep(std::time::Duration::from_millis(400));
+    let tick = |secs: i64| tick_tx.send(Utc::now() + Duration::seconds(secs));
+
+    settle().await; // the watcher's first look: an empty folder
+    let file = job_file(dir.path(), "every-second", "schedule = \"* * * * * *\"");
+    settle().await;
+    tick(3).await.unwrap();
+    settle().await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["start every-second", "done every-second"]
+    );
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("* * * * * *", "not a cron")).unwrap();
+    settle().await;
+    tick(6).await.unwrap();
+    settle().await;
+    assert_eq!(log.lock().unwrap().len(), 2, "{:?}", log.lock().unwrap());
+
+    stop_tx.send(()).unwrap();
+    served.await.unwrap();
+    watcher.abort();
+}

@@ -535,3 +535,91 @@ fn create_problems_name_their_keys() {
         assert!(found.contains(&key.to_string()), "{key}: {found:?}");
     }
 }
+
+#[test]
+fn notify_reads_its_url_from_the_environment_and_never_prints_it() {
+    let slack = |name: &str| {
+        (name == "SLACK_URL").then(|| "https://hooks.slack.com/services/T0/B0/sekrit".to_string())
+    };
+    let job = check(
+        &format!("{}\n[notify]\nurl_env = \"SLACK_URL\"\n", demo_text()),
+        &slack,
+    )
+    .unwrap();
+    let n = job.notify.expect("[notify] read");
+    assert_eq!(
+        n.url.expose(),
+        "https://hooks.slack.com/services/T0/B0/sekrit"
+    );
+    assert!(
+        (n.on_failure, n.on_new_drift) == (true, true),
+        "both by default"
+    );
+    assert!(!format!("{n:?}").contains("sekrit"));
+    assert!(check(&demo_text(), &no_env).unwrap().notify.is_none());
+
+    let only = check(
+        &format!(
+            "{}\n[notify]\nurl_env = \"SLACK_URL\"\non = [\"failure\"]\n",
+            demo_text()
+        ),
+        &slack,
+    )
+    .unwrap()
+    .notify
+    .unwrap();
+    assert!(only.on_failure && !only.on_new_drift);
+
+    let plain = |_: &str| Some("http://hooks.example.com/sekrit".to_string());
+    let errs = check(
+        &format!("{}\n[notify]\nurl_env = \"HOOK\"\n", demo_text()),
+        &plain,
+    )
+    .unwrap_err()
+    .0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].key, "notify.url_env");
+    assert!(!errs[0].to_string().contains("sekrit"), "{}", errs[0]);
+
+    let bad = format!(
+        "{}\n[notify]\nurl_env = \"NOPE\"\non = [\"sometimes\"]\nchannel = \"x\"\n",
+        demo_text()
+    );
+    assert_eq!(
+        keys(&bad),
+        ["notify.channel"],
+        "unknown keys are refused first"
+    );
+    let bad = format!(
+        "{}\n[notify]\nurl_env = \"NOPE\"\non = [\"sometimes\"]\n",
+        demo_text()
+    );
+    assert_eq!(keys(&bad), ["notify.url_env", "notify.on"]);
+}
+
+#[test]
+fn retention_takes_days_and_keeps_journals_unless_told() {
+    let text = format!("{}\n[retention]\nkeep_days = 90\n", demo_text());
+    let r = check(&text, &no_env).unwrap().retention.unwrap();
+    assert_eq!(
+        r,
+        RetentionSettings {
+            keep_days: 90,
+            history_keep_days: 90,
+            journal_keep_days: None
+        }
+    );
+    assert!(check(&demo_text(), &no_env).unwrap().retention.is_none());
+    let text = format!(
+        "{}\n[retention]\nkeep_days = 0\nhistory_keep_days = 0\njournal_keep_days = 3\n",
+        demo_text()
+    );
+    assert_eq!(
+        keys(&text),
+        [
+            "retention.keep_days",
+            "retention.history_keep_days",
+            "retention.journal_keep_days"
+        ]
+    );
+}
