@@ -39,4 +39,7 @@ ENV CONTRACT_RECON_LOG=info
 # `schedule` stops on SIGTERM (the default stop signal) within its grace period.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/contract-recon"]
-CMD ["schedule", "--jobs", "/etc/contract-recon/jobs"]
+# /healthz, /metrics and /runs on the container's interface, for probes and
+# scraping (the address is given explicitly: the daemon binds loopback unless told).
+EXPOSE 9464
+CMD ["schedule", "--jobs", "/etc/contract-recon/jobs", "--http", "0.0.0.0:9464"]
