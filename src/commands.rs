@@ -91,6 +91,9 @@ pub struct RunRequest {
     pub apply_mode: Option<crate::job::ApplyMode>,
     /// Apply over `[apply] max_actions_per_run` (`--force`).
     pub force_apply: bool,
+    /// A targeted run of these contracts (`--contracts 12,34`: SpotDraft's
+    /// integer contract ids) instead of a nightly run.
+    pub contracts: Vec<i64>,
 }
 
 /// `run`: one run of a job file.
@@ -105,7 +108,18 @@ pub async fn run(request: RunRequest) -> ExitCode {
         force_apply: request.force_apply,
         ..RunOptions::default()
     };
-    run_loaded(&job, opts, request.fail_on_drift).await
+    if request.contracts.is_empty() {
+        return run_loaded(&job, opts, request.fail_on_drift).await;
+    }
+    let targets = runner::TargetSet {
+        contracts: request
+            .contracts
+            .iter()
+            .map(|id| (*id, runner::TargetHint::Changed))
+            .collect(),
+    };
+    let outcome = runner::run_targeted(&job, &targets, opts).await;
+    report_outcome(&job, outcome, request.fail_on_drift)
 }
 
 /// `apply`: applies the reviewed plan of `run_id`, as written, under the job's lease.
@@ -327,7 +341,16 @@ fn locate_demo_job(path: &Path) -> PathBuf {
 }
 
 async fn run_loaded(job: &Job, opts: RunOptions, fail_on_drift: Option<FailOnDrift>) -> ExitCode {
-    match runner::run_job(job, opts).await {
+    report_outcome(job, runner::run_job(job, opts).await, fail_on_drift)
+}
+
+/// Prints a run's summary (or its error) and picks the exit code.
+fn report_outcome(
+    job: &Job,
+    outcome: anyhow::Result<runner::RunOutcome>,
+    fail_on_drift: Option<FailOnDrift>,
+) -> ExitCode {
+    match outcome {
         Ok(outcome) => {
             println!("{}", outcome.render_summary());
             if outcome.apply_failed() > 0 {

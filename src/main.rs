@@ -131,6 +131,25 @@ struct RunArgs {
     /// With `--apply`: apply even over `[apply] max_actions_per_run`.
     #[arg(long)]
     force: bool,
+    /// A targeted run of these contracts only (SpotDraft ids, `12,34` or
+    /// `T-12,T-34`): looked up by id, upserted into the snapshot, reconciled
+    /// against the latest extract; no watermark, no `latest.json`.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["full", "incremental"])]
+    contracts: Vec<String>,
+}
+
+/// The contract numbers of `--contracts` (`12`, `T-12`, `H-12`).
+fn contract_numbers(raw: &[String]) -> Result<Vec<i64>, String> {
+    raw.iter()
+        .map(|id| {
+            contract_recon::spotdraft::model::ContractId::new(id.as_str())
+                .number()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    format!("--contracts: {id:?} is not a SpotDraft contract id (12, T-12 or H-12)")
+                })
+        })
+        .collect()
 }
 
 #[derive(Subcommand)]
@@ -181,6 +200,13 @@ async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Validate { jobs, online } => commands::validate(&jobs, online).await,
         Command::Run(args) => {
+            let contracts = match contract_numbers(&args.contracts) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let mode = if args.full {
                 IngestMode::Full
             } else if args.incremental {
@@ -201,6 +227,7 @@ async fn dispatch(command: Command) -> ExitCode {
                     None
                 },
                 force_apply: args.force,
+                contracts,
             })
             .await
         }

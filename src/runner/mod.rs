@@ -12,12 +12,14 @@ mod apply_plan;
 pub mod history;
 mod online;
 mod outcome;
+mod partial;
 mod steps;
 mod targeted;
 
 pub use apply_plan::{apply_plan, AppliedPlan, ApplyPlanRequest};
 pub use online::check_online;
 pub use outcome::{render_apply, RunOutcome};
+pub use partial::{partial_run_id, scope_drift, KINDS_NEEDING_EVERY_CONTRACT};
 pub use targeted::{run_targeted, TargetHint, TargetSet};
 
 use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};

@@ -15,3 +15,4 @@ mod run_history;
 mod runs;
 mod sandbox_api;
 mod schedule;
+mod targeted;
