@@ -160,6 +160,66 @@ pub async fn apply(job: &Path, run_id: &str, approved_by: Option<String>, force:
     }
 }
 
+/// What `backfill` was asked for, as typed.
+#[derive(Debug, Clone)]
+pub struct BackfillArgs {
+    /// The job file.
+    pub job: PathBuf,
+    /// `--from` (YYYY-MM-DD).
+    pub from: String,
+    /// `--to` (YYYY-MM-DD).
+    pub to: String,
+    /// `--by`: the field the days range over.
+    pub by: crate::ingest::WindowField,
+    /// `--window` (`30d`, `12h`).
+    pub window: String,
+    /// `--resume`.
+    pub resume: bool,
+    /// `--break-lease`.
+    pub break_lease: bool,
+    /// `--apply` / `--plan-only`.
+    pub apply_mode: Option<crate::job::ApplyMode>,
+}
+
+/// `backfill`: re-reconciles the contracts of a historical range.
+pub async fn backfill(args: BackfillArgs) -> ExitCode {
+    use crate::ingest::backfill::{parse_date, parse_window, BackfillRange};
+    let parsed = (|| {
+        let range = BackfillRange {
+            from: parse_date("--from", &args.from)?,
+            to: parse_date("--to", &args.to)?,
+            by: args.by,
+        };
+        Ok::<_, crate::ingest::backfill::BackfillError>((range, parse_window(&args.window)?))
+    })();
+    let (range, window) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if range.from > range.to {
+        eprintln!("error: --from {} is after --to {}", range.from, range.to);
+        return ExitCode::from(2);
+    }
+    let Some(job) = load_or_report(&args.job) else {
+        return ExitCode::from(2);
+    };
+    let request = runner::BackfillRequest {
+        range,
+        window,
+        resume: args.resume,
+    };
+    let opts = RunOptions {
+        break_lease: args.break_lease,
+        apply_mode: args.apply_mode,
+        ..RunOptions::default()
+    };
+    let outcome = runner::run_backfill(&job, &request, opts).await;
+    report_outcome(&job, outcome, None)
+}
+
 /// `schedule`: runs the scheduled jobs of `config.jobs_dir` until SIGTERM or
 /// SIGINT; SIGHUP reloads the folder.
 pub async fn schedule(config: crate::schedule::driver::DaemonConfig) -> ExitCode {

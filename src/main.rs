@@ -48,6 +48,36 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Re-reconcile the contracts of a historical range (a backfill): walked in
+    /// windows, checkpointed, resumable; its own report and plan, marked backfill.
+    Backfill {
+        /// The job file.
+        job: PathBuf,
+        /// First day, inclusive (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        from: String,
+        /// Last day, inclusive (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        to: String,
+        /// The field the days range over.
+        #[arg(long, value_enum, default_value = "created")]
+        by: BackfillBy,
+        /// Window length: `<n>d` or `<n>h`.
+        #[arg(long, default_value = "30d")]
+        window: String,
+        /// Resume the newest unfinished backfill of the job (same range).
+        #[arg(long)]
+        resume: bool,
+        /// Take the job's lease from a holder known to be gone.
+        #[arg(long)]
+        break_lease: bool,
+        /// Apply the planned corrections (overrides `[apply] mode`).
+        #[arg(long, conflicts_with = "plan_only")]
+        apply: bool,
+        /// Only plan corrections, whatever `[apply] mode` says.
+        #[arg(long)]
+        plan_only: bool,
+    },
     /// Run every job file of a folder that has a `schedule`, on its cron, in its
     /// time zone, until SIGTERM or SIGINT; SIGHUP reloads the folder.
     Schedule {
@@ -152,6 +182,15 @@ fn contract_numbers(raw: &[String]) -> Result<Vec<i64>, String> {
         .collect()
 }
 
+/// What a backfill's days range over.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackfillBy {
+    /// `created_at`.
+    Created,
+    /// `last_updated_on`.
+    Updated,
+}
+
 #[derive(Subcommand)]
 enum FixturesCommand {
     /// Write a deterministic dataset: contracts, documents, ERP extract, expected drift.
@@ -237,6 +276,38 @@ async fn dispatch(command: Command) -> ExitCode {
             approved_by,
             force,
         } => commands::apply(&job, &run_id, approved_by, force).await,
+        Command::Backfill {
+            job,
+            from,
+            to,
+            by,
+            window,
+            resume,
+            break_lease,
+            apply,
+            plan_only,
+        } => {
+            commands::backfill(commands::BackfillArgs {
+                job,
+                from,
+                to,
+                by: match by {
+                    BackfillBy::Created => contract_recon::ingest::WindowField::CreatedAt,
+                    BackfillBy::Updated => contract_recon::ingest::WindowField::LastUpdatedOn,
+                },
+                window,
+                resume,
+                break_lease,
+                apply_mode: if apply {
+                    Some(ApplyMode::Apply)
+                } else if plan_only {
+                    Some(ApplyMode::Plan)
+                } else {
+                    None
+                },
+            })
+            .await
+        }
         Command::Schedule {
             jobs,
             max_concurrent,

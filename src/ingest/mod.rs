@@ -34,6 +34,7 @@
 //! Errors print either their cause or expose it through `source()`, never
 //! both, so `main`'s rendered chain names each URL once.
 
+pub mod backfill;
 pub mod checkpoint;
 pub mod deletions;
 pub mod enrich;

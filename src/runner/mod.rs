@@ -9,6 +9,7 @@
 //! (a reviewed plan applied later) in [`apply_plan()`].
 
 mod apply_plan;
+mod backfill;
 pub mod history;
 mod online;
 mod outcome;
@@ -17,6 +18,7 @@ mod steps;
 mod targeted;
 
 pub use apply_plan::{apply_plan, AppliedPlan, ApplyPlanRequest};
+pub use backfill::{run_backfill, BackfillRequest};
 pub use online::check_online;
 pub use outcome::{render_apply, RunOutcome};
 pub use partial::{partial_run_id, scope_drift, KINDS_NEEDING_EVERY_CONTRACT};

@@ -1,0 +1,562 @@
+//! Backfill walks: the contracts created (or last updated) in a historical
+//! range, walked window by window with the nightly walk's shift-proof paging
+//! ([`walk`]) inside the workspace's limiter, checkpointed in the output
+//! store so a killed backfill resumes where it stopped.
+//!
+//! Layout, per backfill: `{prefix}/_backfill/<job>/<backfill_id>/state.json`
+//! (the range, its windows, the windows done and the walk under way) and the
+//! spilled pages under `.../pages/`. A page is spilled before the state that
+//! names it; the state is saved after every page and after every window
+//! (crash point `backfill.between_windows`, right after a window's save), so
+//! a resumed backfill walks only the windows not done, continuing the window
+//! under way at its next page.
+//!
+//! The walk never reads or moves the nightly state or its watermark.
+
+use super::checkpoint::StateStore;
+use super::progress::hms;
+use super::state_error::StateError;
+use super::walk::{walk, PageEvent, WalkControl, WalkError, WalkOptions, WalkState, WalkStore};
+use super::window::{Window, WindowField};
+use super::IngestSettings;
+use crate::spotdraft::client::SpotDraftClient;
+use crate::spotdraft::model::{Contract, ContractId};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use futures::TryStreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+/// Crash point: a window's progress is saved and the next one not started.
+pub const CRASH_BETWEEN_WINDOWS: &str = "backfill.between_windows";
+
+/// What a backfill re-reconciles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillRange {
+    /// First day (UTC), inclusive.
+    pub from: NaiveDate,
+    /// Last day (UTC), inclusive.
+    pub to: NaiveDate,
+    /// The field the days range over.
+    pub by: WindowField,
+}
+
+impl std::fmt::Display for BackfillRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let by = match self.by {
+            WindowField::CreatedAt => "created_at",
+            WindowField::LastUpdatedOn => "last_updated_on",
+        };
+        write!(f, "{by} from {} to {} (inclusive)", self.from, self.to)
+    }
+}
+
+/// Why a backfill cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    /// A date that is not `YYYY-MM-DD`.
+    #[error("{flag}: {value:?} is not a date (YYYY-MM-DD)")]
+    BadDate {
+        /// `--from` or `--to`.
+        flag: &'static str,
+        /// As given.
+        value: String,
+    },
+    /// `--from` after `--to`.
+    #[error("--from {from} is after --to {to}")]
+    Reversed {
+        /// `--from`.
+        from: NaiveDate,
+        /// `--to`.
+        to: NaiveDate,
+    },
+    /// The range starts after the backfill's own start.
+    #[error("--from {from} is in the future: nothing to backfill")]
+    Future {
+        /// `--from`.
+        from: NaiveDate,
+    },
+    /// A window that is not `<n>d` or `<n>h` with n > 0.
+    #[error("--window: {value:?} is not a window length (such as 30d or 12h)")]
+    BadWindow {
+        /// As given.
+        value: String,
+    },
+    /// `--resume` without an unfinished backfill of the job.
+    #[error("job {job}: no unfinished backfill to resume under {dir}")]
+    NothingToResume {
+        /// Job.
+        job: String,
+        /// Where backfills are kept.
+        dir: String,
+    },
+    /// `--resume` with another range than the unfinished backfill's.
+    #[error("job {job}: the unfinished backfill {backfill_id} covers {theirs}, not {asked}; resume it with its range, or start a new backfill without --resume")]
+    OtherRange {
+        /// Job.
+        job: String,
+        /// The unfinished backfill.
+        backfill_id: String,
+        /// Its range.
+        theirs: BackfillRange,
+        /// The range asked for.
+        asked: BackfillRange,
+    },
+    /// The backfill state.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// `YYYY-MM-DD`, for `flag`.
+pub fn parse_date(flag: &'static str, value: &str) -> Result<NaiveDate, BackfillError> {
+    NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").map_err(|_| BackfillError::BadDate {
+        flag,
+        value: value.to_string(),
+    })
+}
+
+/// A window length: `<n>d` (days) or `<n>h` (hours), n > 0.
+pub fn parse_window(value: &str) -> Result<chrono::Duration, BackfillError> {
+    let bad = || BackfillError::BadWindow {
+        value: value.to_string(),
+    };
+    let v = value.trim();
+    let (digits, unit) = v.split_at(v.len().saturating_sub(1));
+    let n: i64 = digits.parse().map_err(|_| bad())?;
+    if n <= 0 || n > 100_000 {
+        return Err(bad());
+    }
+    match unit {
+        "d" => Ok(chrono::Duration::days(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        _ => Err(bad()),
+    }
+}
+
+/// The windows of `range`: `[from 00:00Z, to + 1 day 00:00Z)` cut at
+/// `not_after` (the backfill's start: nothing can enter a window that ends
+/// before it), in consecutive pieces of `length`.
+pub fn windows_of(
+    range: &BackfillRange,
+    length: chrono::Duration,
+    not_after: DateTime<Utc>,
+) -> Result<Vec<Window>, BackfillError> {
+    if range.from > range.to {
+        return Err(BackfillError::Reversed {
+            from: range.from,
+            to: range.to,
+        });
+    }
+    let day = |d: NaiveDate| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"));
+    let start = day(range.from);
+    let end = range
+        .to
+        .succ_opt()
+        .map(day)
+        .unwrap_or(not_after)
+        .min(not_after);
+    if start >= end {
+        return Err(BackfillError::Future { from: range.from });
+    }
+    let mut out = vec![];
+    let mut at = start;
+    while at < end {
+        let next = (at + length).min(end);
+        out.push(Window {
+            field: range.by,
+            start: at,
+            end: next,
+        });
+        at = next;
+    }
+    Ok(out)
+}
+
+/// One backfill's checkpoint (`state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackfillState {
+    /// Its id (`backfill-YYYYMMDD-HHMMSS-xxxxxxxx`), also its report's run id.
+    pub backfill_id: String,
+    /// Job.
+    pub job: String,
+    /// The range asked for.
+    pub range: BackfillRange,
+    /// When it started (windows end at it at the latest).
+    pub started_at: DateTime<Utc>,
+    /// Its windows, in walk order.
+    pub windows: Vec<Window>,
+    /// Windows walked to the end.
+    pub done: usize,
+    /// Spilled pages of the windows done.
+    pub pages: Vec<String>,
+    /// The walk of window `done`, under way.
+    pub current: Option<WalkState>,
+    /// List requests made, over every process that worked on it.
+    pub list_requests: u64,
+    /// Pages walked in the windows done (for the ETA).
+    pub pages_done: u64,
+    /// Reported and done.
+    pub finished: bool,
+}
+
+/// Where a job's backfills are kept: `{prefix}/_backfill/<job>/`.
+pub fn backfills_root(prefix: &Path, job: &str) -> Path {
+    prefix.clone().join("_backfill").join(job)
+}
+
+/// Reads and writes one backfill's state and pages.
+#[derive(Debug, Clone)]
+pub struct BackfillStore {
+    store: Arc<dyn ObjectStore>,
+    dir: Path,
+    pages: StateStore,
+}
+
+impl BackfillStore {
+    /// The folder of `backfill_id` of `job`.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &Path, job: &str, backfill_id: &str) -> Self {
+        let dir = backfills_root(prefix, job).join(backfill_id);
+        BackfillStore {
+            pages: StateStore::in_dir(store.clone(), &dir.clone().join("walk")),
+            store,
+            dir,
+        }
+    }
+
+    /// The backfill's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Saves `state` (one put).
+    pub async fn save(&self, state: &BackfillState) -> Result<(), StateError> {
+        let path = self.dir.clone().join("state.json");
+        let json = serde_json::to_vec_pretty(state).expect("state serializes");
+        self.store
+            .put(&path, PutPayload::from(json))
+            .await
+            .map(|_| ())
+            .map_err(|source| StateError::Store {
+                path: path.to_string(),
+                source,
+            })
+    }
+
+    /// Deletes the spilled pages (once the backfill is reported).
+    pub async fn clear_pages(&self) -> Result<(), StateError> {
+        self.pages.clear_all().await
+    }
+}
+
+/// The newest unfinished backfill of `job`, if any (unreadable states are skipped with a warning).
+pub async fn newest_unfinished(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    job: &str,
+) -> Result<Option<BackfillState>, StateError> {
+    let root = backfills_root(prefix, job);
+    let metas: Vec<_> = store
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .map_err(|source| StateError::Store {
+            path: root.to_string(),
+            source,
+        })?;
+    let mut newest: Option<BackfillState> = None;
+    for meta in metas {
+        let parts: Vec<_> = meta.location.parts().collect();
+        let depth_ok = parts.len() == root.parts().count() + 2;
+        if !depth_ok || meta.location.filename() != Some("state.json") {
+            continue;
+        }
+        let bytes = match store.get(&meta.location).await {
+            Ok(got) => got.bytes().await.ok(),
+            Err(_) => None,
+        };
+        let Some(state) = bytes.and_then(|b| serde_json::from_slice::<BackfillState>(&b).ok())
+        else {
+            tracing::warn!(path = %meta.location, "skipping an unreadable backfill state");
+            continue;
+        };
+        if state.finished || state.job != job {
+            continue;
+        }
+        if newest
+            .as_ref()
+            .is_none_or(|n| state.started_at > n.started_at)
+        {
+            newest = Some(state);
+        }
+    }
+    Ok(newest)
+}
+
+/// Saves the walk under way inside the backfill's state.
+struct WindowWalkStore<'a> {
+    store: &'a BackfillStore,
+    state: BackfillState,
+}
+
+impl WalkStore for WindowWalkStore<'_> {
+    async fn put_page(&self, key: &str, contracts: &[Contract]) -> Result<(), StateError> {
+        self.store.pages.put_page(key, contracts).await
+    }
+
+    async fn get_page(&self, key: &str) -> Result<Vec<Contract>, StateError> {
+        self.store.pages.get_page(key).await
+    }
+
+    async fn save_progress(&self, walk: &WalkState) -> Result<(), StateError> {
+        let mut state = self.state.clone();
+        state.current = Some(walk.clone());
+        self.store.save(&state).await
+    }
+}
+
+/// Walks the windows of `state` not done yet, saving after every page and
+/// window; returns the contracts of every window (one per id, the newest
+/// fetch), the pages done included.
+pub async fn walk_backfill(
+    settings: &IngestSettings,
+    client: &SpotDraftClient,
+    store: &BackfillStore,
+    state: &mut BackfillState,
+    control: &WalkControl,
+) -> Result<Vec<Contract>, WalkError> {
+    let opts = WalkOptions::new(settings.page_size, settings.status_filter.clone());
+    let mut feedback = BackfillFeedback::new(&settings.job, state, settings);
+    while state.done < state.windows.len() {
+        let i = state.done;
+        let mut walk_state = state
+            .current
+            .take()
+            .unwrap_or_else(|| WalkState::new(vec![state.windows[i]], format!("w{i:05}")));
+        let saver = WindowWalkStore {
+            store,
+            state: state.clone(),
+        };
+        let outcome = walk(client, &saver, &mut walk_state, &opts, control, &mut |e| {
+            feedback.page(e)
+        })
+        .await;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                state.current = Some(walk_state);
+                return Err(e);
+            }
+        };
+        state.list_requests += outcome.list_requests;
+        state.pages_done += walk_state.accepted_pages.len() as u64;
+        state.pages.append(&mut walk_state.accepted_pages);
+        state.done += 1;
+        state.current = None;
+        store.save(state).await?;
+        feedback.window_done(state);
+        if state.done < state.windows.len() {
+            crate::crashpoint::hit(CRASH_BETWEEN_WINDOWS);
+        }
+    }
+    feedback.finish();
+    let mut contracts = vec![];
+    for key in &state.pages {
+        contracts.extend(store.pages.get_page(key).await?);
+    }
+    Ok(newest_per_id(contracts))
+}
+
+fn newest_per_id(contracts: Vec<Contract>) -> Vec<Contract> {
+    let mut index: HashMap<ContractId, usize> = HashMap::new();
+    let mut out: Vec<Contract> = Vec::with_capacity(contracts.len());
+    for c in contracts {
+        match index.get(&c.id) {
+            Some(&i) => out[i] = c,
+            None => {
+                index.insert(c.id.clone(), out.len());
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Seconds left at `requests_per_second`: the pages left of the window
+/// under way plus, for each window not started, the average pages of the
+/// windows done (one page when none is done yet).
+pub fn backfill_eta_secs(
+    windows_left: u64,
+    pages_done: u64,
+    windows_done: u64,
+    current_pages_left: u64,
+    requests_per_second: u32,
+) -> u64 {
+    let per_window = if windows_done == 0 {
+        1
+    } else {
+        pages_done.div_ceil(windows_done).max(1)
+    };
+    let pages = current_pages_left + windows_left * per_window;
+    pages.div_ceil(u64::from(requests_per_second.max(1)))
+}
+
+/// A bar over the windows (a terminal), log lines otherwise.
+struct BackfillFeedback {
+    bar: Option<ProgressBar>,
+    windows: u64,
+    done: u64,
+    pages_done: u64,
+    rps: u32,
+    page_size: u64,
+}
+
+impl BackfillFeedback {
+    fn new(job: &str, state: &BackfillState, settings: &IngestSettings) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(state.windows.len() as u64);
+            let style = ProgressStyle::with_template(
+                "{prefix} backfill [{bar:30}] {pos}/{len} windows {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_prefix(job.to_string());
+            bar.set_position(state.done as u64);
+            bar
+        });
+        BackfillFeedback {
+            bar,
+            windows: state.windows.len() as u64,
+            done: state.done as u64,
+            pages_done: state.pages_done,
+            rps: settings.requests_per_second,
+            page_size: u64::from(settings.page_size.max(1)),
+        }
+    }
+
+    fn page(&mut self, e: &PageEvent) {
+        let window_pages = e.window_total.div_ceil(self.page_size.max(1));
+        let left_here = window_pages.saturating_sub(u64::from(e.page));
+        let windows_left = self.windows.saturating_sub(self.done + 1);
+        let eta = backfill_eta_secs(
+            windows_left,
+            self.pages_done,
+            self.done,
+            left_here,
+            self.rps,
+        );
+        let msg = format!("| {} page {} | ETA {}", e.window, e.page, hms(eta));
+        match &self.bar {
+            Some(bar) => bar.set_message(msg),
+            None => {
+                tracing::info!(window = %e.window, page = e.page, window_total = e.window_total, eta = %hms(eta), "backfill page fetched")
+            }
+        }
+    }
+
+    fn window_done(&mut self, state: &BackfillState) {
+        self.done = state.done as u64;
+        self.pages_done = state.pages_done;
+        let windows_left = self.windows.saturating_sub(self.done);
+        let eta = backfill_eta_secs(windows_left, self.pages_done, self.done, 0, self.rps);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(self.done);
+                bar.set_message(format!("| ETA {}", hms(eta)));
+            }
+            None => {
+                tracing::info!(done = self.done, windows = self.windows, eta = %hms(eta), "backfill window walked")
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn dates_and_windows_parse_or_say_what_is_wrong() {
+        assert_eq!(parse_date("--from", "2026-01-31").unwrap(), d("2026-01-31"));
+        let e = parse_date("--to", "2026-02-30").unwrap_err().to_string();
+        assert_eq!(e, "--to: \"2026-02-30\" is not a date (YYYY-MM-DD)");
+        assert!(parse_date("--from", "31/01/2026").is_err());
+        assert_eq!(parse_window("30d").unwrap(), chrono::Duration::days(30));
+        assert_eq!(parse_window("12h").unwrap(), chrono::Duration::hours(12));
+        for bad in ["0d", "-3d", "30", "d", "30m", "", "1.5d"] {
+            let e = parse_window(bad).unwrap_err().to_string();
+            assert!(e.starts_with("--window: "), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn windows_cover_the_days_inclusive_and_stop_at_the_start() {
+        let range = BackfillRange {
+            from: d("2026-01-01"),
+            to: d("2026-01-10"),
+            by: WindowField::CreatedAt,
+        };
+        let w = windows_of(&range, chrono::Duration::days(4), t("2026-06-01T00:00:00Z")).unwrap();
+        let bounds: Vec<_> = w.iter().map(|w| (w.start, w.end)).collect();
+        assert_eq!(
+            bounds,
+            [
+                (t("2026-01-01T00:00:00Z"), t("2026-01-05T00:00:00Z")),
+                (t("2026-01-05T00:00:00Z"), t("2026-01-09T00:00:00Z")),
+                (t("2026-01-09T00:00:00Z"), t("2026-01-11T00:00:00Z")),
+            ]
+        );
+        // A range reaching into today ends at the backfill's start.
+        let w = windows_of(
+            &range,
+            chrono::Duration::days(30),
+            t("2026-01-03T12:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].end, t("2026-01-03T12:00:00Z"));
+        let reversed = BackfillRange {
+            from: d("2026-02-01"),
+            ..range
+        };
+        let e = windows_of(
+            &reversed,
+            chrono::Duration::days(1),
+            t("2026-06-01T00:00:00Z"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "--from 2026-02-01 is after --to 2026-01-10");
+        let e = windows_of(&range, chrono::Duration::days(1), t("2025-06-01T00:00:00Z"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--from 2026-01-01 is in the future: nothing to backfill");
+    }
+
+    #[test]
+    fn the_eta_comes_from_the_pages_left_and_the_rate_limit() {
+        // 3 pages left here, 4 windows left at 5 pages each, 10 requests/s.
+        assert_eq!(backfill_eta_secs(4, 50, 10, 3, 10), 3);
+        assert_eq!(backfill_eta_secs(4, 50, 10, 3, 1), 23);
+        // Nothing done yet: one page a window.
+        assert_eq!(backfill_eta_secs(20, 0, 0, 0, 10), 2);
+        assert_eq!(backfill_eta_secs(0, 0, 0, 0, 10), 0);
+    }
+}
