@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod apply;
+mod backfill;
 mod cli;
 mod common;
 mod erp_sink;
