@@ -285,7 +285,7 @@ async fn backfill_and_targeted_runs_never_move_latest_even_when_newer() {
     )
     .await;
     assert_eq!(latest_run_id(&store).await, None);
-    assert!(!store.head(&Path::from(LATEST)).await.is_ok());
+    assert!(store.head(&Path::from(LATEST)).await.is_err());
 
     write_kind(
         run("r1", "2025-03-01", "2025-03-01T08:00:00Z"),
