@@ -124,6 +124,29 @@ pub fn scope_drift(drift: &DataFrame, contracts: &BTreeSet<String>) -> anyhow::R
     Ok(drift.filter(&mask)?)
 }
 
+/// Of `contracts`, those live in the snapshot in a reconciled status (any
+/// status when `statuses` is empty).
+fn in_scope_count(
+    snapshot: &DataFrame,
+    contracts: &BTreeSet<String>,
+    statuses: &[String],
+) -> anyhow::Result<u64> {
+    let ids = snapshot.column("id")?.str()?;
+    let status = snapshot.column("contract_status")?.str()?;
+    let deleted = snapshot.column("deleted_at")?.str()?;
+    let n = ids
+        .iter()
+        .zip(status.iter())
+        .zip(deleted.iter())
+        .filter(|((id, st), del)| {
+            id.is_some_and(|id| contracts.contains(id))
+                && del.is_none()
+                && (statuses.is_empty() || st.is_some_and(|s| statuses.iter().any(|x| x == s)))
+        })
+        .count();
+    Ok(n as u64)
+}
+
 /// Reconciles, plans, tracks, publishes and (when asked) applies a partial run.
 pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<RunOutcome> {
     let PartialRun {
@@ -245,6 +268,8 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
         finished_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         ..run
     };
+    stats.contracts = contracts.len() as u64;
+    stats.contracts_in_scope = in_scope_count(&snapshot, &contracts, &job.reconcile.statuses)?;
     let inputs = InputCounts {
         contracts: contracts.len() as u64,
         contracts_in_scope: stats.contracts_in_scope,

@@ -4,7 +4,9 @@
 
 use crate::common::{demo_job_against_own_sandbox, drift_keys, text};
 use contract_recon::report::lifecycle::RunKind;
-use contract_recon::runner::{run_job, run_targeted, RunOptions, TargetHint, TargetSet};
+use contract_recon::runner::{
+    apply_plan, run_job, run_targeted, ApplyPlanRequest, RunOptions, TargetHint, TargetSet,
+};
 use contract_recon::sandbox::dataset::FixtureContract;
 use contract_recon::sandbox::StateHandle;
 use polars::prelude::*;
@@ -69,7 +71,8 @@ fn number(c: &FixtureContract) -> i64 {
 async fn a_targeted_run_finds_and_plans_its_contracts_drift_and_leaves_nightly_state_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let (job, sandbox) = demo_job_against_own_sandbox(tmp.path()).await;
+    let (mut job, sandbox) = demo_job_against_own_sandbox(tmp.path()).await;
+    job.apply.sink = Some(crate::common::rest_sink_to(&sandbox, 4));
     let nightly = run_job(&job, RunOptions::default()).await.unwrap();
     let nightly_drift = read_parquet(&Path::new(&nightly.tables["drift"]).join("drift.parquet"));
     let latest_path = out.join("runs/job=demo/latest.json");
@@ -166,6 +169,7 @@ async fn a_targeted_run_finds_and_plans_its_contracts_drift_and_leaves_nightly_s
     let scope = s.scope.as_ref().unwrap();
     assert_eq!(scope.kinds_not_reported, ["orphan_erp_record"]);
     assert_eq!(scope.contracts.len(), 2);
+    assert_eq!((s.inputs.contracts, s.inputs.contracts_in_scope), (2, 2));
 
     // The corrections are planned: the ERP amount gets SpotDraft's value;
     // a vendor id (a key a link may rest on) goes to review.
@@ -209,6 +213,24 @@ async fn a_targeted_run_finds_and_plans_its_contracts_drift_and_leaves_nightly_s
         2
     );
     assert_eq!(after.document_requests - before.document_requests, 1);
+
+    // The plan is reviewed and applied like a nightly run's, by its run id.
+    let applied = apply_plan(
+        &job,
+        ApplyPlanRequest {
+            run_id: s.run_id.clone(),
+            ..ApplyPlanRequest::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.summary.failed, 0, "{:?}", applied.summary);
+    let record = state
+        .erp_records()
+        .into_iter()
+        .find(|r| r.erp_record_id.to_uppercase() == em(&valued))
+        .unwrap();
+    assert_eq!(record.amount.as_deref(), Some("1.00"));
 
     // The next nightly run still compares with the nightly run before it.
     let next = run_job(&job, RunOptions::default()).await.unwrap();
