@@ -8,7 +8,9 @@
 //! lifecycle are never moved (see `partial.rs`).
 
 use super::history;
-use super::partial::{finish_partial_run, partial_run_id, release_lease, take_lease, PartialRun};
+use super::partial::{
+    finish_partial_run, partial_run_id, release_lease, take_lease, time_spotdraft_step, PartialRun,
+};
 use super::steps::{ingest_settings, load_job_acknowledgements, load_job_extract, output_location};
 use super::{RunOptions, RunOutcome};
 use crate::ingest::backfill::{
@@ -125,6 +127,9 @@ async fn backfill_under_lease(
     lease: &LeaseGuard,
     mut state: BackfillState,
 ) -> anyhow::Result<RunOutcome> {
+    // Counts in the summary are this process's; a resumed backfill's earlier
+    // list requests are in its state (`list_requests`).
+    let request_resumed = state.done > 0 || state.current.is_some();
     let mut timings = BTreeMap::new();
     let (store, prefix) = (&output.store, &output.path);
     recover_staged(store, prefix, &job.name).await?;
@@ -180,7 +185,8 @@ async fn backfill_under_lease(
     lease.check()?;
     timings.insert("ingest".to_string(), t.elapsed().as_millis() as u64);
     let mut ingestion = updated.stats;
-    ingestion.requests.list = ingestion.requests.list.max(state.list_requests);
+    ingestion.resumed = request_resumed;
+    time_spotdraft_step(&mut ingestion, t);
 
     // 4. Reconcile, plan, report (apply when the job says so).
     let outcome = finish_partial_run(PartialRun {

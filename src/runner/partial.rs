@@ -58,6 +58,14 @@ pub fn partial_run_id(kind: RunKind, at: DateTime<Utc>) -> String {
     )
 }
 
+/// The partial run's SpotDraft figures over its whole SpotDraft step (the
+/// lookup or walk and the enrichment), which started at `since`.
+pub(super) fn time_spotdraft_step(stats: &mut IngestStats, since: Instant) {
+    let elapsed = since.elapsed();
+    stats.elapsed_ms = elapsed.as_millis() as u64;
+    stats.achieved_requests_per_s = stats.http.requests as f64 / elapsed.as_secs_f64().max(1e-3);
+}
+
 /// Takes the job's lease for a partial run (as a nightly run does).
 pub(super) async fn take_lease(
     job: &Job,

@@ -16,7 +16,9 @@
 //! [`RunOptions::apply_mode`]) says so.
 
 use super::history;
-use super::partial::{finish_partial_run, partial_run_id, release_lease, take_lease, PartialRun};
+use super::partial::{
+    finish_partial_run, partial_run_id, release_lease, take_lease, time_spotdraft_step, PartialRun,
+};
 use super::steps::{ingest_settings, load_job_acknowledgements, load_job_extract, output_location};
 use super::{RunOptions, RunOutcome};
 use crate::ingest::{upsert_contracts, PartialUpdate, WalkControl};
@@ -198,6 +200,8 @@ async fn targeted_under_lease(
     .with_context(|| format!("updating the snapshot of job {:?}", job.name))?;
     lease.check()?;
     timings.insert("ingest".to_string(), t.elapsed().as_millis() as u64);
+    let mut ingestion = updated.stats;
+    time_spotdraft_step(&mut ingestion, t);
     let contracts: BTreeSet<String> = seen
         .iter()
         .map(|c| c.id.composite().to_string())
@@ -218,7 +222,7 @@ async fn targeted_under_lease(
         snapshot: updated.snapshot,
         extract,
         acks,
-        ingestion: updated.stats,
+        ingestion,
         client,
         sandbox,
         timings,
