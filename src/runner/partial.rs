@@ -384,3 +384,46 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
         report_html,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::*;
+
+    #[test]
+    fn scoped_drift_keeps_the_runs_contracts_and_never_orphans() {
+        let drift = df! {
+            "drift_kind" => ["field_mismatch", "orphan_erp_record", "field_mismatch", "unusable_erp_value", "duplicate_link"],
+            "contract_id" => [Some("T-1"), Some("T-1"), Some("T-2"), None, Some("T-3")],
+            "erp_record_id" => ["E-1", "E-9", "E-2", "E-5", "E-3"],
+        }
+        .unwrap();
+        let scope: BTreeSet<String> = ["T-1", "T-3"].iter().map(|s| s.to_string()).collect();
+        let kept = scope_drift(&drift, &scope).unwrap();
+        let records: Vec<Option<&str>> = kept
+            .column("erp_record_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(records, [Some("E-1"), Some("E-3")]);
+    }
+
+    #[test]
+    fn in_scope_counts_live_contracts_of_the_run_in_reconciled_statuses() {
+        let snapshot = df! {
+            "id" => ["T-1", "T-2", "T-3", "T-4"],
+            "contract_status" => [Some("EXECUTED"), Some("DRAFT"), Some("EXECUTED"), Some("SIGN")],
+            "deleted_at" => [None, None, Some("2026-01-01T00:00:00Z"), None],
+        }
+        .unwrap();
+        let run: BTreeSet<String> = ["T-1", "T-2", "T-3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let statuses = vec!["EXECUTED".to_string(), "SIGN".to_string()];
+        assert_eq!(in_scope_count(&snapshot, &run, &statuses).unwrap(), 1);
+        assert_eq!(in_scope_count(&snapshot, &run, &[]).unwrap(), 2);
+    }
+}
