@@ -299,3 +299,52 @@ async fn a_deleted_hint_or_a_lookup_finding_nothing_marks_the_contract_deleted()
     let next = run_job(&job, RunOptions::default()).await.unwrap();
     assert!(next.summary.by_kind["orphan_erp_record"] >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targeted_runs_and_backfills_take_the_jobs_lease() {
+    use contract_recon::ingest::backfill::BackfillRange;
+    use contract_recon::lease::LeaseError;
+    use contract_recon::runner::{run_backfill, BackfillRequest};
+    let tmp = tempfile::tempdir().unwrap();
+    let (job, _sandbox) = demo_job_against_own_sandbox(tmp.path()).await;
+    let targets = TargetSet {
+        contracts: [(1072, TargetHint::Changed)].into_iter().collect(),
+    };
+    let held = |r: &anyhow::Result<contract_recon::runner::RunOutcome>| {
+        r.as_ref().err().is_some_and(|e| {
+            matches!(
+                e.downcast_ref::<LeaseError>(),
+                Some(LeaseError::Held { .. })
+            )
+        })
+    };
+    let (a, b) = tokio::join!(
+        run_job(&job, RunOptions::default()),
+        run_targeted(&job, &targets, RunOptions::default())
+    );
+    assert!(
+        (a.is_ok() && held(&b)) || (held(&a) && b.is_ok()),
+        "exactly one runs: {:?} / {:?}",
+        a.as_ref().map(|o| &o.summary.run_id),
+        b.as_ref().map(|o| &o.summary.run_id)
+    );
+    let request = BackfillRequest {
+        range: BackfillRange {
+            from: "2025-01-01".parse().unwrap(),
+            to: "2025-03-31".parse().unwrap(),
+            by: contract_recon::ingest::WindowField::CreatedAt,
+        },
+        window: chrono::Duration::days(30),
+        resume: false,
+    };
+    let (a, b) = tokio::join!(
+        run_backfill(&job, &request, RunOptions::default()),
+        run_targeted(&job, &targets, RunOptions::default())
+    );
+    assert!(
+        (a.is_ok() && held(&b)) || (held(&a) && b.is_ok()),
+        "exactly one runs: {:?} / {:?}",
+        a.as_ref().map(|o| &o.summary.run_id),
+        b.as_ref().map(|o| &o.summary.run_id)
+    );
+}
