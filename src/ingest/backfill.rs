@@ -14,21 +14,19 @@
 //! The walk never reads or moves the nightly state or its watermark.
 
 use super::checkpoint::StateStore;
-use super::progress::hms;
+use super::progress::BackfillFeedback;
 use super::state_error::StateError;
-use super::walk::{walk, PageEvent, WalkControl, WalkError, WalkOptions, WalkState, WalkStore};
+use super::walk::{walk, WalkControl, WalkError, WalkOptions, WalkState, WalkStore};
 use super::window::{Window, WindowField};
 use super::IngestSettings;
 use crate::spotdraft::client::SpotDraftClient;
 use crate::spotdraft::model::{Contract, ContractId};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use futures::TryStreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 /// Crash point: a window's progress is saved and the next one not started.
@@ -385,178 +383,6 @@ fn newest_per_id(contracts: Vec<Contract>) -> Vec<Contract> {
     out
 }
 
-/// Seconds left at `requests_per_second`: the pages left of the window
-/// under way plus, for each window not started, the average pages of the
-/// windows done (one page when none is done yet).
-pub fn backfill_eta_secs(
-    windows_left: u64,
-    pages_done: u64,
-    windows_done: u64,
-    current_pages_left: u64,
-    requests_per_second: u32,
-) -> u64 {
-    let per_window = if windows_done == 0 {
-        1
-    } else {
-        pages_done.div_ceil(windows_done).max(1)
-    };
-    let pages = current_pages_left + windows_left * per_window;
-    pages.div_ceil(u64::from(requests_per_second.max(1)))
-}
-
-/// A bar over the windows (a terminal), log lines otherwise.
-struct BackfillFeedback {
-    bar: Option<ProgressBar>,
-    windows: u64,
-    done: u64,
-    pages_done: u64,
-    rps: u32,
-    page_size: u64,
-}
-
-impl BackfillFeedback {
-    fn new(job: &str, state: &BackfillState, settings: &IngestSettings) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(state.windows.len() as u64);
-            let style = ProgressStyle::with_template(
-                "{prefix} backfill [{bar:30}] {pos}/{len} windows {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar.set_prefix(job.to_string());
-            bar.set_position(state.done as u64);
-            bar
-        });
-        BackfillFeedback {
-            bar,
-            windows: state.windows.len() as u64,
-            done: state.done as u64,
-            pages_done: state.pages_done,
-            rps: settings.requests_per_second,
-            page_size: u64::from(settings.page_size.max(1)),
-        }
-    }
-
-    fn page(&mut self, e: &PageEvent) {
-        let window_pages = e.window_total.div_ceil(self.page_size.max(1));
-        let left_here = window_pages.saturating_sub(u64::from(e.page));
-        let windows_left = self.windows.saturating_sub(self.done + 1);
-        let eta = backfill_eta_secs(
-            windows_left,
-            self.pages_done,
-            self.done,
-            left_here,
-            self.rps,
-        );
-        let msg = format!("| {} page {} | ETA {}", e.window, e.page, hms(eta));
-        match &self.bar {
-            Some(bar) => bar.set_message(msg),
-            None => {
-                tracing::info!(window = %e.window, page = e.page, window_total = e.window_total, eta = %hms(eta), "backfill page fetched")
-            }
-        }
-    }
-
-    fn window_done(&mut self, state: &BackfillState) {
-        self.done = state.done as u64;
-        self.pages_done = state.pages_done;
-        let windows_left = self.windows.saturating_sub(self.done);
-        let eta = backfill_eta_secs(windows_left, self.pages_done, self.done, 0, self.rps);
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(self.done);
-                bar.set_message(format!("| ETA {}", hms(eta)));
-            }
-            None => {
-                tracing::info!(done = self.done, windows = self.windows, eta = %hms(eta), "backfill window walked")
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> NaiveDate {
-        s.parse().unwrap()
-    }
-
-    fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn dates_and_windows_parse_or_say_what_is_wrong() {
-        assert_eq!(parse_date("--from", "2026-01-31").unwrap(), d("2026-01-31"));
-        let e = parse_date("--to", "2026-02-30").unwrap_err().to_string();
-        assert_eq!(e, "--to: \"2026-02-30\" is not a date (YYYY-MM-DD)");
-        assert!(parse_date("--from", "31/01/2026").is_err());
-        assert_eq!(parse_window("30d").unwrap(), chrono::Duration::days(30));
-        assert_eq!(parse_window("12h").unwrap(), chrono::Duration::hours(12));
-        for bad in ["0d", "-3d", "30", "d", "30m", "", "1.5d"] {
-            let e = parse_window(bad).unwrap_err().to_string();
-            assert!(e.starts_with("--window: "), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn windows_cover_the_days_inclusive_and_stop_at_the_start() {
-        let range = BackfillRange {
-            from: d("2026-01-01"),
-            to: d("2026-01-10"),
-            by: WindowField::CreatedAt,
-        };
-        let w = windows_of(&range, chrono::Duration::days(4), t("2026-06-01T00:00:00Z")).unwrap();
-        let bounds: Vec<_> = w.iter().map(|w| (w.start, w.end)).collect();
-        assert_eq!(
-            bounds,
-            [
-                (t("2026-01-01T00:00:00Z"), t("2026-01-05T00:00:00Z")),
-                (t("2026-01-05T00:00:00Z"), t("2026-01-09T00:00:00Z")),
-                (t("2026-01-09T00:00:00Z"), t("2026-01-11T00:00:00Z")),
-            ]
-        );
-        // A range reaching into today ends at the backfill's start.
-        let w = windows_of(
-            &range,
-            chrono::Duration::days(30),
-            t("2026-01-03T12:00:00Z"),
-        )
-        .unwrap();
-        assert_eq!(w.len(), 1);
-        assert_eq!(w[0].end, t("2026-01-03T12:00:00Z"));
-        let reversed = BackfillRange {
-            from: d("2026-02-01"),
-            ..range
-        };
-        let e = windows_of(
-            &reversed,
-            chrono::Duration::days(1),
-            t("2026-06-01T00:00:00Z"),
-        )
-        .unwrap_err()
-        .to_string();
-        assert_eq!(e, "--from 2026-02-01 is after --to 2026-01-10");
-        let e = windows_of(&range, chrono::Duration::days(1), t("2025-06-01T00:00:00Z"))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(e, "--from 2026-01-01 is in the future: nothing to backfill");
-    }
-
-    #[test]
-    fn the_eta_comes_from_the_pages_left_and_the_rate_limit() {
-        // 3 pages left here, 4 windows left at 5 pages each, 10 requests/s.
-        assert_eq!(backfill_eta_secs(4, 50, 10, 3, 10), 3);
-        assert_eq!(backfill_eta_secs(4, 50, 10, 3, 1), 23);
-        // Nothing done yet: one page a window.
-        assert_eq!(backfill_eta_secs(20, 0, 0, 0, 10), 2);
-        assert_eq!(backfill_eta_secs(0, 0, 0, 0, 10), 0);
-    }
-}
+#[path = "backfill_tests.rs"]
+mod tests;
