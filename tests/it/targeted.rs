@@ -170,6 +170,12 @@ async fn a_targeted_run_finds_and_plans_its_contracts_drift_and_leaves_nightly_s
     assert_eq!(scope.kinds_not_reported, ["orphan_erp_record"]);
     assert_eq!(scope.contracts.len(), 2);
     assert_eq!((s.inputs.contracts, s.inputs.contracts_in_scope), (2, 2));
+    let html = std::fs::read_to_string(run.report_html.as_ref().unwrap()).unwrap();
+    assert!(
+        html.contains("Targeted run of contracts")
+            && html.contains("not reported: orphan_erp_record"),
+        "the report says what it covers"
+    );
 
     // The corrections are planned: the ERP amount gets SpotDraft's value;
     // a vendor id (a key a link may rest on) goes to review.
