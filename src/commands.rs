@@ -91,6 +91,9 @@ pub struct RunRequest {
     pub apply_mode: Option<crate::job::ApplyMode>,
     /// Apply over `[apply] max_actions_per_run` (`--force`).
     pub force_apply: bool,
+    /// A targeted run of these contracts (`--contracts 12,34`: SpotDraft's
+    /// integer contract ids) instead of a nightly run.
+    pub contracts: Vec<i64>,
 }
 
 /// `run`: one run of a job file.
@@ -105,7 +108,18 @@ pub async fn run(request: RunRequest) -> ExitCode {
         force_apply: request.force_apply,
         ..RunOptions::default()
     };
-    run_loaded(&job, opts, request.fail_on_drift).await
+    if request.contracts.is_empty() {
+        return run_loaded(&job, opts, request.fail_on_drift).await;
+    }
+    let targets = runner::TargetSet {
+        contracts: request
+            .contracts
+            .iter()
+            .map(|id| (*id, runner::TargetHint::Changed))
+            .collect(),
+    };
+    let outcome = runner::run_targeted(&job, &targets, opts).await;
+    report_outcome(&job, outcome, request.fail_on_drift)
 }
 
 /// `apply`: applies the reviewed plan of `run_id`, as written, under the job's lease.
@@ -144,6 +158,66 @@ pub async fn apply(job: &Path, run_id: &str, approved_by: Option<String>, force:
             ExitCode::from(1)
         }
     }
+}
+
+/// What `backfill` was asked for, as typed.
+#[derive(Debug, Clone)]
+pub struct BackfillArgs {
+    /// The job file.
+    pub job: PathBuf,
+    /// `--from` (YYYY-MM-DD).
+    pub from: String,
+    /// `--to` (YYYY-MM-DD).
+    pub to: String,
+    /// `--by`: the field the days range over.
+    pub by: crate::ingest::WindowField,
+    /// `--window` (`30d`, `12h`).
+    pub window: String,
+    /// `--resume`.
+    pub resume: bool,
+    /// `--break-lease`.
+    pub break_lease: bool,
+    /// `--apply` / `--plan-only`.
+    pub apply_mode: Option<crate::job::ApplyMode>,
+}
+
+/// `backfill`: re-reconciles the contracts of a historical range.
+pub async fn backfill(args: BackfillArgs) -> ExitCode {
+    use crate::ingest::backfill::{parse_date, parse_window, BackfillRange};
+    let parsed = (|| {
+        let range = BackfillRange {
+            from: parse_date("--from", &args.from)?,
+            to: parse_date("--to", &args.to)?,
+            by: args.by,
+        };
+        Ok::<_, crate::ingest::backfill::BackfillError>((range, parse_window(&args.window)?))
+    })();
+    let (range, window) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if range.from > range.to {
+        eprintln!("error: --from {} is after --to {}", range.from, range.to);
+        return ExitCode::from(2);
+    }
+    let Some(job) = load_or_report(&args.job) else {
+        return ExitCode::from(2);
+    };
+    let request = runner::BackfillRequest {
+        range,
+        window,
+        resume: args.resume,
+    };
+    let opts = RunOptions {
+        break_lease: args.break_lease,
+        apply_mode: args.apply_mode,
+        ..RunOptions::default()
+    };
+    let outcome = runner::run_backfill(&job, &request, opts).await;
+    report_outcome(&job, outcome, None)
 }
 
 /// `schedule`: runs the scheduled jobs of `config.jobs_dir` until SIGTERM or
@@ -327,7 +401,16 @@ fn locate_demo_job(path: &Path) -> PathBuf {
 }
 
 async fn run_loaded(job: &Job, opts: RunOptions, fail_on_drift: Option<FailOnDrift>) -> ExitCode {
-    match runner::run_job(job, opts).await {
+    report_outcome(job, runner::run_job(job, opts).await, fail_on_drift)
+}
+
+/// Prints a run's summary (or its error) and picks the exit code.
+fn report_outcome(
+    job: &Job,
+    outcome: anyhow::Result<runner::RunOutcome>,
+    fail_on_drift: Option<FailOnDrift>,
+) -> ExitCode {
+    match outcome {
         Ok(outcome) => {
             println!("{}", outcome.render_summary());
             if outcome.apply_failed() > 0 {

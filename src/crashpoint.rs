@@ -5,7 +5,13 @@
 //! `CONTRACT_RECON_CRASH_AT=<name>` aborts the process when the run reaches
 //! `<name>`. Unset (always, outside tests), a crash point does nothing.
 //!
-//! Creating contracts (`[create]`) has two: [`CREATE_INTENT`] and [`CREATE_RETURNED`].
+//! Points: `ingest.enriching`, `ingest.before_snapshot`, `report.staged`,
+//! `report.publishing`, `report.before_run_success`, `report.before_latest`,
+//! `report.before_cleanup`, `apply.between_batches`, and
+//! `backfill.between_windows` (a backfill window's progress saved, the next
+//! window not started: [`crate::ingest::backfill::CRASH_BETWEEN_WINDOWS`]).
+//! Creating contracts (`[create]`) has two more: [`CREATE_INTENT`] and
+//! [`CREATE_RETURNED`].
 
 /// The environment variable naming the crash point to die at.
 pub const CRASH_AT_ENV: &str = "CONTRACT_RECON_CRASH_AT";

@@ -48,6 +48,36 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Re-reconcile the contracts of a historical range (a backfill): walked in
+    /// windows, checkpointed, resumable; its own report and plan, marked backfill.
+    Backfill {
+        /// The job file.
+        job: PathBuf,
+        /// First day, inclusive (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        from: String,
+        /// Last day, inclusive (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        to: String,
+        /// The field the days range over.
+        #[arg(long, value_enum, default_value = "created")]
+        by: BackfillBy,
+        /// Window length: `<n>d` or `<n>h`.
+        #[arg(long, default_value = "30d")]
+        window: String,
+        /// Resume the newest unfinished backfill of the job (same range).
+        #[arg(long)]
+        resume: bool,
+        /// Take the job's lease from a holder known to be gone.
+        #[arg(long)]
+        break_lease: bool,
+        /// Apply the planned corrections (overrides `[apply] mode`).
+        #[arg(long, conflicts_with = "plan_only")]
+        apply: bool,
+        /// Only plan corrections, whatever `[apply] mode` says.
+        #[arg(long)]
+        plan_only: bool,
+    },
     /// Run every job file of a folder that has a `schedule`, on its cron, in its
     /// time zone, until SIGTERM or SIGINT; SIGHUP reloads the folder.
     Schedule {
@@ -141,6 +171,34 @@ struct RunArgs {
     /// With `--apply`: apply even over `[apply] max_actions_per_run`.
     #[arg(long)]
     force: bool,
+    /// A targeted run of these contracts only (SpotDraft ids, `12,34` or
+    /// `T-12,T-34`): looked up by id, upserted into the snapshot, reconciled
+    /// against the latest extract; no watermark, no `latest.json`.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["full", "incremental"])]
+    contracts: Vec<String>,
+}
+
+/// The contract numbers of `--contracts` (`12`, `T-12`, `H-12`).
+fn contract_numbers(raw: &[String]) -> Result<Vec<i64>, String> {
+    raw.iter()
+        .map(|id| {
+            contract_recon::spotdraft::model::ContractId::new(id.as_str())
+                .number()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    format!("--contracts: {id:?} is not a SpotDraft contract id (12, T-12 or H-12)")
+                })
+        })
+        .collect()
+}
+
+/// What a backfill's days range over.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackfillBy {
+    /// `created_at`.
+    Created,
+    /// `last_updated_on`.
+    Updated,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +249,13 @@ async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Validate { jobs, online } => commands::validate(&jobs, online).await,
         Command::Run(args) => {
+            let contracts = match contract_numbers(&args.contracts) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let mode = if args.full {
                 IngestMode::Full
             } else if args.incremental {
@@ -211,6 +276,7 @@ async fn dispatch(command: Command) -> ExitCode {
                     None
                 },
                 force_apply: args.force,
+                contracts,
             })
             .await
         }
@@ -220,6 +286,38 @@ async fn dispatch(command: Command) -> ExitCode {
             approved_by,
             force,
         } => commands::apply(&job, &run_id, approved_by, force).await,
+        Command::Backfill {
+            job,
+            from,
+            to,
+            by,
+            window,
+            resume,
+            break_lease,
+            apply,
+            plan_only,
+        } => {
+            commands::backfill(commands::BackfillArgs {
+                job,
+                from,
+                to,
+                by: match by {
+                    BackfillBy::Created => contract_recon::ingest::WindowField::CreatedAt,
+                    BackfillBy::Updated => contract_recon::ingest::WindowField::LastUpdatedOn,
+                },
+                window,
+                resume,
+                break_lease,
+                apply_mode: if apply {
+                    Some(ApplyMode::Apply)
+                } else if plan_only {
+                    Some(ApplyMode::Plan)
+                } else {
+                    None
+                },
+            })
+            .await
+        }
         Command::Schedule {
             jobs,
             max_concurrent,

@@ -97,6 +97,18 @@ impl StateStore {
         }
     }
 
+    /// A state kept in its own folder `dir` (`dir/state.json`, `dir/pages/`,
+    /// `dir/enrich/`): what a backfill or a targeted run spills, apart from the
+    /// nightly state and its watermark.
+    pub fn in_dir(store: Arc<dyn ObjectStore>, dir: &Path) -> Self {
+        StateStore {
+            store,
+            state: dir.clone().join("state.json"),
+            pages: dir.clone().join("pages"),
+            enrich: dir.clone().join("enrich"),
+        }
+    }
+
     /// The state file's path.
     pub fn state_path(&self) -> &Path {
         &self.state
@@ -182,6 +194,19 @@ impl StateStore {
     pub async fn clear_pages(&self) -> Result<(), StateError> {
         self.clear(&self.pages).await?;
         self.clear(&self.enrich).await
+    }
+
+    /// Deletes the spilled objects and the state file (a partial run's own
+    /// state folder, once its snapshot is written).
+    pub async fn clear_all(&self) -> Result<(), StateError> {
+        self.clear_pages().await?;
+        match self.store.delete(&self.state).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StateError::Store {
+                path: self.state.to_string(),
+                source,
+            }),
+        }
     }
 
     async fn clear(&self, dir: &Path) -> Result<(), StateError> {

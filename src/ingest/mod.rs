@@ -34,11 +34,13 @@
 //! Errors print either their cause or expose it through `source()`, never
 //! both, so `main`'s rendered chain names each URL once.
 
+pub mod backfill;
 pub mod checkpoint;
 pub mod deletions;
 pub mod enrich;
 mod enrich_run;
 pub mod merge;
+pub mod partial;
 pub mod progress;
 mod run;
 mod run_parts;
@@ -50,6 +52,7 @@ pub mod window;
 pub use checkpoint::{
     Checkpoint, CheckpointWalkStore, EnrichProgress, Progress, StateStore, WalkMode, WalkSlot,
 };
+pub use partial::{upsert_contracts, PartialOutcome, PartialUpdate};
 pub use run::{commit_watermark, ingest, ingest_with_control, snapshot_path};
 pub use state_error::StateError;
 pub use walk::{PageEvent, WalkControl, WalkError, WalkOptions, WalkOutcome, WalkState, WalkStore};

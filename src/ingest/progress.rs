@@ -2,9 +2,12 @@
 //!
 //! Enrichment shows contracts done and to do, the achieved rate, and an ETA
 //! computed from the requests still planned and the configured requests/s
-//! (the limiter's rate, which is what bounds the run).
+//! (the limiter's rate, which is what bounds the run). A backfill shows its
+//! windows done and an ETA from the pages left at that rate.
 
+use super::backfill::BackfillState;
 use super::walk::PageEvent;
+use super::IngestSettings;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -144,6 +147,101 @@ impl Feedback {
 
     /// Clears the bar.
     pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Seconds left at `requests_per_second`: the pages left of the window
+/// under way plus, for each window not started, the average pages of the
+/// windows done (one page when none is done yet).
+pub fn backfill_eta_secs(
+    windows_left: u64,
+    pages_done: u64,
+    windows_done: u64,
+    current_pages_left: u64,
+    requests_per_second: u32,
+) -> u64 {
+    let per_window = if windows_done == 0 {
+        1
+    } else {
+        pages_done.div_ceil(windows_done).max(1)
+    };
+    let pages = current_pages_left + windows_left * per_window;
+    pages.div_ceil(u64::from(requests_per_second.max(1)))
+}
+
+/// A bar over the windows (a terminal), log lines otherwise.
+pub(crate) struct BackfillFeedback {
+    bar: Option<ProgressBar>,
+    windows: u64,
+    done: u64,
+    pages_done: u64,
+    rps: u32,
+    page_size: u64,
+}
+
+impl BackfillFeedback {
+    pub(crate) fn new(job: &str, state: &BackfillState, settings: &IngestSettings) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(state.windows.len() as u64);
+            let style = ProgressStyle::with_template(
+                "{prefix} backfill [{bar:30}] {pos}/{len} windows {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_prefix(job.to_string());
+            bar.set_position(state.done as u64);
+            bar
+        });
+        BackfillFeedback {
+            bar,
+            windows: state.windows.len() as u64,
+            done: state.done as u64,
+            pages_done: state.pages_done,
+            rps: settings.requests_per_second,
+            page_size: u64::from(settings.page_size.max(1)),
+        }
+    }
+
+    pub(crate) fn page(&mut self, e: &PageEvent) {
+        let window_pages = e.window_total.div_ceil(self.page_size.max(1));
+        let left_here = window_pages.saturating_sub(u64::from(e.page));
+        let windows_left = self.windows.saturating_sub(self.done + 1);
+        let eta = backfill_eta_secs(
+            windows_left,
+            self.pages_done,
+            self.done,
+            left_here,
+            self.rps,
+        );
+        let msg = format!("| {} page {} | ETA {}", e.window, e.page, hms(eta));
+        match &self.bar {
+            Some(bar) => bar.set_message(msg),
+            None => {
+                tracing::info!(window = %e.window, page = e.page, window_total = e.window_total, eta = %hms(eta), "backfill page fetched")
+            }
+        }
+    }
+
+    pub(crate) fn window_done(&mut self, state: &BackfillState) {
+        self.done = state.done as u64;
+        self.pages_done = state.pages_done;
+        let windows_left = self.windows.saturating_sub(self.done);
+        let eta = backfill_eta_secs(windows_left, self.pages_done, self.done, 0, self.rps);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(self.done);
+                bar.set_message(format!("| ETA {}", hms(eta)));
+            }
+            None => {
+                tracing::info!(done = self.done, windows = self.windows, eta = %hms(eta), "backfill window walked")
+            }
+        }
+    }
+
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

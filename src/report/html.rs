@@ -131,6 +131,20 @@ fn header(out: &mut String, s: &Summary) {
         esc(&s.started_at),
         esc(&s.finished_at)
     );
+    if let Some(scope) = &s.scope {
+        let kind = match s.run_kind {
+            super::lifecycle::RunKind::Backfill => "Backfill",
+            super::lifecycle::RunKind::Targeted => "Targeted run",
+            super::lifecycle::RunKind::Nightly => "Run",
+        };
+        let _ = write!(
+            out,
+            "<div class=\"meta\">{kind} of {}: only these contracts are reported, \
+             nothing is resolved; not reported: {}</div>",
+            esc(&scope.description),
+            esc(&scope.kinds_not_reported.join(", "))
+        );
+    }
     let i = &s.inputs;
     card(
         out,

@@ -1,5 +1,6 @@
 //! Report stage: `latest.json`, one per job, pointing at the job's newest
-//! complete run (by run date, then finish time: a backfill never moves it back).
+//! complete nightly run (by run date, then finish time). Backfills and
+//! targeted runs never move it: they report on part of the contracts.
 //!
 //! It changes only by conditional put (`PutMode::Create` when absent,
 //! `PutMode::Update` on the version read), retried when another writer got in
@@ -221,7 +222,7 @@ async fn read_versioned(
     }
 }
 
-/// The newest run among the job's run records (`runs/job=<job>/**/_SUCCESS`).
+/// The newest nightly run among the job's run records (`runs/job=<job>/**/_SUCCESS`).
 pub async fn rebuild_latest(
     store: &Arc<dyn ObjectStore>,
     prefix: &Path,
@@ -239,7 +240,7 @@ pub async fn rebuild_latest(
             continue;
         }
         let record = match get_json::<RunManifest>(store, &meta.location).await {
-            Ok(Some(r)) if r.job == job => r,
+            Ok(Some(r)) if r.job == job && r.kind == super::lifecycle::RunKind::Nightly => r,
             Ok(_) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "skipping an unreadable run record");

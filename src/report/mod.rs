@@ -45,7 +45,7 @@ pub use html::{
 pub use latest::{read_latest, rebuild_latest, LatestPointer};
 pub use publish::{publish, recover_staged, Recovery, ReportLocation, RunManifest};
 pub use summary::{
-    empty_drift_frame, ApplySummary, InputCounts, RunInfo, Summary, NO_LEGAL_ENTITY,
+    empty_drift_frame, ApplySummary, InputCounts, RunInfo, RunScope, Summary, NO_LEGAL_ENTITY,
 };
 pub use write::{
     write_reports, write_run_reports, write_table_run, write_table_run_with, ExtraTable,

@@ -144,7 +144,7 @@ pub async fn stage(
 }
 
 /// Publishes a committed run: copies its staged files into the datasets, writes
-/// each table's `_SUCCESS`, the run's `_SUCCESS` last, moves `latest.json`, and
+/// each table's `_SUCCESS`, the run's `_SUCCESS` last, moves `latest.json` (nightly runs only), and
 /// deletes the staging folder. Idempotent: running it again on a run that was
 /// (partly) published finishes it and changes nothing already there.
 pub async fn publish(
@@ -180,7 +180,9 @@ pub async fn publish(
         published.push(format!("{table}/{SUCCESS_FILE}"));
     }
     crashpoint::hit("report.before_latest");
-    if manifest.writes_runs() {
+    // Only a nightly run moves `latest.json`: a backfill or a targeted run
+    // reports on part of the contracts, never the job's state.
+    if manifest.writes_runs() && manifest.kind == super::lifecycle::RunKind::Nightly {
         update_latest(store, prefix, manifest).await?;
     }
     crashpoint::hit("report.before_cleanup");

@@ -87,6 +87,23 @@ pub struct Summary {
     /// Corrections planned (and applied), when `[apply]` is enabled; set by the runner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<ApplySummary>,
+    /// What a backfill or a targeted run covered; `None` for a nightly run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<RunScope>,
+}
+
+/// The part of a job a backfill or a targeted run covered, and the drift
+/// kinds it could not decide.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunScope {
+    /// What was asked, in words (`created_at in [2026-01-01, 2026-03-01)`,
+    /// `contracts 12, 34`).
+    pub description: String,
+    /// Composite ids of the contracts reconciled (seen, or marked deleted).
+    pub contracts: Vec<String>,
+    /// Drift kinds left out because they need every contract of the job.
+    pub kinds_not_reported: Vec<String>,
 }
 
 /// The summary's `apply` section.
@@ -167,6 +184,7 @@ impl Summary {
             lifecycle: None,
             trend: Vec::new(),
             apply: None,
+            scope: None,
         })
     }
 }

@@ -11,17 +11,21 @@
 //! (a reviewed plan applied later) in [`apply_plan()`].
 
 mod apply_plan;
+mod backfill;
 pub mod history;
 pub mod notify;
 mod online;
 mod outcome;
+mod partial;
 pub mod retention;
 mod steps;
 mod targeted;
 
 pub use apply_plan::{apply_plan, AppliedPlan, ApplyPlanRequest};
+pub use backfill::{run_backfill, BackfillRequest};
 pub use online::{check_online, fetch_webhook_key};
 pub use outcome::{render_apply, RunOutcome};
+pub use partial::{partial_run_id, scope_drift, KINDS_NEEDING_EVERY_CONTRACT};
 pub use targeted::{run_targeted, TargetHint, TargetSet};
 
 use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};

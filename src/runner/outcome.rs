@@ -2,6 +2,7 @@
 
 use crate::ingest::WalkMode;
 use crate::report::layout::PLAN_TABLE;
+use crate::report::lifecycle::RunKind;
 use crate::report::Summary;
 use std::collections::BTreeMap;
 
@@ -45,13 +46,30 @@ impl RunOutcome {
             "job {} run {}: {} contracts ({} in scope), {} ERP rows ({} rejected) -> {} drift rows\n",
             s.job, s.run_id, s.inputs.contracts, s.inputs.contracts_in_scope, s.inputs.erp_rows_read, s.inputs.erp_rows_rejected, s.drift_total
         );
+        if let Some(scope) = &s.scope {
+            out.push_str(&format!(
+                "{} of {} ({} contracts); not reported: {}\n",
+                match s.run_kind {
+                    RunKind::Backfill => "backfill",
+                    RunKind::Targeted => "targeted run",
+                    RunKind::Nightly => "run",
+                },
+                scope.description,
+                scope.contracts.len(),
+                scope.kinds_not_reported.join(", ")
+            ));
+        }
         let api = &s.ingestion;
         out.push_str(&format!(
             "ingest ({}): {} contracts fetched, {} changed, {} deleted; {} requests (list {}, key_pointers {}, documents {}), {} x 429, {} retries, {:.1} requests/s\n",
             match api.mode {
                 Some(WalkMode::Full) => "full",
                 Some(WalkMode::Incremental) => "incremental",
-                None => "?",
+                None => match s.run_kind {
+                    RunKind::Backfill => "backfill",
+                    RunKind::Targeted => "targeted",
+                    RunKind::Nightly => "?",
+                },
             },
             api.contracts_fetched,
             api.contracts_changed,

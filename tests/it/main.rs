@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area.
 
 mod apply;
+mod backfill;
 mod cli;
 mod common;
 mod create;
@@ -21,3 +22,4 @@ mod runs;
 mod sandbox_api;
 mod schedule;
 mod shared_limiter;
+mod targeted;

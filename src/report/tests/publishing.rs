@@ -254,6 +254,63 @@ async fn a_complete_run_is_not_written_twice_and_a_backfill_keeps_latest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_and_targeted_runs_never_move_latest_even_when_newer() {
+    use crate::report::lifecycle::RunKind;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let prefix = Path::from("out");
+    let write_kind = |info: RunInfo, kind: RunKind| {
+        let store = store.clone();
+        let prefix = prefix.clone();
+        async move {
+            let drift = drift_frame(&info.run_id);
+            let mut summary = Summary::from_drift(&info, &drift, inputs()).unwrap();
+            summary.run_kind = kind;
+            write_reports(
+                store,
+                &prefix,
+                &info,
+                &drift,
+                &rejects_frame(),
+                &summary,
+                &ReportFormats::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // Before any nightly run, a targeted run leaves latest.json absent.
+    write_kind(
+        run("targeted-1", "2025-03-01", "2025-03-01T07:00:00Z"),
+        RunKind::Targeted,
+    )
+    .await;
+    assert_eq!(latest_run_id(&store).await, None);
+    assert!(store.head(&Path::from(LATEST)).await.is_err());
+
+    write_kind(
+        run("r1", "2025-03-01", "2025-03-01T08:00:00Z"),
+        RunKind::Nightly,
+    )
+    .await;
+    // Later (by date and by finish time) than the nightly run: still not latest.
+    write_kind(
+        run("backfill-1", "2025-03-05", "2025-03-05T09:00:00Z"),
+        RunKind::Backfill,
+    )
+    .await;
+    write_kind(
+        run("targeted-2", "2025-03-05", "2025-03-05T10:00:00Z"),
+        RunKind::Targeted,
+    )
+    .await;
+    assert_eq!(latest_run_id(&store).await.as_deref(), Some("r1"));
+    // Rebuilt from the run records, latest.json names the nightly run too.
+    store.delete(&Path::from(LATEST)).await.unwrap();
+    let rebuilt = rebuild_latest(&store, &prefix, JOB).await.unwrap().unwrap();
+    assert_eq!(rebuilt.run_id, "r1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latest_pointing_at_an_incomplete_run_is_an_error() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     assert_eq!(latest_run_id(&store).await, None);

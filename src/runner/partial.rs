@@ -1,0 +1,432 @@
+//! What backfills and targeted runs share once their contracts are in the
+//! snapshot: reconcile -> keep the drift their scope can decide -> plan ->
+//! track against the last nightly run (without resolving anything) ->
+//! publish -> apply (when asked). No watermark, no `latest.json`.
+//!
+//! The rule for a partial run (README, "Drift kinds"): its contracts are
+//! reconciled against the whole snapshot and the whole extract, so links,
+//! duplicates and conflicts are decided with every contract the job knows,
+//! and only the rows naming one of its contracts are reported. A partial
+//! contract set cannot decide `orphan_erp_record` (an ERP record naming a
+//! contract the run did not look at is not thereby an orphan), so that kind is
+//! never reported; nor are rows resolved: a row of the last nightly run that
+//! is not in a partial run may simply be out of its scope.
+
+use super::steps::{extract_as_of, sandbox_erp};
+use super::{RunOptions, RunOutcome};
+use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};
+use crate::apply::{read_journal, PlanInput};
+use crate::erp::extract::Extract;
+use crate::ingest::IngestStats;
+use crate::job::{ApplyMode, Job};
+use crate::lease::{self, Holder, LeaseGuard};
+use crate::reconcile::spec::kinds;
+use crate::reconcile::{reconcile, RunContext};
+use crate::report::layout::PLAN_TABLE;
+use crate::report::lifecycle::{
+    compare_with_previous_run, empty_resolved, Acknowledgements, Corrections, RunKind, TrackedRun,
+};
+use crate::report::RunScope;
+use crate::report::{
+    write_run_reports, ExtraTable, InputCounts, ReportFormats, RunInfo, RunTables, Summary,
+};
+use crate::sandbox::Sandbox;
+use crate::spotdraft::SpotDraftClient;
+use crate::storage::Location;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use polars::prelude::{BooleanChunked, DataFrame, NewChunkedArray};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+/// Drift kinds a partial contract set cannot decide: never reported by a
+/// backfill or a targeted run.
+pub const KINDS_NEEDING_EVERY_CONTRACT: [&str; 2] =
+    [kinds::ORPHAN_ERP_RECORD, kinds::MISSING_IN_SPOTDRAFT];
+
+/// A run id of `kind`: `backfill-YYYYMMDD-HHMMSS-xxxxxxxx`,
+/// `targeted-…` (text to Hive readers, like nightly `run-…` ids).
+pub fn partial_run_id(kind: RunKind, at: DateTime<Utc>) -> String {
+    let name = match kind {
+        RunKind::Nightly => "run",
+        RunKind::Backfill => "backfill",
+        RunKind::Targeted => "targeted",
+    };
+    format!(
+        "{name}-{}-{}",
+        at.format("%Y%m%d-%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// The partial run's SpotDraft figures over its whole SpotDraft step (the
+/// lookup or walk and the enrichment), which started at `since`.
+pub(super) fn time_spotdraft_step(stats: &mut IngestStats, since: Instant) {
+    let elapsed = since.elapsed();
+    stats.elapsed_ms = elapsed.as_millis() as u64;
+    stats.achieved_requests_per_s = stats.http.requests as f64 / elapsed.as_secs_f64().max(1e-3);
+}
+
+/// Takes the job's lease for a partial run (as a nightly run does).
+pub(super) async fn take_lease(
+    job: &Job,
+    opts: &RunOptions,
+    output: &Location,
+    run_id: &str,
+) -> anyhow::Result<LeaseGuard> {
+    Ok(lease::acquire(
+        output.store.clone(),
+        &output.path,
+        &job.name,
+        Holder::current(run_id),
+        &opts.lease,
+        opts.break_lease,
+    )
+    .await?
+    .keep_alive())
+}
+
+/// Releases the lease, warning when it cannot.
+pub(super) async fn release_lease(job: &Job, lease: LeaseGuard) {
+    if let Err(e) = lease.release().await {
+        tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
+    }
+}
+
+/// A partial run whose contracts are in the snapshot.
+pub(super) struct PartialRun<'a> {
+    pub job: &'a Job,
+    pub opts: &'a RunOptions,
+    pub output: &'a Location,
+    pub lease: &'a LeaseGuard,
+    pub run_id: String,
+    pub started: DateTime<Utc>,
+    pub kind: RunKind,
+    /// What was asked, in words (kept in the summary).
+    pub description: String,
+    /// Composite ids of the run's contracts.
+    pub contracts: BTreeSet<String>,
+    /// The snapshot after the update (every contract of the job).
+    pub snapshot: DataFrame,
+    pub extract: Extract,
+    pub acks: Acknowledgements,
+    pub ingestion: IngestStats,
+    pub client: SpotDraftClient,
+    pub sandbox: Option<Sandbox>,
+    pub timings: BTreeMap<String, u64>,
+}
+
+/// The rows of `drift` naming one of `contracts`, without the kinds a partial
+/// run cannot decide.
+pub fn scope_drift(drift: &DataFrame, contracts: &BTreeSet<String>) -> anyhow::Result<DataFrame> {
+    let ids = drift.column("contract_id")?.str()?;
+    let kinds = drift.column("drift_kind")?.str()?;
+    let keep: Vec<bool> = ids
+        .iter()
+        .zip(kinds.iter())
+        .map(|(id, kind)| {
+            id.is_some_and(|id| contracts.contains(id))
+                && !kind.is_some_and(|k| KINDS_NEEDING_EVERY_CONTRACT.contains(&k))
+        })
+        .collect();
+    let mask = BooleanChunked::from_slice("keep".into(), &keep);
+    Ok(drift.filter(&mask)?)
+}
+
+/// Of `contracts`, those live in the snapshot in a reconciled status (any
+/// status when `statuses` is empty).
+fn in_scope_count(
+    snapshot: &DataFrame,
+    contracts: &BTreeSet<String>,
+    statuses: &[String],
+) -> anyhow::Result<u64> {
+    let ids = snapshot.column("id")?.str()?;
+    let status = snapshot.column("contract_status")?.str()?;
+    let deleted = snapshot.column("deleted_at")?.str()?;
+    let n = ids
+        .iter()
+        .zip(status.iter())
+        .zip(deleted.iter())
+        .filter(|((id, st), del)| {
+            id.is_some_and(|id| contracts.contains(id))
+                && del.is_none()
+                && (statuses.is_empty() || st.is_some_and(|s| statuses.iter().any(|x| x == s)))
+        })
+        .count();
+    Ok(n as u64)
+}
+
+/// Reconciles, plans, tracks, publishes and (when asked) applies a partial run.
+pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<RunOutcome> {
+    let PartialRun {
+        job,
+        opts,
+        output,
+        lease,
+        run_id,
+        started,
+        kind,
+        description,
+        contracts,
+        snapshot,
+        extract,
+        acks,
+        ingestion,
+        client,
+        sandbox,
+        mut timings,
+    } = run;
+    let (store, prefix) = (&output.store, &output.path);
+
+    // 1. Reconcile against everything the job knows; keep the run's rows.
+    let t = Instant::now();
+    let started_at = started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ctx = RunContext {
+        run_id: run_id.clone(),
+        job: job.name.clone(),
+        detected_at: started_at.clone(),
+        known_existing_contract_ids: vec![],
+    };
+    let spec = job.reconcile.clone();
+    let (records, snap) = (extract.records.clone(), snapshot.clone());
+    let reconciled = tokio::task::spawn_blocking(move || reconcile(snap, records, &spec, &ctx))
+        .await
+        .context("reconciliation stopped")??;
+    let drift = scope_drift(&reconciled.drift, &contracts)?;
+    let mut stats = reconciled.stats.clone();
+    stats.drift_by_kind = kinds::ALL.iter().map(|k| (k.to_string(), 0)).collect();
+    stats
+        .drift_by_kind
+        .extend(crate::reconcile::drift::count_by(&drift, "drift_kind")?);
+    stats.drift_by_severity = ["low", "medium", "high"]
+        .iter()
+        .map(|k| (k.to_string(), 0))
+        .collect();
+    stats
+        .drift_by_severity
+        .extend(crate::reconcile::drift::count_by(&drift, "severity")?);
+    timings.insert("reconcile".to_string(), t.elapsed().as_millis() as u64);
+
+    // 2. Corrections of those rows, planned as a nightly run plans them.
+    let mode = opts.apply_mode.unwrap_or(job.apply.mode);
+    let journal = read_journal(store, prefix, &job.name).await?;
+    let planned = if job.apply.enabled {
+        let t = Instant::now();
+        let journal = journal.clone();
+        let as_of = extract_as_of(job).await;
+        let (job_owned, drift) = (job.clone(), drift.clone());
+        let (snapshot, records) = (snapshot.clone(), extract.records.clone());
+        let mode_name = if mode == ApplyMode::Apply {
+            "apply"
+        } else {
+            "plan"
+        };
+        let planned = tokio::task::spawn_blocking(move || {
+            let input = PlanInput {
+                job: &job_owned.name,
+                drift: &drift,
+                snapshot: &snapshot,
+                records: &records,
+                spec: &job_owned.reconcile,
+                settings: &job_owned.apply,
+                // `missing_in_spotdraft` needs every contract: nightly runs only.
+                create: None,
+            };
+            prepare_plan(&input, &journal, as_of, mode_name)
+        })
+        .await
+        .context("planning corrections stopped")??;
+        timings.insert("plan".to_string(), t.elapsed().as_millis() as u64);
+        Some(planned)
+    } else {
+        None
+    };
+
+    // 3. Statuses against the last nightly run, nothing resolved.
+    let run = RunInfo {
+        job: job.name.clone(),
+        run_id,
+        run_date: started.date_naive(),
+        started_at,
+        finished_at: String::new(),
+    };
+    let corrections = match &planned {
+        Some(p) => Corrections::from_plan(&p.actions, journal),
+        None => Corrections {
+            journal,
+            ..Corrections::default()
+        },
+    };
+    let tracked_run = TrackedRun {
+        run_id: &run.run_id,
+        job: &run.job,
+        run_date: run.run_date,
+        detected_at: &run.started_at,
+    };
+    let mut tracked =
+        compare_with_previous_run(store, prefix, drift, acks, &tracked_run, corrections)
+            .await
+            .with_context(|| {
+                format!("comparing with the last nightly run of job {:?}", job.name)
+            })?;
+    tracked.resolved = empty_resolved();
+    tracked.counts.resolved = 0;
+    tracked.counts.resolved_by_job = 0;
+
+    // 4. Reports, marked with the run's kind (never `latest.json`).
+    let t = Instant::now();
+    let run = RunInfo {
+        finished_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ..run
+    };
+    stats.contracts = contracts.len() as u64;
+    stats.contracts_in_scope = in_scope_count(&snapshot, &contracts, &job.reconcile.statuses)?;
+    let inputs = InputCounts {
+        contracts: contracts.len() as u64,
+        contracts_in_scope: stats.contracts_in_scope,
+        erp_rows_read: extract.rows_read,
+        erp_rows_valid: stats.erp_records,
+        erp_rows_rejected: extract.rejects.height() as u64,
+    };
+    let mut summary = Summary::from_drift(&run, &tracked.drift, inputs)?;
+    summary.ingestion = ingestion;
+    summary.reconcile = stats;
+    summary.timings_ms = timings;
+    summary.run_kind = kind;
+    summary.lifecycle = Some(tracked.counts.clone());
+    summary.apply = planned.as_ref().map(|p| p.summary.clone());
+    summary.scope = Some(RunScope {
+        description,
+        contracts: contracts.iter().cloned().collect(),
+        kinds_not_reported: KINDS_NEEDING_EVERY_CONTRACT
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+    });
+    let formats = ReportFormats {
+        parquet: job.output.parquet,
+        csv: job.output.csv,
+        html: job.output.html,
+    };
+    lease.check()?;
+    let extra: Vec<ExtraTable> = planned
+        .iter()
+        .map(|p| ExtraTable {
+            name: PLAN_TABLE,
+            frame: p.frame.clone(),
+        })
+        .collect();
+    let tables = RunTables {
+        drift: &tracked.drift,
+        rejects: &extract.rejects,
+        resolved: None,
+        extra: &extra,
+    };
+    let location =
+        write_run_reports(store.clone(), prefix, &run, tables, &summary, &formats).await?;
+    summary
+        .timings_ms
+        .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);
+
+    // 5. Corrections applied, when asked, while the lease is still ours.
+    if let (
+        Some(Planned {
+            actions,
+            summary: plan_summary,
+            ..
+        }),
+        ApplyMode::Apply,
+    ) = (&planned, mode)
+    {
+        lease.check()?;
+        let t = Instant::now();
+        let journal = read_journal(store, prefix, &job.name).await?;
+        let request = ApplyRequest {
+            plan_run_id: &run.run_id,
+            apply_id: &run.run_id,
+            run_date: run.run_date,
+            approved_by: None,
+            force: opts.force_apply,
+        };
+        let targets = crate::apply::stage::Targets {
+            sandbox_erp: sandbox_erp(sandbox.as_ref())?,
+            spotdraft: Some(client.clone()),
+        };
+        let (_, applied) = apply_actions(
+            job,
+            store,
+            prefix,
+            actions,
+            &journal,
+            &request,
+            plan_summary.clone(),
+            targets,
+        )
+        .await
+        .with_context(|| format!("applying the corrections of run {}", run.run_id))?;
+        summary.apply = Some(applied);
+        summary
+            .timings_ms
+            .insert("apply".to_string(), t.elapsed().as_millis() as u64);
+    }
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+
+    let report_dir = output.display_object(&location.dir);
+    let tables = location
+        .tables
+        .iter()
+        .map(|(t, dir)| (t.clone(), output.display_object(dir)))
+        .collect();
+    let report_html = job.output.html.then(|| format!("{report_dir}/report.html"));
+    Ok(RunOutcome {
+        summary,
+        report_dir,
+        tables,
+        report_html,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::*;
+
+    #[test]
+    fn scoped_drift_keeps_the_runs_contracts_and_never_orphans() {
+        let drift = df! {
+            "drift_kind" => ["field_mismatch", "orphan_erp_record", "field_mismatch", "unusable_erp_value", "duplicate_link"],
+            "contract_id" => [Some("T-1"), Some("T-1"), Some("T-2"), None, Some("T-3")],
+            "erp_record_id" => ["E-1", "E-9", "E-2", "E-5", "E-3"],
+        }
+        .unwrap();
+        let scope: BTreeSet<String> = ["T-1", "T-3"].iter().map(|s| s.to_string()).collect();
+        let kept = scope_drift(&drift, &scope).unwrap();
+        let records: Vec<Option<&str>> = kept
+            .column("erp_record_id")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(records, [Some("E-1"), Some("E-3")]);
+    }
+
+    #[test]
+    fn in_scope_counts_live_contracts_of_the_run_in_reconciled_statuses() {
+        let snapshot = df! {
+            "id" => ["T-1", "T-2", "T-3", "T-4"],
+            "contract_status" => [Some("EXECUTED"), Some("DRAFT"), Some("EXECUTED"), Some("SIGN")],
+            "deleted_at" => [None, None, Some("2026-01-01T00:00:00Z"), None],
+        }
+        .unwrap();
+        let run: BTreeSet<String> = ["T-1", "T-2", "T-3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let statuses = vec!["EXECUTED".to_string(), "SIGN".to_string()];
+        assert_eq!(in_scope_count(&snapshot, &run, &statuses).unwrap(), 1);
+        assert_eq!(in_scope_count(&snapshot, &run, &[]).unwrap(), 2);
+    }
+}
