@@ -290,8 +290,10 @@ async fn walk_at_scale(n: usize) {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let state_path = Path::from("bench/state/bench.json");
 
-    // Samples every 250 ms: list requests so far and the state file's size.
+    // Samples every 250 ms: list requests so far, the state file's size and
+    // the client's CPU time (the process's minus the sandbox thread's).
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let client_cpu = move || process_cpu().saturating_sub(thread_cpu(server_tid));
     let sampler = {
         let (store, state, sampling) = (store.clone(), state.clone(), sampling.clone());
         let state_path = state_path.clone();
@@ -301,19 +303,19 @@ async fn walk_at_scale(n: usize) {
             while sampling.load(std::sync::atomic::Ordering::SeqCst) {
                 let pages = state.counters().list_requests;
                 let size = store.head(&state_path).await.map(|m| m.size).unwrap_or(0);
-                samples.push((t.elapsed(), pages, size));
+                samples.push((t.elapsed(), pages, size, client_cpu()));
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             samples
         })
     };
-    let (cpu0, server0) = (process_cpu(), thread_cpu(server_tid));
+    let cpu0 = client_cpu();
     let t = Instant::now();
     let run = ingest(&settings, store, &Path::from("bench"), IngestMode::Full)
         .await
         .expect("full walk");
     let wall = t.elapsed();
-    let client_cpu = (process_cpu() - cpu0).saturating_sub(thread_cpu(server_tid) - server0);
+    let cpu = client_cpu().saturating_sub(cpu0);
     sampling.store(false, std::sync::atomic::Ordering::SeqCst);
     let samples = sampler.await.unwrap();
     let pages = run.stats.requests.list.max(1);
@@ -325,32 +327,41 @@ async fn walk_at_scale(n: usize) {
         run.stats.contracts_fetched
     );
     println!(
-        "  client CPU: {:.2} s in all, {:.0} µs per page (sandbox thread excluded; includes the snapshot write at the end)",
-        client_cpu.as_secs_f64(),
-        client_cpu.as_micros() as f64 / pages as f64
+        "  client CPU: {:.2} s in all, {:.0} µs per page (the sandbox thread excluded; the merge and snapshot write at the end included)",
+        cpu.as_secs_f64(),
+        cpu.as_micros() as f64 / pages as f64
     );
-    let with_pages: Vec<_> = samples.iter().filter(|s| s.1 > 0 && s.2 > 0).collect();
-    if let (Some(first), Some(last)) = (with_pages.first(), with_pages.last()) {
+    // The walk's own pages: the last list request is the live count after it.
+    let walk_pages = pages.saturating_sub(1).max(1);
+    let during: Vec<_> = samples
+        .iter()
+        .filter(|s| s.1 > 0 && s.1 < walk_pages && s.2 > 0)
+        .collect();
+    if let (Some(first), Some(last)) = (during.first(), during.last()) {
+        let largest = during.iter().map(|s| s.2).max().unwrap_or(0);
         println!(
-            "  state file: {} bytes at page {}, {} bytes at page {} (written once per page)",
-            first.2, first.1, last.2, last.1
+            "  state file (written once per page): {} bytes at page {}, {} bytes at page {}, {} bytes at most",
+            first.2, first.1, last.2, last.1, largest
         );
     }
-    // The page rate in each tenth of the walk.
-    let total = samples.last().map(|s| s.1).unwrap_or(0).max(1);
-    let mut tenths = vec![];
+    // Page rate and client CPU per page in each tenth of the walk.
+    let (mut rates, mut cpus) = (vec![], vec![]);
     for k in 0..10u64 {
-        let (lo, hi) = (total * k / 10, total * (k + 1) / 10);
-        let a = samples.iter().find(|s| s.1 >= lo);
+        let (lo, hi) = (walk_pages * k / 10, walk_pages * (k + 1) / 10);
+        let a = samples.iter().find(|s| s.1 >= lo.max(1));
+        // The first sample at or past the tenth's end (the last one before
+        // it would stretch the last tenth over the merge after the walk).
         let b = samples.iter().find(|s| s.1 >= hi);
         if let (Some(a), Some(b)) = (a, b) {
-            let secs = (b.0 - a.0).as_secs_f64();
-            if secs > 0.0 {
-                tenths.push(format!("{:.0}", (b.1 - a.1) as f64 / secs));
+            let (secs, n) = ((b.0 - a.0).as_secs_f64(), b.1.saturating_sub(a.1));
+            if secs > 0.0 && n > 0 {
+                rates.push(format!("{:.0}", n as f64 / secs));
+                cpus.push(format!("{:.0}", (b.3 - a.3).as_micros() as f64 / n as f64));
             }
         }
     }
-    println!("  pages/s by tenth of the walk: {}", tenths.join(", "));
+    println!("  pages/s by tenth of the walk: {}", rates.join(", "));
+    println!("  client CPU µs per page by tenth: {}", cpus.join(", "));
     let _ = stop_tx.send(());
     server.join().unwrap();
 }

@@ -23,3 +23,4 @@ mod sandbox_api;
 mod schedule;
 mod shared_limiter;
 mod targeted;
+mod webhook_flow;
