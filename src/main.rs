@@ -79,7 +79,7 @@ enum Command {
         plan_only: bool,
     },
     /// Run every job file of a folder that has a `schedule`, on its cron, in its
-    /// time zone, until SIGTERM or SIGINT; SIGHUP reloads the folder.
+    /// time zone, until SIGTERM or SIGINT; SIGHUP, or a change to its job files, reloads the folder.
     Schedule {
         /// The folder of job files.
         #[arg(long, default_value = "jobs")]
