@@ -20,13 +20,12 @@ use super::walk::{walk, WalkControl, WalkError, WalkOptions, WalkState, WalkStor
 use super::window::{Window, WindowField};
 use super::IngestSettings;
 use crate::spotdraft::client::SpotDraftClient;
-use crate::spotdraft::model::{Contract, ContractId};
+use crate::spotdraft::model::Contract;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Crash point: a window's progress is saved and the next one not started.
@@ -366,22 +365,7 @@ pub async fn walk_backfill(
     for key in &state.pages {
         contracts.extend(store.pages.get_page(key).await?);
     }
-    Ok(newest_per_id(contracts))
-}
-
-fn newest_per_id(contracts: Vec<Contract>) -> Vec<Contract> {
-    let mut index: HashMap<ContractId, usize> = HashMap::new();
-    let mut out: Vec<Contract> = Vec::with_capacity(contracts.len());
-    for c in contracts {
-        match index.get(&c.id) {
-            Some(&i) => out[i] = c,
-            None => {
-                index.insert(c.id.clone(), out.len());
-                out.push(c);
-            }
-        }
-    }
-    out
+    Ok(super::walk::newest_per_id(contracts))
 }
 
 #[cfg(test)]

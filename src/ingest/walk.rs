@@ -510,7 +510,7 @@ async fn load_pages<S: WalkStore>(
 }
 
 /// One contract per id, the last fetched winning, in first-seen order.
-fn newest_per_id(contracts: Vec<Contract>) -> Vec<Contract> {
+pub(crate) fn newest_per_id(contracts: Vec<Contract>) -> Vec<Contract> {
     let mut index: HashMap<ContractId, usize> = HashMap::new();
     let mut out: Vec<Contract> = Vec::with_capacity(contracts.len());
     for c in contracts {

@@ -11,7 +11,7 @@ use super::history;
 use super::partial::{
     finish_partial_run, partial_run_id, release_lease, take_lease, time_spotdraft_step, PartialRun,
 };
-use super::steps::{ingest_settings, load_job_acknowledgements, load_job_extract, output_location};
+use super::steps::output_location;
 use super::{RunOptions, RunOutcome};
 use crate::ingest::backfill::{
     newest_unfinished, walk_backfill, windows_of, BackfillError, BackfillRange, BackfillState,
@@ -21,8 +21,6 @@ use crate::ingest::{upsert_contracts, PartialUpdate, WalkControl};
 use crate::job::Job;
 use crate::lease::LeaseGuard;
 use crate::report::lifecycle::RunKind;
-use crate::report::migrate::migrate_legacy_reports;
-use crate::report::recover_staged;
 use crate::storage::Location;
 use anyhow::Context;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -132,22 +130,18 @@ async fn backfill_under_lease(
     let request_resumed = state.done > 0 || state.current.is_some();
     let mut timings = BTreeMap::new();
     let (store, prefix) = (&output.store, &output.path);
-    recover_staged(store, prefix, &job.name).await?;
-    migrate_legacy_reports(store, prefix, &job.name).await?;
+    // 1. What an interrupted run left, then the ERP extract: a broken file
+    //    fails before any request.
+    let super::steps::Prologue {
+        extract,
+        acks,
+        sandbox,
+        settings,
+    } = super::steps::prologue(job, opts, output, &mut timings).await?;
     let bf_store = BackfillStore::new(store.clone(), prefix, &job.name, &state.backfill_id);
     bf_store.save(&state).await?;
 
-    // 1. The ERP extract first: a broken file fails before any request.
-    let t = Instant::now();
-    let extract = load_job_extract(job).await?;
-    let acks = load_job_acknowledgements(job)?;
-    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
-
     // 2. The range, window by window.
-    let (sandbox, settings) = ingest_settings(job).await?;
-    if let (Some(sandbox), Some(edit)) = (&sandbox, &opts.edit_sandbox) {
-        edit(&sandbox.state());
-    }
     let t = Instant::now();
     let client = settings.client()?;
     let control = WalkControl {

@@ -28,7 +28,7 @@ pub use outcome::{render_apply, RunOutcome};
 pub use partial::{partial_run_id, scope_drift, KINDS_NEEDING_EVERY_CONTRACT};
 pub use targeted::{run_targeted, TargetHint, TargetSet};
 
-use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};
+use crate::apply::stage::{prepare_plan, Planned};
 use crate::apply::{read_journal, PlanInput};
 use crate::ingest::{commit_watermark, ingest_with_control, IngestMode, WalkControl};
 use crate::job::{ApplyMode, Job};
@@ -36,10 +36,8 @@ use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
 use crate::reconcile::{reconcile, RunContext};
 use crate::report::layout::PLAN_TABLE;
 use crate::report::lifecycle::{Corrections, RunKind};
-use crate::report::migrate::migrate_legacy_reports;
 use crate::report::{
-    recover_staged, write_run_reports, ExtraTable, InputCounts, ReportFormats, RunInfo, RunTables,
-    Summary,
+    write_run_reports, ExtraTable, InputCounts, ReportFormats, RunInfo, RunTables, Summary,
 };
 use crate::sandbox::StateHandle;
 use crate::storage::Location;
@@ -48,10 +46,8 @@ use object_store::ObjectStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use steps::{
-    confirm_named_contracts, extract_as_of, ingest_settings, load_job_acknowledgements,
-    load_job_extract, output_location, sandbox_erp, track_across_runs,
-};
+use steps::{confirm_named_contracts, extract_as_of, output_location, track_across_runs};
+
 /// An edit of the embedded sandbox's state before ingestion.
 pub type SandboxEdit = Arc<dyn Fn(&StateHandle) + Send + Sync>;
 
@@ -218,27 +214,18 @@ async fn run_under_lease(
     let mut timings = BTreeMap::new();
     let (store, prefix) = (&output.store, &output.path);
 
-    // 1. Finish what an interrupted run left: publish a committed report,
-    //    delete an uncommitted one, move reports of the old layout.
-    let recovery = recover_staged(store, prefix, &job.name).await?;
-    if !recovery.rolled_forward.is_empty() {
-        tracing::info!(job = %job.name, runs = ?recovery.rolled_forward, "published the reports of interrupted runs");
-    }
-    migrate_legacy_reports(store, prefix, &job.name).await?;
-
-    // 2. The ERP extract first: a wrong mapping or a broken file fails the run
-    //    before any SpotDraft request is spent.
-    let t = Instant::now();
-    let extract = load_job_extract(job).await?;
-    let acks = load_job_acknowledgements(job)?;
-    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
+    // 1-2. Finish what an interrupted run left, move reports of the old
+    //      layout, then the ERP extract: a wrong mapping or a broken file
+    //      fails the run before any SpotDraft request is spent.
+    let steps::Prologue {
+        extract,
+        acks,
+        sandbox,
+        settings,
+    } = steps::prologue(job, opts, output, &mut timings).await?;
 
     // 3. SpotDraft. The walk stops at its next page if the lease is lost
     //    (another run may then own the job's run state).
-    let (sandbox, settings) = ingest_settings(job).await?;
-    if let (Some(sandbox), Some(edit)) = (&sandbox, &opts.edit_sandbox) {
-        edit(&sandbox.state());
-    }
     let t = Instant::now();
     let control = WalkControl {
         stop: Some(lease.lost_flag()),
@@ -410,30 +397,17 @@ async fn run_under_lease(
     {
         lease.check()?;
         let t = Instant::now();
-        let journal = read_journal(store, prefix, &job.name).await?;
-        let request = ApplyRequest {
-            plan_run_id: &run.run_id,
-            apply_id: &run.run_id,
-            run_date: run.run_date,
-            approved_by: None,
-            force: opts.force_apply,
-        };
-        let targets = crate::apply::stage::Targets {
-            sandbox_erp: sandbox_erp(sandbox.as_ref())?,
-            spotdraft: Some(ingested.client.clone()),
-        };
-        let (_, applied) = apply_actions(
+        let applied = steps::apply_in_run(
             job,
-            store,
-            prefix,
+            output,
+            &run,
             actions,
-            &journal,
-            &request,
             plan_summary.clone(),
-            targets,
+            opts.force_apply,
+            sandbox.as_ref(),
+            &ingested.client,
         )
-        .await
-        .with_context(|| format!("applying the corrections of run {}", run.run_id))?;
+        .await?;
         summary.apply = Some(applied);
         summary
             .timings_ms
@@ -443,17 +417,5 @@ async fn run_under_lease(
         sandbox.shutdown().await;
     }
 
-    let report_dir = output.display_object(&location.dir);
-    let tables = location
-        .tables
-        .iter()
-        .map(|(t, dir)| (t.clone(), output.display_object(dir)))
-        .collect();
-    let report_html = job.output.html.then(|| format!("{report_dir}/report.html"));
-    Ok(RunOutcome {
-        summary,
-        report_dir,
-        tables,
-        report_html,
-    })
+    Ok(steps::published_outcome(job, output, &location, summary))
 }

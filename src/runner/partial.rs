@@ -12,9 +12,9 @@
 //! never reported; nor are rows resolved: a row of the last nightly run that
 //! is not in a partial run may simply be out of its scope.
 
-use super::steps::{extract_as_of, sandbox_erp};
+use super::steps::extract_as_of;
 use super::{RunOptions, RunOutcome};
-use crate::apply::stage::{apply_actions, prepare_plan, ApplyRequest, Planned};
+use crate::apply::stage::{prepare_plan, Planned};
 use crate::apply::{read_journal, PlanInput};
 use crate::erp::extract::Extract;
 use crate::ingest::IngestStats;
@@ -340,30 +340,17 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
     {
         lease.check()?;
         let t = Instant::now();
-        let journal = read_journal(store, prefix, &job.name).await?;
-        let request = ApplyRequest {
-            plan_run_id: &run.run_id,
-            apply_id: &run.run_id,
-            run_date: run.run_date,
-            approved_by: None,
-            force: opts.force_apply,
-        };
-        let targets = crate::apply::stage::Targets {
-            sandbox_erp: sandbox_erp(sandbox.as_ref())?,
-            spotdraft: Some(client.clone()),
-        };
-        let (_, applied) = apply_actions(
+        let applied = super::steps::apply_in_run(
             job,
-            store,
-            prefix,
+            output,
+            &run,
             actions,
-            &journal,
-            &request,
             plan_summary.clone(),
-            targets,
+            opts.force_apply,
+            sandbox.as_ref(),
+            &client,
         )
-        .await
-        .with_context(|| format!("applying the corrections of run {}", run.run_id))?;
+        .await?;
         summary.apply = Some(applied);
         summary
             .timings_ms
@@ -373,19 +360,9 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
         sandbox.shutdown().await;
     }
 
-    let report_dir = output.display_object(&location.dir);
-    let tables = location
-        .tables
-        .iter()
-        .map(|(t, dir)| (t.clone(), output.display_object(dir)))
-        .collect();
-    let report_html = job.output.html.then(|| format!("{report_dir}/report.html"));
-    Ok(RunOutcome {
-        summary,
-        report_dir,
-        tables,
-        report_html,
-    })
+    Ok(super::steps::published_outcome(
+        job, output, &location, summary,
+    ))
 }
 
 #[cfg(test)]

@@ -211,3 +211,112 @@ pub(super) async fn ingest_settings(
     };
     Ok((sandbox, settings))
 }
+
+/// What every run does first, under the job's lease: finish what an
+/// interrupted run left (publish a committed report, delete an uncommitted
+/// one), move reports of the old layout, load the ERP extract and the
+/// acknowledgements (a wrong mapping or a broken file fails the run before any
+/// SpotDraft request is spent), then the SpotDraft settings (the embedded
+/// sandbox started, and edited when `opts` asks).
+pub(super) async fn prologue(
+    job: &Job,
+    opts: &RunOptions,
+    output: &Location,
+    timings: &mut std::collections::BTreeMap<String, u64>,
+) -> anyhow::Result<Prologue> {
+    let (store, prefix) = (&output.store, &output.path);
+    let recovery = crate::report::recover_staged(store, prefix, &job.name).await?;
+    if !recovery.rolled_forward.is_empty() {
+        tracing::info!(job = %job.name, runs = ?recovery.rolled_forward, "published the reports of interrupted runs");
+    }
+    crate::report::migrate::migrate_legacy_reports(store, prefix, &job.name).await?;
+    let t = std::time::Instant::now();
+    let extract = load_job_extract(job).await?;
+    let acks = load_job_acknowledgements(job)?;
+    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
+    let (sandbox, settings) = ingest_settings(job).await?;
+    if let (Some(sandbox), Some(edit)) = (&sandbox, &opts.edit_sandbox) {
+        edit(&sandbox.state());
+    }
+    Ok(Prologue {
+        extract,
+        acks,
+        sandbox,
+        settings,
+    })
+}
+
+/// What [`prologue`] leaves a run.
+pub(super) struct Prologue {
+    /// The ERP extract, validated.
+    pub extract: Extract,
+    /// The job's acknowledgements.
+    pub acks: Acknowledgements,
+    /// The embedded sandbox, when the job uses it (shut down at the end).
+    pub sandbox: Option<Sandbox>,
+    /// How to reach SpotDraft.
+    pub settings: IngestSettings,
+}
+
+/// Applies a run's planned `actions` in the run itself (`[apply] mode =
+/// "apply"` or `--apply`), journaled under the run's id; the apply summary.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn apply_in_run(
+    job: &Job,
+    output: &Location,
+    run: &RunInfo,
+    actions: &[crate::apply::Action],
+    plan_summary: crate::apply::ApplySummary,
+    force: bool,
+    sandbox: Option<&Sandbox>,
+    client: &SpotDraftClient,
+) -> anyhow::Result<crate::apply::ApplySummary> {
+    let (store, prefix) = (&output.store, &output.path);
+    let journal = crate::apply::read_journal(store, prefix, &job.name).await?;
+    let request = crate::apply::stage::ApplyRequest {
+        plan_run_id: &run.run_id,
+        apply_id: &run.run_id,
+        run_date: run.run_date,
+        approved_by: None,
+        force,
+    };
+    let targets = crate::apply::stage::Targets {
+        sandbox_erp: sandbox_erp(sandbox)?,
+        spotdraft: Some(client.clone()),
+    };
+    let (_, applied) = crate::apply::stage::apply_actions(
+        job,
+        store,
+        prefix,
+        actions,
+        &journal,
+        &request,
+        plan_summary,
+        targets,
+    )
+    .await
+    .with_context(|| format!("applying the corrections of run {}", run.run_id))?;
+    Ok(applied)
+}
+
+/// The outcome of a run whose reports were published at `location`.
+pub(super) fn published_outcome(
+    job: &Job,
+    output: &Location,
+    location: &crate::report::ReportLocation,
+    summary: crate::report::Summary,
+) -> super::RunOutcome {
+    let report_dir = output.display_object(&location.dir);
+    let tables = location
+        .tables
+        .iter()
+        .map(|(t, dir)| (t.clone(), output.display_object(dir)))
+        .collect();
+    let report_html = job.output.html.then(|| format!("{report_dir}/report.html"));
+    super::RunOutcome {
+        summary,
+        report_dir,
+        tables,
+        report_html,
+    }
+}

@@ -19,14 +19,12 @@ use super::history;
 use super::partial::{
     finish_partial_run, partial_run_id, release_lease, take_lease, time_spotdraft_step, PartialRun,
 };
-use super::steps::{ingest_settings, load_job_acknowledgements, load_job_extract, output_location};
+use super::steps::output_location;
 use super::{RunOptions, RunOutcome};
 use crate::ingest::{upsert_contracts, PartialUpdate, WalkControl};
 use crate::job::Job;
 use crate::lease::LeaseGuard;
 use crate::report::lifecycle::RunKind;
-use crate::report::migrate::migrate_legacy_reports;
-use crate::report::recover_staged;
 use crate::spotdraft::model::ContractId;
 use crate::storage::Location;
 use anyhow::Context;
@@ -134,20 +132,16 @@ async fn targeted_under_lease(
 ) -> anyhow::Result<RunOutcome> {
     let mut timings = BTreeMap::new();
     let (store, prefix) = (&output.store, &output.path);
-    recover_staged(store, prefix, &job.name).await?;
-    migrate_legacy_reports(store, prefix, &job.name).await?;
-
-    // 1. The ERP extract first, as a nightly run does.
-    let t = Instant::now();
-    let extract = load_job_extract(job).await?;
-    let acks = load_job_acknowledgements(job)?;
-    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
+    // 1. What an interrupted run left, then the ERP extract, as a nightly
+    //    run does.
+    let super::steps::Prologue {
+        extract,
+        acks,
+        sandbox,
+        settings,
+    } = super::steps::prologue(job, opts, output, &mut timings).await?;
 
     // 2. The contracts, by id.
-    let (sandbox, settings) = ingest_settings(job).await?;
-    if let (Some(sandbox), Some(edit)) = (&sandbox, &opts.edit_sandbox) {
-        edit(&sandbox.state());
-    }
     let t = Instant::now();
     let client = settings.client()?;
     let (looked_up, stale, deleted) = split_targets(targets);
