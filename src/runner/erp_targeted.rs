@@ -54,7 +54,11 @@ pub async fn run_erp_targeted(
         ..opts
     };
     let mut asked: Vec<String> = Vec::new();
-    for id in record_ids.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    for id in record_ids
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         if !asked.iter().any(|a| a == id) {
             asked.push(id.to_string());
         }
@@ -72,8 +76,7 @@ pub async fn run_erp_targeted(
         );
         let output = output_location(job, &opts)?;
         let lease = take_lease(job, &opts, &output, &run_id).await?;
-        let outcome =
-            erp_under_lease(job, &asked, &opts, &output, &lease, &run_id, started).await;
+        let outcome = erp_under_lease(job, &asked, &opts, &output, &lease, &run_id, started).await;
         release_lease(job, lease).await;
         outcome
     }
@@ -259,8 +262,8 @@ mod tests {
 
     #[test]
     fn extract_ids_are_trimmed_and_skip_empty_ones() {
-        let records = df! { "erp_record_id" => [Some(" ERP-1 "), None, Some(""), Some("ERP-2")] }
-            .unwrap();
+        let records =
+            df! { "erp_record_id" => [Some(" ERP-1 "), None, Some(""), Some("ERP-2")] }.unwrap();
         let ids: Vec<String> = extract_ids(&records).unwrap().into_iter().collect();
         assert_eq!(ids, ["ERP-1", "ERP-2"]);
     }

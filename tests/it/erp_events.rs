@@ -191,13 +191,22 @@ async fn a_signed_erp_event_creates_the_records_contract_once() {
     // The loop is closed: the ERP record names its contract.
     let contract = contracts_of(&sandbox, "ERP-NEW-0001")[0].clone();
     let record = sandbox.state().erp_record("ERP-NEW-0001").unwrap();
-    assert_eq!(record.spotdraft_contract_id.as_deref(), Some(contract.as_str()));
+    assert_eq!(
+        record.spotdraft_contract_id.as_deref(),
+        Some(contract.as_str())
+    );
 
     // Replayed (twice: the second while the first is queued): nothing more.
     let (status, first) = post(&url, body, Some(&good)).await;
-    assert_eq!((status, &first["duplicate"]), (202, &serde_json::json!(false)));
+    assert_eq!(
+        (status, &first["duplicate"]),
+        (202, &serde_json::json!(false))
+    );
     let (status, again) = post(&url, body, Some(&good)).await;
-    assert_eq!((status, &again["duplicate"]), (202, &serde_json::json!(true)));
+    assert_eq!(
+        (status, &again["duplicate"]),
+        (202, &serde_json::json!(true))
+    );
     wait_for("the replay's run", || targeted_plans(&out).len() == 2).await;
     queue_drained(&queue).await;
     let replayed = plan_rows(&targeted_plans(&out)[1]);
@@ -232,7 +241,10 @@ async fn an_erp_record_run_plans_only_its_records_and_names_those_not_in_the_ext
     let err = run_erp_targeted(&job, &["ERP-NEW-0002".to_string()], plan_only())
         .await
         .unwrap_err();
-    assert!(format!("{err:#}").contains("no contract snapshot yet"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("no contract snapshot yet"),
+        "{err:#}"
+    );
     let nightly = run_job(&job, plan_only()).await.unwrap();
     let latest = std::fs::read(tmp.path().join("out/runs/job=create-demo/latest.json")).ok();
 
@@ -241,7 +253,9 @@ async fn an_erp_record_run_plans_only_its_records_and_names_those_not_in_the_ext
     let scope = run.summary.scope.clone().unwrap();
     assert_eq!(scope.erp_records, ["ERP-NEW-0002", "ERP-NOPE-0009"]);
     assert_eq!(scope.erp_records_not_found, ["ERP-NOPE-0009"]);
-    assert!(scope.description.contains("not in the extract: ERP-NOPE-0009"));
+    assert!(scope
+        .description
+        .contains("not in the extract: ERP-NOPE-0009"));
     assert!(!scope
         .kinds_not_reported
         .contains(&"missing_in_spotdraft".to_string()));
@@ -256,9 +270,12 @@ async fn an_erp_record_run_plans_only_its_records_and_names_those_not_in_the_ext
         .collect();
     assert_eq!(
         rows,
-        [("missing_in_spotdraft".to_string(), "ERP-NEW-0002".to_string())]
-            .into_iter()
-            .collect()
+        [(
+            "missing_in_spotdraft".to_string(),
+            "ERP-NEW-0002".to_string()
+        )]
+        .into_iter()
+        .collect()
     );
     let plan = plan_rows(&Path::new(&run.tables["plan"]).join("plan.parquet"));
     assert_eq!(
@@ -270,7 +287,10 @@ async fn an_erp_record_run_plans_only_its_records_and_names_those_not_in_the_ext
     );
     assert_eq!(sandbox.state().counters().contracts_created, 0, "a plan");
     // A partial run: the nightly run's latest.json is not moved.
-    assert_eq!(std::fs::read(tmp.path().join("out/runs/job=create-demo/latest.json")).ok(), latest);
+    assert_eq!(
+        std::fs::read(tmp.path().join("out/runs/job=create-demo/latest.json")).ok(),
+        latest
+    );
     assert_ne!(run.summary.run_id, nightly.summary.run_id);
     sandbox.shutdown().await;
 }

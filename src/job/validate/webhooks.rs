@@ -75,7 +75,10 @@ impl Validator {
     ) -> Option<ErpEventSecret> {
         let key = "webhooks.erp_secret_env";
         if var.is_empty() {
-            self.bad(key, "empty variable name (leave the key out to take no ERP events)");
+            self.bad(
+                key,
+                "empty variable name (leave the key out to take no ERP events)",
+            );
             return None;
         }
         if !create_enabled {

@@ -293,7 +293,10 @@ pub fn batch(pending: &[Queued], max_contracts: usize) -> (TargetSet, Vec<Path>)
 
 /// The first `max_records` distinct record ids of `pending` (oldest first)
 /// and every entry of those records.
-pub fn erp_batch(pending: &[Queued<ErpQueueEntry>], max_records: usize) -> (Vec<String>, Vec<Path>) {
+pub fn erp_batch(
+    pending: &[Queued<ErpQueueEntry>],
+    max_records: usize,
+) -> (Vec<String>, Vec<Path>) {
     let mut records: Vec<String> = Vec::new();
     let mut covered = Vec::new();
     for q in pending {

@@ -18,6 +18,8 @@ pub mod signature;
 #[cfg(test)]
 mod consumer_tests;
 #[cfg(test)]
+mod erp_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::runner::TargetHint;

@@ -124,7 +124,10 @@ mod erp_tests {
         assert_eq!(key.sign(body), expected);
         assert!(key.verify(body, expected));
         assert!(key.verify(body, &expected.to_uppercase().replace("SHA256=", "sha256=")));
-        assert!(!key.verify(body, &expected["sha256=".len()..]), "prefix required");
+        assert!(
+            !key.verify(body, &expected["sha256=".len()..]),
+            "prefix required"
+        );
         assert!(!key.verify(b"what do ya want for nothing!", expected));
         assert!(!key.verify(body, "sha256=zz"));
         assert!(!ErpEventKey::new(*b"Jefe2").verify(body, expected));
