@@ -168,24 +168,27 @@ async fn signed_body(
 }
 
 /// `T` from a JSON object body (serde would also read a struct from an
-/// array); a 400 naming `expected` otherwise, logged without the body.
+/// array); `None` (counted `malformed`, logged without the body) otherwise.
 fn parse_object<T: serde::de::DeserializeOwned>(
     body: &[u8],
     job: &str,
     expected: &str,
-    count: impl Fn(&str),
-) -> Result<T, Response> {
+    count: &dyn Fn(&str),
+) -> Option<T> {
     let parsed = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
         .and_then(|object| serde_json::from_value::<T>(object.into()));
-    parsed.map_err(|e| {
-        count("malformed");
-        // The error's position only: its text may quote the body.
-        tracing::warn!(
-            %job, kind = ?e.classify(), line = e.line(), column = e.column(), bytes = body.len(),
-            "webhook refused: not {expected}"
-        );
-        answer(StatusCode::BAD_REQUEST, &format!("expected {expected}"))
-    })
+    match parsed {
+        Ok(t) => Some(t),
+        Err(e) => {
+            count("malformed");
+            // The error's position only: its text may quote the body.
+            tracing::warn!(
+                %job, kind = ?e.classify(), line = e.line(), column = e.column(), bytes = body.len(),
+                "webhook refused: not {expected}"
+            );
+            None
+        }
+    }
 }
 
 async fn deliver(
@@ -209,11 +212,10 @@ async fn deliver(
         Err(answer) => return answer,
     };
     let count = |outcome: &str| s.metrics.record_webhook(&job, outcome);
-    let delivery: Delivery =
-        match parse_object(&body, &job, "JSON with an integer contract_id", count) {
-            Ok(d) => d,
-            Err(answer) => return answer,
-        };
+    let expected = "JSON with an integer contract_id";
+    let Some(delivery) = parse_object::<Delivery>(&body, &job, expected, &count) else {
+        return answer(StatusCode::BAD_REQUEST, &format!("expected {expected}"));
+    };
     match endpoint.queue.enqueue(&delivery, &body).await {
         Ok(queued) => {
             let duplicate = queued == Enqueued::Duplicate;
@@ -262,9 +264,8 @@ async fn deliver_erp(
     };
     let count = |outcome: &str| s.metrics.record_webhook(&job, &format!("erp_{outcome}"));
     let expected = "JSON with a non-empty string record_id";
-    let event: ErpEvent = match parse_object(&body, &job, expected, &count) {
-        Ok(e) => e,
-        Err(answer) => return answer,
+    let Some(event) = parse_object::<ErpEvent>(&body, &job, expected, &count) else {
+        return answer(StatusCode::BAD_REQUEST, &format!("expected {expected}"));
     };
     if event.record_id.trim().is_empty() {
         count("malformed");
