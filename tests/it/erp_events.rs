@@ -286,6 +286,12 @@ async fn an_erp_record_run_plans_only_its_records_and_names_those_not_in_the_ext
         ]
     );
     assert_eq!(sandbox.state().counters().contracts_created, 0, "a plan");
+    let html = std::fs::read_to_string(run.report_html.as_ref().unwrap()).unwrap();
+    assert!(
+        html.contains("ERP records ERP-NEW-0002, ERP-NOPE-0009")
+            && html.contains("missing contracts are reported"),
+        "the report says what the run covers"
+    );
     // A partial run: the nightly run's latest.json is not moved.
     assert_eq!(
         std::fs::read(tmp.path().join("out/runs/job=create-demo/latest.json")).ok(),
