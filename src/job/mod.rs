@@ -61,7 +61,20 @@ pub struct WebhookSettings {
     /// ...but no later than this after the first one waiting.
     pub max_wait: Duration,
     /// Contracts per targeted run at most (the rest wait for the next one).
+    /// ERP events: records per targeted ERP run at most.
     pub max_contracts_per_run: usize,
+    /// The shared secret ERP events are signed with (`erp_secret_env`);
+    /// `None`: the job takes no ERP events.
+    pub erp_secret: Option<ErpEventSecret>,
+}
+
+/// The shared secret of ERP events (`[webhooks] erp_secret_env`).
+#[derive(Debug, Clone)]
+pub struct ErpEventSecret {
+    /// The variable's name.
+    pub var: String,
+    /// Its value, used as the HMAC-SHA256 key as given.
+    pub secret: Secret,
 }
 
 /// Where the webhook HMAC key comes from.

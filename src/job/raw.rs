@@ -340,6 +340,12 @@ pub struct RawWebhooks {
     /// Contracts per targeted run at most, 1 to 1000; the others wait for the
     /// next run (default 100).
     pub max_contracts_per_run: Option<usize>,
+    /// Environment variable holding the shared secret ERP events are signed
+    /// with (`X-Contract-Recon-Signature: sha256=<hex HMAC-SHA256 of the raw
+    /// body>`), at least 16 bytes, used as given. With it, the daemon also
+    /// takes `POST /webhooks/erp/<job>`; the job needs `[create] enabled = true`.
+    /// Default: no ERP events.
+    pub erp_secret_env: Option<String>,
 }
 
 /// `[create]`: contracts created in SpotDraft for ERP records that need one and

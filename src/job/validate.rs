@@ -234,7 +234,8 @@ impl Validator {
             env,
         );
         let report = self.report(raw.report.as_ref());
-        let webhooks = self.webhooks(raw.webhooks.as_ref(), env);
+        let create_enabled = raw.create.as_ref().is_some_and(|c| c.enabled == Some(true));
+        let webhooks = self.webhooks(raw.webhooks.as_ref(), env, create_enabled);
         let notify = self.notify(raw.notify.as_ref(), env);
         let retention = self.retention(raw.retention.as_ref(), raw.apply.as_ref());
         let mut fetch = fetch?;

@@ -137,9 +137,14 @@ fn header(out: &mut String, s: &Summary) {
             super::lifecycle::RunKind::Targeted => "Targeted run",
             super::lifecycle::RunKind::Nightly => "Run",
         };
+        let what = if scope.erp_records.is_empty() {
+            "only these contracts are reported"
+        } else {
+            "only these records' missing contracts are reported"
+        };
         let _ = write!(
             out,
-            "<div class=\"meta\">{kind} of {}: only these contracts are reported, \
+            "<div class=\"meta\">{kind} of {}: {what}, \
              nothing is resolved; not reported: {}</div>",
             esc(&scope.description),
             esc(&scope.kinds_not_reported.join(", "))

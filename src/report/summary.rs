@@ -102,8 +102,16 @@ pub struct RunScope {
     pub description: String,
     /// Composite ids of the contracts reconciled (seen, or marked deleted).
     pub contracts: Vec<String>,
-    /// Drift kinds left out because they need every contract of the job.
+    /// Drift kinds left out because they need every contract of the job
+    /// (a targeted ERP-record run: every kind but `missing_in_spotdraft`).
     pub kinds_not_reported: Vec<String>,
+    /// A targeted ERP-record run (ERP events): the record ids asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub erp_records: Vec<String>,
+    /// ...and those of them the job's extract does not hold (nothing was
+    /// planned for them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub erp_records_not_found: Vec<String>,
 }
 
 /// The summary's `apply` section.

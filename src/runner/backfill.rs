@@ -193,6 +193,7 @@ async fn backfill_under_lease(
         kind: RunKind::Backfill,
         description: state.range.to_string(),
         contracts,
+        erp_records: None,
         snapshot: updated.snapshot,
         extract,
         acks,

@@ -12,6 +12,7 @@
 
 mod apply_plan;
 mod backfill;
+mod erp_targeted;
 pub mod history;
 pub mod notify;
 mod online;
@@ -23,9 +24,10 @@ mod targeted;
 
 pub use apply_plan::{apply_plan, AppliedPlan, ApplyPlanRequest};
 pub use backfill::{run_backfill, BackfillRequest};
+pub use erp_targeted::run_erp_targeted;
 pub use online::{check_online, fetch_webhook_key};
 pub use outcome::{render_apply, RunOutcome};
-pub use partial::{partial_run_id, scope_drift, KINDS_NEEDING_EVERY_CONTRACT};
+pub use partial::{partial_run_id, scope_drift, scope_erp_drift, KINDS_NEEDING_EVERY_CONTRACT};
 pub use targeted::{run_targeted, TargetHint, TargetSet};
 
 use crate::apply::stage::{prepare_plan, Planned};

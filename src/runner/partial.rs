@@ -106,6 +106,10 @@ pub(super) struct PartialRun<'a> {
     pub description: String,
     /// Composite ids of the run's contracts.
     pub contracts: BTreeSet<String>,
+    /// A targeted ERP-record run: the records it covers (`None`: the run
+    /// covers `contracts`). Only their `missing_in_spotdraft` rows are
+    /// reported, and creates are planned for them.
+    pub erp_records: Option<ErpScope>,
     /// The snapshot after the update (every contract of the job).
     pub snapshot: DataFrame,
     pub extract: Extract,
@@ -114,6 +118,44 @@ pub(super) struct PartialRun<'a> {
     pub client: SpotDraftClient,
     pub sandbox: Option<Sandbox>,
     pub timings: BTreeMap<String, u64>,
+}
+
+/// The records of a targeted ERP-record run.
+pub(super) struct ErpScope {
+    /// Record ids (trimmed) in the job's extract: what is reconciled and planned.
+    pub found: BTreeSet<String>,
+    /// Every record id asked for, in order.
+    pub asked: Vec<String>,
+    /// Asked ids the extract does not hold.
+    pub not_found: Vec<String>,
+}
+
+/// The `missing_in_spotdraft` rows of `drift` whose (trimmed) ERP record id
+/// is one of `records`.
+pub fn scope_erp_drift(drift: &DataFrame, records: &BTreeSet<String>) -> anyhow::Result<DataFrame> {
+    let ids = drift.column("erp_record_id")?.str()?;
+    let kinds = drift.column("drift_kind")?.str()?;
+    let keep: Vec<bool> = ids
+        .iter()
+        .zip(kinds.iter())
+        .map(|(id, kind)| {
+            kind == Some(kinds::MISSING_IN_SPOTDRAFT)
+                && id.is_some_and(|id| records.contains(id.trim()))
+        })
+        .collect();
+    let mask = BooleanChunked::from_slice("keep".into(), &keep);
+    Ok(drift.filter(&mask)?)
+}
+
+/// The extract records whose (trimmed) id is one of `records`.
+fn records_of(frame: &DataFrame, records: &BTreeSet<String>) -> anyhow::Result<DataFrame> {
+    let ids = frame.column("erp_record_id")?.str()?;
+    let keep: Vec<bool> = ids
+        .iter()
+        .map(|id| id.is_some_and(|id| records.contains(id.trim())))
+        .collect();
+    let mask = BooleanChunked::from_slice("keep".into(), &keep);
+    Ok(frame.filter(&mask)?)
 }
 
 /// The rows of `drift` naming one of `contracts`, without the kinds a partial
@@ -168,6 +210,7 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
         kind,
         description,
         contracts,
+        erp_records,
         snapshot,
         extract,
         acks,
@@ -192,7 +235,10 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
     let reconciled = tokio::task::spawn_blocking(move || reconcile(snap, records, &spec, &ctx))
         .await
         .context("reconciliation stopped")??;
-    let drift = scope_drift(&reconciled.drift, &contracts)?;
+    let drift = match &erp_records {
+        None => scope_drift(&reconciled.drift, &contracts)?,
+        Some(erp) => scope_erp_drift(&reconciled.drift, &erp.found)?,
+    };
     let mut stats = reconciled.stats.clone();
     stats.drift_by_kind = kinds::ALL.iter().map(|k| (k.to_string(), 0)).collect();
     stats
@@ -215,7 +261,16 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
         let journal = journal.clone();
         let as_of = extract_as_of(job).await;
         let (job_owned, drift) = (job.clone(), drift.clone());
-        let (snapshot, records) = (snapshot.clone(), extract.records.clone());
+        // An ERP-record run plans creates for its records only (and what
+        // earlier creates of theirs still owe).
+        let (create, records) = match &erp_records {
+            None => (None, extract.records.clone()),
+            Some(erp) => (
+                job.create.clone(),
+                records_of(&extract.records, &erp.found)?,
+            ),
+        };
+        let snapshot = snapshot.clone();
         let mode_name = if mode == ApplyMode::Apply {
             "apply"
         } else {
@@ -229,8 +284,10 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
                 records: &records,
                 spec: &job_owned.reconcile,
                 settings: &job_owned.apply,
-                // `missing_in_spotdraft` needs every contract: nightly runs only.
-                create: None,
+                // `missing_in_spotdraft` needs every contract: nightly runs
+                // and ERP-record runs (whose rows are decided against the
+                // whole snapshot) only.
+                create: create.as_ref(),
             };
             prepare_plan(&input, &journal, as_of, mode_name)
         })
@@ -295,13 +352,23 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
     summary.run_kind = kind;
     summary.lifecycle = Some(tracked.counts.clone());
     summary.apply = planned.as_ref().map(|p| p.summary.clone());
-    summary.scope = Some(RunScope {
-        description,
-        contracts: contracts.iter().cloned().collect(),
-        kinds_not_reported: KINDS_NEEDING_EVERY_CONTRACT
+    let kinds_not_reported: Vec<String> = match &erp_records {
+        None => KINDS_NEEDING_EVERY_CONTRACT
             .iter()
             .map(|k| k.to_string())
             .collect(),
+        Some(_) => kinds::ALL
+            .iter()
+            .filter(|k| **k != kinds::MISSING_IN_SPOTDRAFT)
+            .map(|k| k.to_string())
+            .collect(),
+    };
+    summary.scope = Some(RunScope {
+        description,
+        contracts: contracts.iter().cloned().collect(),
+        kinds_not_reported,
+        erp_records: erp_records.as_ref().map_or(vec![], |e| e.asked.clone()),
+        erp_records_not_found: erp_records.as_ref().map_or(vec![], |e| e.not_found.clone()),
     });
     let formats = ReportFormats {
         parquet: job.output.parquet,

@@ -213,6 +213,7 @@ async fn targeted_under_lease(
         kind: RunKind::Targeted,
         description: describe(targets),
         contracts,
+        erp_records: None,
         snapshot: updated.snapshot,
         extract,
         acks,

@@ -1,15 +1,16 @@
 //! Scheduling stage, the daemon's services beside its loop: the HTTP
-//! endpoints (`--http`), the webhook endpoint (`--webhooks`) and one webhook
-//! consumer per job that takes webhooks; started with the daemon, told to
-//! stop with it, and given the same grace period.
+//! endpoints (`--http`), the webhook endpoints (`--webhooks`) and one webhook
+//! consumer per job that takes webhooks (and one more per job that takes ERP
+//! events); started with the daemon, told to stop with it, and given the
+//! same grace period.
 
 use super::daemon::Scheduler;
 use super::driver::{DaemonConfig, RunJobs};
 use super::http::{self, HttpState};
-use super::webhooks::consumer::{Consumer, ConsumerTiming, RunTargeted};
-use super::webhooks::queue::WebhookQueue;
-use super::webhooks::server::{self as webhook_server, Endpoint, WebhookState};
-use super::webhooks::signature::WebhookKey;
+use super::webhooks::consumer::{Consumer, ConsumerTiming, RunErpTargeted, RunTargeted};
+use super::webhooks::queue::{ErpQueueEntry, WebhookQueue};
+use super::webhooks::server::{self as webhook_server, Endpoint, ErpEndpoint, WebhookState};
+use super::webhooks::signature::{ErpEventKey, WebhookKey};
 use crate::job::{Job, WebhookKeySource};
 use crate::runner;
 use axum::Router;
@@ -50,18 +51,27 @@ impl Services {
             None => None,
             Some(_) => {
                 let mut endpoints = BTreeMap::new();
+                let mut erp_endpoints = BTreeMap::new();
                 for job in scheduler.loaded().filter(|j| j.webhooks.is_some()) {
                     let Some((endpoint, consumer)) = webhook_job(job, launcher).await else {
                         continue;
                     };
                     consumers.spawn(consumer.run(stop_rx.clone()));
                     endpoints.insert(job.name.clone(), endpoint);
+                    if let Some((endpoint, consumer)) = erp_job(job, launcher) {
+                        consumers.spawn(consumer.run(stop_rx.clone()));
+                        erp_endpoints.insert(job.name.clone(), endpoint);
+                    }
                 }
                 if endpoints.is_empty() {
                     tracing::warn!("--webhooks: no scheduled job has a [webhooks] section");
                 }
-                tracing::info!(jobs = ?endpoints.keys().collect::<Vec<_>>(), "webhooks taken");
-                Some(WebhookState::new(endpoints, launcher.metrics.clone()))
+                tracing::info!(
+                    jobs = ?endpoints.keys().collect::<Vec<_>>(),
+                    erp_events = ?erp_endpoints.keys().collect::<Vec<_>>(),
+                    "webhooks taken"
+                );
+                Some(WebhookState::new(endpoints, launcher.metrics.clone()).with_erp(erp_endpoints))
             }
         };
         let http = launcher.status.clone().map(|status| {
@@ -199,6 +209,44 @@ async fn webhook_job(job: &Job, launcher: &RunJobs) -> Option<(Endpoint, Consume
         queue,
         wake,
         runs: Arc::new(RunTargeted {
+            metrics: launcher.metrics.clone(),
+        }),
+        claims: launcher.claims.clone(),
+        timing: ConsumerTiming::of_job(job),
+    };
+    Some((endpoint, consumer))
+}
+
+/// The ERP event endpoint and consumer of `job`, when it takes ERP events
+/// (`[webhooks] erp_secret_env`, `[create]` on); `None` (logged) when its
+/// output cannot be had.
+fn erp_job(job: &Job, launcher: &RunJobs) -> Option<(ErpEndpoint, Consumer<ErpQueueEntry>)> {
+    let settings = job.webhooks.as_ref()?;
+    let secret = settings.erp_secret.as_ref()?;
+    if job.create.is_none() {
+        tracing::error!(job = %job.name, "ERP events not taken: the job has no [create] enabled = true");
+        return None;
+    }
+    let output = match runner::job_output(job) {
+        Ok(output) => output,
+        Err(e) => {
+            tracing::error!(job = %job.name, error = %format!("{e:#}"), "ERP events not taken for this job");
+            return None;
+        }
+    };
+    let queue = WebhookQueue::erp(output.store.clone(), &output.path, &job.name);
+    let wake = Arc::new(Notify::new());
+    let endpoint = ErpEndpoint {
+        key: ErpEventKey::new(secret.secret.expose().as_bytes()),
+        max_body_bytes: settings.max_body_bytes,
+        queue: queue.clone(),
+        wake: wake.clone(),
+    };
+    let consumer = Consumer {
+        job: job.clone(),
+        queue,
+        wake,
+        runs: Arc::new(RunErpTargeted {
             metrics: launcher.metrics.clone(),
         }),
         claims: launcher.claims.clone(),

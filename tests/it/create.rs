@@ -51,7 +51,7 @@ async fn sandbox() -> Sandbox {
 }
 
 /// The create job against a sandbox the test owns, back-references over REST.
-async fn job_and_sandbox(tmp: &Path) -> (Job, Sandbox) {
+pub(crate) async fn job_and_sandbox(tmp: &Path) -> (Job, Sandbox) {
     let mut job = load_job(&create_job_in(tmp, &tmp.join("out"))).unwrap();
     let sandbox = sandbox().await;
     let creds = sandbox.credentials().clone();
@@ -120,7 +120,7 @@ fn missing(outcome: &RunOutcome) -> Vec<String> {
 }
 
 /// The sandbox contracts carrying `erp_id` in `external_metadata.id`.
-fn contracts_of(sandbox: &Sandbox, erp_id: &str) -> Vec<String> {
+pub(crate) fn contracts_of(sandbox: &Sandbox, erp_id: &str) -> Vec<String> {
     sandbox
         .state()
         .contracts_with_external_id(erp_id)

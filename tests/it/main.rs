@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod create;
 mod deploy;
+mod erp_events;
 mod erp_sink;
 mod fixture_rules;
 mod fixtures;

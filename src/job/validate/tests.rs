@@ -623,3 +623,56 @@ fn retention_takes_days_and_keeps_journals_unless_told() {
         ]
     );
 }
+
+#[test]
+fn erp_events_take_a_long_enough_secret_from_env_and_need_create() {
+    let env = |name: &str| match name {
+        "ERP_EVENTS_SECRET" => Some("a-long-shared-secret-value".to_string()),
+        "ERP_SHORT" => Some("short-secret".to_string()),
+        _ => None,
+    };
+    let section = |var: &str| format!("\n[webhooks]\nerp_secret_env = \"{var}\"\n");
+    let job = check(
+        &format!("{}{}", create_text(), section("ERP_EVENTS_SECRET")),
+        &env,
+    )
+    .unwrap();
+    let secret = job.webhooks.unwrap().erp_secret.expect("ERP events taken");
+    assert_eq!(
+        (secret.var.as_str(), secret.secret.expose()),
+        ("ERP_EVENTS_SECRET", "a-long-shared-secret-value")
+    );
+    assert!(check(&create_text(), &env)
+        .unwrap()
+        .webhooks
+        .is_none_or(|w| w.erp_secret.is_none()));
+
+    for (text, why) in [
+        (
+            format!("{}{}", create_text(), section("ERP_SHORT")),
+            "shorter than 16 bytes",
+        ),
+        (
+            format!("{}{}", create_text(), section("ERP_UNSET")),
+            "ERP_UNSET is not set",
+        ),
+        (
+            format!("{}{}", create_text(), section(" ")),
+            "empty variable name",
+        ),
+        (
+            format!("{}{}", demo_text(), section("ERP_EVENTS_SECRET")),
+            "needs [create] enabled = true",
+        ),
+    ] {
+        let problems = check(&text, &env).unwrap_err();
+        let found: Vec<_> = problems.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(found, ["webhooks.erp_secret_env"], "{problems}");
+        let said = problems.to_string();
+        assert!(said.contains(why), "{said}");
+        assert!(
+            !said.contains("short-secret") && !said.contains("a-long-shared"),
+            "{said}"
+        );
+    }
+}

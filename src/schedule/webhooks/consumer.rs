@@ -5,11 +5,15 @@
 //! succeeded; a failed run leaves them and is tried again after a backoff.
 //! Entries left by an earlier daemon are picked up at start.
 //!
+//! The same consumer drains a job's ERP event queue ([`ErpQueueEntry`]) into
+//! targeted ERP-record runs ([`RunErpTargeted`]): what a batch is and what
+//! runs it is the entry type's [`Lane`].
+//!
 //! Never over the job's scheduled run: a run waits for the job's
 //! [`RunClaims`] claim (this process), and the targeted run itself takes the
 //! job's lease (other daemons).
 
-use super::queue::{Queued, WebhookQueue};
+use super::queue::{ErpQueueEntry, QueueEntry, QueueItem, Queued, WebhookQueue};
 use crate::job::Job;
 use crate::runner::{self, RunOptions, TargetSet};
 use crate::schedule::claims::RunClaims;
@@ -20,10 +24,72 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
-/// What "run these contracts" means (tests record the calls instead).
-pub trait TargetedRuns: Send + Sync + 'static {
+/// What "run these contracts" (or these ERP records) means (tests record
+/// the calls instead).
+pub trait TargetedRuns<T = TargetSet>: Send + Sync + 'static {
     /// One targeted run of `job` over `targets`; `Ok` once it succeeded.
-    fn run(&self, job: Job, targets: TargetSet) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn run(&self, job: Job, targets: T) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+/// A queue's entries as the targets of one run.
+pub trait Lane: QueueItem {
+    /// What one run covers.
+    type Targets: Send + 'static;
+    /// The first `max` targets of `pending` (oldest first) and every entry
+    /// of those targets (removed once the run succeeded).
+    fn batch(pending: &[Queued<Self>], max: usize) -> (Self::Targets, Vec<Path>);
+    /// How many targets (for the log).
+    fn count(targets: &Self::Targets) -> usize;
+}
+
+impl Lane for QueueEntry {
+    type Targets = TargetSet;
+    fn batch(pending: &[Queued<Self>], max: usize) -> (TargetSet, Vec<Path>) {
+        batch(pending, max)
+    }
+    fn count(targets: &TargetSet) -> usize {
+        targets.contracts.len()
+    }
+}
+
+impl Lane for ErpQueueEntry {
+    type Targets = Vec<String>;
+    fn batch(pending: &[Queued<Self>], max: usize) -> (Vec<String>, Vec<Path>) {
+        erp_batch(pending, max)
+    }
+    fn count(targets: &Vec<String>) -> usize {
+        targets.len()
+    }
+}
+
+/// The product's targeted ERP-record runs: [`runner::run_erp_targeted`],
+/// counted in the metrics (as targeted runs).
+pub struct RunErpTargeted {
+    /// Where outcomes are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+impl TargetedRuns<Vec<String>> for RunErpTargeted {
+    fn run(&self, job: Job, records: Vec<String>) -> BoxFuture<'static, anyhow::Result<()>> {
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let outcome = runner::run_erp_targeted(&job, &records, RunOptions::default()).await;
+            metrics.record_run(
+                &job.name,
+                RunKindLabel::Targeted,
+                &outcome,
+                started.elapsed(),
+            );
+            let done = outcome?;
+            tracing::info!(
+                job = %job.name, records = records.len(), run = %done.summary.run_id,
+                planned = ?done.summary.apply.as_ref().map(|a| &a.planned),
+                "targeted ERP-record run finished"
+            );
+            Ok(())
+        })
+    }
 }
 
 /// The product's targeted runs: [`runner::run_targeted`], counted in the metrics.
@@ -89,16 +155,17 @@ impl ConsumerTiming {
     }
 }
 
-/// What one consumer works with.
-pub struct Consumer {
+/// What one consumer works with (of SpotDraft's deliveries by default, of
+/// ERP events with `E` = [`ErpQueueEntry`]).
+pub struct Consumer<E: Lane = QueueEntry> {
     /// The job.
     pub job: Job,
     /// Its queue.
-    pub queue: WebhookQueue,
+    pub queue: WebhookQueue<E>,
     /// Woken by each new entry.
     pub wake: Arc<Notify>,
     /// Runs the targets.
-    pub runs: Arc<dyn TargetedRuns>,
+    pub runs: Arc<dyn TargetedRuns<E::Targets>>,
     /// The daemon's per-job claims.
     pub claims: RunClaims,
     /// Timings.
@@ -116,7 +183,7 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
-impl Consumer {
+impl<E: Lane> Consumer<E> {
     /// Drains the queue until `stop` turns true (or its sender is gone); a
     /// run going then is let finish.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -152,7 +219,7 @@ impl Consumer {
                 // Deliveries that came in during the wait join the run.
                 continue;
             }
-            let (targets, covered) = batch(&pending, t.max_contracts);
+            let (targets, covered) = E::batch(&pending, t.max_contracts);
             let claim = loop {
                 if let Some(claim) = self.claims.try_claim(&name) {
                     break claim;
@@ -162,7 +229,7 @@ impl Consumer {
                     return;
                 }
             };
-            tracing::info!(job = %name, contracts = targets.contracts.len(), "targeted run");
+            tracing::info!(job = %name, targets = E::count(&targets), "targeted run");
             let result = self.runs.run(self.job.clone(), targets).await;
             drop(claim);
             match result {
@@ -222,4 +289,25 @@ pub fn batch(pending: &[Queued], max_contracts: usize) -> (TargetSet, Vec<Path>)
         covered.push(q.path.clone());
     }
     (targets, covered)
+}
+
+/// The first `max_records` distinct record ids of `pending` (oldest first)
+/// and every entry of those records.
+pub fn erp_batch(
+    pending: &[Queued<ErpQueueEntry>],
+    max_records: usize,
+) -> (Vec<String>, Vec<Path>) {
+    let mut records: Vec<String> = Vec::new();
+    let mut covered = Vec::new();
+    for q in pending {
+        let id = &q.entry.record_id;
+        if !records.contains(id) {
+            if records.len() >= max_records {
+                continue;
+            }
+            records.push(id.clone());
+        }
+        covered.push(q.path.clone());
+    }
+    (records, covered)
 }

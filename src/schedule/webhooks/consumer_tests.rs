@@ -226,3 +226,32 @@ async fn a_stop_lets_the_going_targeted_run_finish_and_starts_no_other() {
         "the finished run's entries are removed, the new one stays"
     );
 }
+
+#[test]
+fn an_erp_batch_takes_at_most_max_records_with_all_their_entries() {
+    use super::consumer::erp_batch;
+    use super::queue::{ErpQueueEntry, Queued};
+    let entry = |id: &str, n: u32| Queued {
+        path: Path::from(format!("q/{id}-{n}.json")),
+        entry: ErpQueueEntry {
+            record_id: id.to_string(),
+            event: None,
+            received_at: chrono::Utc::now(),
+            body_sha256: String::new(),
+        },
+    };
+    let pending = [
+        entry("A", 1),
+        entry("B", 1),
+        entry("A", 2),
+        entry("C", 1),
+        entry("B", 2),
+    ];
+    let (records, covered) = erp_batch(&pending, 2);
+    assert_eq!(records, ["A", "B"]);
+    let covered: Vec<String> = covered.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        covered,
+        ["q/A-1.json", "q/B-1.json", "q/A-2.json", "q/B-2.json"]
+    );
+}

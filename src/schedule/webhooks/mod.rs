@@ -1,7 +1,9 @@
 //! Scheduling stage, webhooks: SpotDraft's webhook deliveries verified
 //! ([`signature`]), durably queued in the job's output store ([`queue`]) by
 //! the endpoint ([`server`]), and drained into small targeted runs
-//! ([`consumer`]).
+//! ([`consumer`]). ERP events (`POST /webhooks/erp/{job}`, a record id signed
+//! with the job's shared secret) go the same way into their own queue and
+//! targeted ERP-record runs, which create the records' missing contracts.
 //!
 //! SpotDraft signs each body (`X-SD-WEBHOOK-CONTENT-HASH`: hex HMAC-SHA512
 //! keyed with the base64-decoded key of `GET v2.1/public/webhooks/hmac_key/`)
@@ -15,6 +17,8 @@ pub mod signature;
 
 #[cfg(test)]
 mod consumer_tests;
+#[cfg(test)]
+mod erp_tests;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +34,18 @@ pub struct Delivery {
     /// The event (`CONTRACT_EXECUTED`, `CONTRACT_DELETED`, ...).
     #[serde(default)]
     pub activity: Option<String>,
+}
+
+/// An ERP event's body: `{"record_id": "ERP-123", "event": "purchase_request.approved"}`;
+/// other fields are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ErpEvent {
+    /// The ERP record id, as the extract's `erp_record_id` holds it (a
+    /// non-empty string).
+    pub record_id: String,
+    /// What happened in the ERP (free text, logged and kept in the queue).
+    #[serde(default)]
+    pub event: Option<String>,
 }
 
 impl Delivery {

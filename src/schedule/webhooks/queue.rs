@@ -1,20 +1,30 @@
-//! The webhook queue: one small object per distinct delivery in
-//! `{output}/_webhooks/<job>/queue/`, written before the delivery is
-//! answered and removed only after a targeted run covered it.
+//! The webhook queues: one small object per distinct delivery in
+//! `{output}/_webhooks/<job>/queue/` (SpotDraft's deliveries) or
+//! `{output}/_webhooks/<job>/erp_queue/` (ERP events), written before the
+//! delivery is answered and removed only after a targeted run covered it.
 //!
-//! An object's name comes from the contract id, the event and the body's
-//! hash, and is written with `PutMode::Create`: a replayed delivery (same
-//! body) finds its object there and is a duplicate, not a second entry.
+//! An object's name comes from the contract id (or ERP record id), the event
+//! and the body's hash, and is written with `PutMode::Create`: a replayed
+//! delivery (same body) finds its object there and is a duplicate, not a
+//! second entry.
 
-use super::Delivery;
+use super::{Delivery, ErpEvent};
 use crate::runner::TargetHint;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::marker::PhantomData;
 use std::sync::Arc;
+
+/// What a queue holds: an entry serialized as JSON, ordered by receipt.
+pub trait QueueItem: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// When it was first received.
+    fn received_at(&self) -> DateTime<Utc>;
+}
 
 /// One queued delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +39,31 @@ pub struct QueueEntry {
     pub body_sha256: String,
 }
 
+impl QueueItem for QueueEntry {
+    fn received_at(&self) -> DateTime<Utc> {
+        self.received_at
+    }
+}
+
+/// One queued ERP event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErpQueueEntry {
+    /// The ERP record id, as sent (trimmed).
+    pub record_id: String,
+    /// The event's name, when the body gave one.
+    pub event: Option<String>,
+    /// When it was first received.
+    pub received_at: DateTime<Utc>,
+    /// SHA-256 of the body, hex.
+    pub body_sha256: String,
+}
+
+impl QueueItem for ErpQueueEntry {
+    fn received_at(&self) -> DateTime<Utc> {
+        self.received_at
+    }
+}
+
 impl QueueEntry {
     /// What the event says of the contract.
     pub fn hint(&self) -> TargetHint {
@@ -38,11 +73,11 @@ impl QueueEntry {
 
 /// An entry and where it is stored.
 #[derive(Debug, Clone)]
-pub struct Queued {
+pub struct Queued<E = QueueEntry> {
     /// The object.
     pub path: Path,
     /// Its content.
-    pub entry: QueueEntry,
+    pub entry: E,
 }
 
 /// What [`WebhookQueue::enqueue`] did.
@@ -65,23 +100,45 @@ pub struct QueueError {
     pub source: object_store::Error,
 }
 
-/// One job's webhook queue.
-#[derive(Debug, Clone)]
-pub struct WebhookQueue {
+/// One job's webhook queue of `E` entries (SpotDraft's deliveries by
+/// default; [`ErpQueueEntry`] for ERP events).
+#[derive(Debug)]
+pub struct WebhookQueue<E = QueueEntry> {
     store: Arc<dyn ObjectStore>,
     dir: Path,
+    entries: PhantomData<fn() -> E>,
 }
 
-impl WebhookQueue {
-    /// The queue of `job` under the output prefix `prefix` of `store`.
-    pub fn new(store: Arc<dyn ObjectStore>, prefix: &Path, job: &str) -> WebhookQueue {
-        let dir = prefix.clone().join("_webhooks").join(job).join("queue");
-        WebhookQueue { store, dir }
+impl<E> Clone for WebhookQueue<E> {
+    fn clone(&self) -> Self {
+        WebhookQueue {
+            store: self.store.clone(),
+            dir: self.dir.clone(),
+            entries: PhantomData,
+        }
     }
+}
 
-    /// The queue's folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+/// `text` as part of an object name: ASCII letters, digits, `_` and `-`, at
+/// most 64 of them (`NONE` when nothing is left).
+fn name_part(text: Option<&str>) -> String {
+    let part: String = text
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .take(64)
+        .collect();
+    if part.is_empty() {
+        "NONE".to_string()
+    } else {
+        part
+    }
+}
+
+impl WebhookQueue<QueueEntry> {
+    /// The SpotDraft queue of `job` under the output prefix `prefix` of `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &Path, job: &str) -> WebhookQueue {
+        WebhookQueue::in_dir(store, prefix, job, "queue")
     }
 
     /// Queues `delivery` (whose raw body is `body`), durably: returns once the
@@ -102,14 +159,66 @@ impl WebhookQueue {
             activity,
             &body_sha256[..16]
         );
-        let path = self.dir.clone().join(name.as_str());
         let entry = QueueEntry {
             contract_id: delivery.contract_id,
             activity: delivery.activity.clone(),
             received_at: Utc::now(),
             body_sha256,
         };
-        let bytes = serde_json::to_vec(&entry).unwrap_or_default();
+        self.put_new(&name, &entry).await
+    }
+}
+
+impl WebhookQueue<ErpQueueEntry> {
+    /// The ERP event queue of `job` (`_webhooks/<job>/erp_queue/`).
+    pub fn erp(
+        store: Arc<dyn ObjectStore>,
+        prefix: &Path,
+        job: &str,
+    ) -> WebhookQueue<ErpQueueEntry> {
+        WebhookQueue::in_dir(store, prefix, job, "erp_queue")
+    }
+
+    /// Queues `event` (whose raw body is `body`), durably, as
+    /// `<record id>-<event>-<body hash>.json`; the name keeps only the id's
+    /// safe characters, the entry holds it whole.
+    pub async fn enqueue(&self, event: &ErpEvent, body: &[u8]) -> Result<Enqueued, QueueError> {
+        let body_sha256 = hex::encode(Sha256::digest(body));
+        let name = format!(
+            "{}-{}-{}.json",
+            name_part(Some(event.record_id.trim())),
+            name_part(event.event.as_deref()),
+            &body_sha256[..16]
+        );
+        let entry = ErpQueueEntry {
+            record_id: event.record_id.trim().to_string(),
+            event: event.event.clone(),
+            received_at: Utc::now(),
+            body_sha256,
+        };
+        self.put_new(&name, &entry).await
+    }
+}
+
+impl<E: QueueItem> WebhookQueue<E> {
+    fn in_dir(store: Arc<dyn ObjectStore>, prefix: &Path, job: &str, folder: &str) -> Self {
+        let dir = prefix.clone().join("_webhooks").join(job).join(folder);
+        WebhookQueue {
+            store,
+            dir,
+            entries: PhantomData,
+        }
+    }
+
+    /// The queue's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `entry` as `name` unless that object exists (a replay).
+    async fn put_new(&self, name: &str, entry: &E) -> Result<Enqueued, QueueError> {
+        let path = self.dir.clone().join(name);
+        let bytes = serde_json::to_vec(entry).unwrap_or_default();
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -129,7 +238,7 @@ impl WebhookQueue {
     }
 
     /// The queued entries, oldest first; an unreadable one is logged and left.
-    pub async fn pending(&self) -> Result<Vec<Queued>, QueueError> {
+    pub async fn pending(&self) -> Result<Vec<Queued<E>>, QueueError> {
         let err = |source| QueueError {
             path: self.dir.to_string(),
             source,
@@ -155,12 +264,14 @@ impl WebhookQueue {
                     })
                 }
             };
-            match serde_json::from_slice::<QueueEntry>(&bytes) {
+            match serde_json::from_slice::<E>(&bytes) {
                 Ok(entry) => queued.push(Queued { path, entry }),
                 Err(e) => tracing::warn!(%path, error = %e, "unreadable webhook queue entry left"),
             }
         }
-        queued.sort_by(|a, b| (a.entry.received_at, &a.path).cmp(&(b.entry.received_at, &b.path)));
+        queued.sort_by(|a, b| {
+            (a.entry.received_at(), &a.path).cmp(&(b.entry.received_at(), &b.path))
+        });
         Ok(queued)
     }
 

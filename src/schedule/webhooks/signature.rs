@@ -1,9 +1,11 @@
 //! Webhook signatures: `X-SD-WEBHOOK-CONTENT-HASH` is the hex HMAC-SHA512 of
-//! the raw body, keyed with the base64-decoded key SpotDraft gives.
+//! the raw body, keyed with the base64-decoded key SpotDraft gives; an ERP
+//! event's `X-Contract-Recon-Signature` is `sha256=` and the hex HMAC-SHA256
+//! of the raw body, keyed with the job's shared secret.
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use sha2::Sha512;
+use sha2::{Sha256, Sha512};
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-SD-WEBHOOK-CONTENT-HASH";
@@ -59,5 +61,76 @@ impl WebhookKey {
         let mut mac = self.mac();
         mac.update(body);
         mac.verify_slice(&given).is_ok()
+    }
+}
+
+/// The header carrying an ERP event's signature.
+pub const ERP_SIGNATURE_HEADER: &str = "X-Contract-Recon-Signature";
+
+/// The shared secret ERP events are signed with: the header is
+/// `sha256=<hex HMAC-SHA256 of the raw body>`. `Debug` prints `[redacted]`.
+#[derive(Clone)]
+pub struct ErpEventKey(Vec<u8>);
+
+impl std::fmt::Debug for ErpEventKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ErpEventKey([redacted])")
+    }
+}
+
+impl ErpEventKey {
+    /// The secret's bytes, as given (not decoded).
+    pub fn new(secret: impl Into<Vec<u8>>) -> ErpEventKey {
+        ErpEventKey(secret.into())
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length")
+    }
+
+    /// The header value for `body`: `sha256=` and the lowercase hex
+    /// HMAC-SHA256 (for the ERP side, and tests).
+    pub fn sign(&self, body: &[u8]) -> String {
+        let mut mac = self.mac();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// True when `header` is `sha256=<hex>` (hex in either case) of `body`;
+    /// compared in constant time.
+    pub fn verify(&self, body: &[u8], header: &str) -> bool {
+        let Some(hex_part) = header.trim().strip_prefix("sha256=") else {
+            return false;
+        };
+        let Ok(given) = hex::decode(hex_part) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(body);
+        mac.verify_slice(&given).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod erp_tests {
+    use super::*;
+
+    #[test]
+    fn erp_signature_is_the_rfc4231_hmac_sha256() {
+        // RFC 4231, test case 2.
+        let key = ErpEventKey::new(*b"Jefe");
+        let body = b"what do ya want for nothing?";
+        let expected = "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert_eq!(key.sign(body), expected);
+        assert!(key.verify(body, expected));
+        assert!(key.verify(body, &expected.to_uppercase().replace("SHA256=", "sha256=")));
+        assert!(
+            !key.verify(body, &expected["sha256=".len()..]),
+            "prefix required"
+        );
+        assert!(!key.verify(b"what do ya want for nothing!", expected));
+        assert!(!key.verify(body, "sha256=zz"));
+        assert!(!ErpEventKey::new(*b"Jefe2").verify(body, expected));
+        assert_eq!(format!("{key:?}"), "ErpEventKey([redacted])");
     }
 }
