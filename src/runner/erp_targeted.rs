@@ -24,14 +24,12 @@ use super::partial::{
     finish_partial_run, partial_run_id, release_lease, take_lease, time_spotdraft_step, ErpScope,
     PartialRun,
 };
-use super::steps::{ingest_settings, load_job_acknowledgements, load_job_extract, output_location};
+use super::steps::output_location;
 use super::{RunOptions, RunOutcome};
 use crate::ingest::{upsert_contracts, PartialUpdate, WalkControl};
 use crate::job::Job;
 use crate::lease::LeaseGuard;
 use crate::report::lifecycle::RunKind;
-use crate::report::migrate::migrate_legacy_reports;
-use crate::report::recover_staged;
 use crate::spotdraft::model::ContractId;
 use crate::storage::Location;
 use anyhow::Context;
@@ -122,8 +120,6 @@ async fn erp_under_lease(
 ) -> anyhow::Result<RunOutcome> {
     let mut timings = BTreeMap::new();
     let (store, prefix) = (&output.store, &output.path);
-    recover_staged(store, prefix, &job.name).await?;
-    migrate_legacy_reports(store, prefix, &job.name).await?;
 
     // 0. A record is missing only against every contract the job knows: the
     //    snapshot of a nightly run is needed.
@@ -141,10 +137,14 @@ async fn erp_under_lease(
         }
     }
 
-    // 1. The ERP extract: which of the asked records it holds.
-    let t = Instant::now();
-    let extract = load_job_extract(job).await?;
-    let acks = load_job_acknowledgements(job)?;
+    // 1. What an interrupted run left, then the ERP extract: which of the
+    //    asked records it holds.
+    let super::steps::Prologue {
+        extract,
+        acks,
+        sandbox,
+        settings,
+    } = super::steps::prologue(job, opts, output, &mut timings).await?;
     let held = extract_ids(&extract.records)?;
     let (found, not_found): (Vec<String>, Vec<String>) =
         asked.iter().cloned().partition(|id| held.contains(id));
@@ -154,13 +154,8 @@ async fn erp_under_lease(
             "ERP records not in the job's extract: nothing planned for them"
         );
     }
-    timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
 
     // 2. The records' contracts, by ERP id, into the snapshot.
-    let (sandbox, settings) = ingest_settings(job).await?;
-    if let (Some(sandbox), Some(edit)) = (&sandbox, &opts.edit_sandbox) {
-        edit(&sandbox.state());
-    }
     let t = Instant::now();
     let client = settings.client()?;
     let mut ids: Vec<ContractId> = Vec::new();
