@@ -258,7 +258,8 @@ impl<E: Lane> Consumer<E> {
     /// Waits until no delivery came for `debounce`, or `max_wait` passed;
     /// false when `stop` fired first.
     async fn debounce(&self, stop: &mut watch::Receiver<bool>) -> bool {
-        let first = Instant::now();
+        // tokio's clock, like the sleeps (a paused clock in tests moves both).
+        let first = tokio::time::Instant::now();
         loop {
             let left = self.timing.max_wait.saturating_sub(first.elapsed());
             if left.is_zero() {

@@ -1,5 +1,6 @@
-//! The webhook consumer's queue semantics, with a recording run step and
-//! short real durations (the product's tokio has no `test-util`).
+//! The webhook consumer's queue semantics, with a recording run step: short
+//! real durations through the HTTP endpoint, and the product's timings in
+//! minutes on tokio's paused clock.
 
 use super::consumer::{batch, Consumer, ConsumerTiming, TargetedRuns};
 use super::queue::WebhookQueue;
@@ -254,4 +255,101 @@ fn an_erp_batch_takes_at_most_max_records_with_all_their_entries() {
         covered,
         ["q/A-1.json", "q/B-1.json", "q/A-2.json", "q/B-2.json"]
     );
+}
+
+/// Records when (on tokio's clock, from `t0`) each run starts and how many
+/// contracts it covers; the first `fail_first` runs fail.
+struct Timed {
+    t0: tokio::time::Instant,
+    runs: Mutex<Vec<(Duration, usize)>>,
+    fail_first: usize,
+}
+
+impl TargetedRuns for Arc<Timed> {
+    fn run(&self, _job: Job, targets: TargetSet) -> BoxFuture<'static, anyhow::Result<()>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut runs = this.runs.lock().unwrap();
+            runs.push((this.t0.elapsed(), targets.contracts.len()));
+            if runs.len() <= this.fail_first {
+                anyhow::bail!("the targeted run failed");
+            }
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_product_timings_runs_wait_for_quiet_and_failures_back_off() {
+    let queue = WebhookQueue::new(Arc::new(InMemory::new()), &Path::from("out"), "demo");
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let job = demo_job();
+    // The defaults: debounce 10 s, max wait 120 s, retries after 30 s doubling.
+    let timing = ConsumerTiming::of_job(&job);
+    assert_eq!(
+        (timing.debounce, timing.max_wait, timing.retry_initial),
+        (
+            Duration::from_secs(10),
+            Duration::from_secs(120),
+            Duration::from_secs(30)
+        )
+    );
+    let t0 = tokio::time::Instant::now();
+    let timed = Arc::new(Timed {
+        t0,
+        runs: Mutex::new(vec![]),
+        fail_first: 3,
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let consumer = Consumer {
+        job,
+        queue: queue.clone(),
+        wake: wake.clone(),
+        runs: Arc::new(timed.clone()),
+        claims: RunClaims::default(),
+        timing,
+    };
+    let consuming = tokio::spawn(consumer.run(stop_rx));
+    let deliver = |id: i64| {
+        let (queue, wake) = (queue.clone(), wake.clone());
+        async move {
+            let delivery = Delivery {
+                contract_id: id,
+                activity: Some("CONTRACT_EXECUTED".into()),
+            };
+            let body = format!(r#"{{"activity":"CONTRACT_EXECUTED","contract_id":{id}}}"#);
+            queue.enqueue(&delivery, body.as_bytes()).await.unwrap();
+            wake.notify_one();
+        }
+    };
+    let until = |at: u64| tokio::time::sleep_until(t0 + Duration::from_secs(at));
+
+    // A burst every 5 s from 0 s to 30 s: one run, 10 s after the last
+    // delivery; it fails three times and is retried after 30, 60, 120 s.
+    for k in 0..7 {
+        until(5 * k).await;
+        deliver(1 + k as i64).await;
+    }
+    // Deliveries every 7 s from 302 s on, for longer than the max wait: a
+    // run at 422 s (120 s after the first waiting), then one 10 s after the
+    // last delivery (470 s).
+    for k in 0..25 {
+        until(302 + 7 * k).await;
+        deliver(100 + k as i64).await;
+    }
+    until(600).await;
+    let secs: Vec<(u64, usize)> = timed
+        .runs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(at, n)| (at.as_secs(), *n))
+        .collect();
+    assert_eq!(
+        secs,
+        [(40, 7), (70, 7), (130, 7), (250, 7), (422, 18), (480, 7)]
+    );
+    assert!(queue.pending().await.unwrap().is_empty());
+    stop.send(true).unwrap();
+    consuming.await.unwrap();
 }
