@@ -307,14 +307,17 @@ impl Launcher for Stubborn {
     }
 }
 
-#[tokio::test]
+// The loop's tests run on tokio's paused clock: runs of minutes and grace
+// periods of the daemon's real size, measured exactly.
+#[tokio::test(start_paused = true)]
 async fn the_loop_starts_due_runs_and_skips_an_overlapping_firing() {
     let ticks = [
         "2026-05-01T00:14:59Z",
         "2026-05-01T00:15:00Z",
         "2026-05-01T00:30:00Z",
     ];
-    let (stopped, log, _) = serve_fake(60_000, &ticks, false, 2_000).await;
+    // Runs of 20 minutes: the 00:30 firing finds the 00:15 run going.
+    let (stopped, log, _) = serve_fake(20 * 60_000, &ticks, false, 120_000).await;
     assert_eq!(
         log,
         [
@@ -332,11 +335,13 @@ async fn the_loop_starts_due_runs_and_skips_an_overlapping_firing() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn graceful_stop_waits_for_a_run_then_drops_it_after_the_grace_period() {
     let ticks = ["2026-05-01T00:15:00Z"];
-    // A run that stops at its next "page" ends within the grace period, at once.
-    let (stopped, log, waited) = serve_fake(60_000, &ticks, false, 2_000).await;
+    let (minute, grace) = (60_000, 120_000);
+    // A 10-minute run that stops at its next "page" (every 10 ms) ends within
+    // the 2-minute grace period, at once.
+    let (stopped, log, waited) = serve_fake(10 * minute, &ticks, false, grace).await;
     assert_eq!(
         stopped,
         Stopped {
@@ -345,9 +350,9 @@ async fn graceful_stop_waits_for_a_run_then_drops_it_after_the_grace_period() {
         }
     );
     assert_eq!(log, ["start quarter", "stopped quarter"]);
-    assert!(waited < std::time::Duration::from_millis(500), "{waited:?}");
-    // One that ends by itself within the grace period is waited for.
-    let (stopped, log, _) = serve_fake(100, &ticks, true, 2_000).await;
+    assert!(waited <= std::time::Duration::from_millis(10), "{waited:?}");
+    // A run without stop points, ending by itself after 100 s, is waited for.
+    let (stopped, log, waited) = serve_fake(100_000, &ticks, true, grace).await;
     assert_eq!(
         stopped,
         Stopped {
@@ -356,8 +361,9 @@ async fn graceful_stop_waits_for_a_run_then_drops_it_after_the_grace_period() {
         }
     );
     assert_eq!(log, ["start quarter", "done quarter"]);
-    // One that does not is dropped when the grace period is over.
-    let (stopped, log, waited) = serve_fake(60_000, &ticks, true, 300).await;
+    assert!(waited < std::time::Duration::from_secs(100), "{waited:?}");
+    // One that would take 10 minutes is dropped when the 2 minutes are over.
+    let (stopped, log, waited) = serve_fake(10 * minute, &ticks, true, grace).await;
     assert_eq!(
         stopped,
         Stopped {
@@ -367,8 +373,8 @@ async fn graceful_stop_waits_for_a_run_then_drops_it_after_the_grace_period() {
     );
     assert_eq!(log, ["start quarter"]);
     assert!(
-        waited >= std::time::Duration::from_millis(300)
-            && waited < std::time::Duration::from_secs(2),
+        waited >= std::time::Duration::from_secs(120)
+            && waited <= std::time::Duration::from_millis(120_010),
         "{waited:?}"
     );
 }
