@@ -139,7 +139,7 @@ async fn backfill_under_lease(
 
     // 1. The ERP extract first: a broken file fails before any request.
     let t = Instant::now();
-    let extract = load_job_extract(job).await?;
+    let extract = load_job_extract(job, output, opts).await?;
     let acks = load_job_acknowledgements(job)?;
     timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
 

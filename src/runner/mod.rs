@@ -83,6 +83,9 @@ pub struct RunOptions {
     /// Raised to stop the run at its next page or enrichment batch, progress
     /// checkpointed (the scheduler's shutdown); the run then fails, resumable.
     pub shutdown: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Run on an extract the `[erp.extract]` guard would refuse (`run
+    /// --accept-extract`): the failed check is logged as a warning.
+    pub accept_extract: bool,
 }
 
 /// Runs `job` once, under the job's lease.
@@ -229,7 +232,7 @@ async fn run_under_lease(
     // 2. The ERP extract first: a wrong mapping or a broken file fails the run
     //    before any SpotDraft request is spent.
     let t = Instant::now();
-    let extract = load_job_extract(job).await?;
+    let extract = load_job_extract(job, output, opts).await?;
     let acks = load_job_acknowledgements(job)?;
     timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
 
