@@ -7,6 +7,7 @@ mod common;
 mod create;
 mod deploy;
 mod erp_sink;
+mod extract_guard;
 mod fixture_rules;
 mod fixtures;
 mod history;
