@@ -59,7 +59,7 @@ async fn load(name: &str) -> Result<Extract, ExtractError> {
 
 /// The message of a load that must fail, checked to name the file.
 async fn error_of(name: &str) -> String {
-    let e = load(name).await.err().expect("the load must fail");
+    let e = load(name).await.expect_err("the load must fail");
     let text = e.to_string();
     assert!(text.contains(&format!("fixtures/bad/{name}")), "{text}");
     text
