@@ -308,17 +308,14 @@ fn read_csv(url: &str, bytes: &[u8]) -> Result<(DataFrame, Vec<BadRow>, u64), Ex
         .has_headers(false)
         .flexible(true)
         .from_reader(data);
-    let mut records = reader.byte_records();
-    let header = match records.next() {
-        None => {
-            return Err(ExtractError::Empty {
-                url: url.to_string(),
-            })
-        }
-        Some(record) => record.map_err(parse_err)?,
-    };
-    let mut names: Vec<String> = Vec::with_capacity(header.len());
-    for (i, field) in header.iter().enumerate() {
+    let mut record = csv::ByteRecord::new();
+    if !reader.read_byte_record(&mut record).map_err(parse_err)? {
+        return Err(ExtractError::Empty {
+            url: url.to_string(),
+        });
+    }
+    let mut names: Vec<String> = Vec::with_capacity(record.len());
+    for (i, field) in record.iter().enumerate() {
         let name = std::str::from_utf8(field).map_err(|e| ExtractError::Header {
             url: url.to_string(),
             problem: format!(
@@ -337,12 +334,17 @@ fn read_csv(url: &str, bytes: &[u8]) -> Result<(DataFrame, Vec<BadRow>, u64), Ex
         }
         names.push(name.to_string());
     }
-    let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); names.len()];
-    let mut rows: Vec<u64> = Vec::new();
+    // Built in place (Arrow string views, short values inline): no
+    // allocation per cell.
+    let capacity = bytes.len() / 64;
+    let mut values: Vec<StringChunkedBuilder> = names
+        .iter()
+        .map(|n| StringChunkedBuilder::new(n.as_str().into(), capacity))
+        .collect();
+    let mut rows: Vec<u64> = Vec::with_capacity(capacity);
     let mut bad = Vec::new();
     let mut row = 0u64;
-    for record in records {
-        let record = record.map_err(parse_err)?;
+    while reader.read_byte_record(&mut record).map_err(parse_err)? {
         row += 1;
         let line = record.position().map_or(0, |p| p.line());
         let lossy_first = || {
@@ -363,21 +365,15 @@ fn read_csv(url: &str, bytes: &[u8]) -> Result<(DataFrame, Vec<BadRow>, u64), Ex
             });
             continue;
         }
-        let mut texts: Vec<&str> = Vec::with_capacity(names.len());
-        let mut broken = None;
-        for (i, field) in record.iter().enumerate() {
-            match std::str::from_utf8(field) {
-                Ok(text) => texts.push(text),
-                Err(e) => {
-                    broken = Some(format!(
-                        "line {line}: {}: not valid UTF-8 ({}); the extract must be UTF-8",
-                        names[i],
-                        bad_byte(field, &e)
-                    ));
-                    break;
-                }
-            }
-        }
+        let broken = record.iter().enumerate().find_map(|(i, field)| {
+            std::str::from_utf8(field).err().map(|e| {
+                format!(
+                    "line {line}: {}: not valid UTF-8 ({}); the extract must be UTF-8",
+                    names[i],
+                    bad_byte(field, &e)
+                )
+            })
+        });
         if let Some(reason) = broken {
             bad.push(BadRow {
                 row,
@@ -386,19 +382,17 @@ fn read_csv(url: &str, bytes: &[u8]) -> Result<(DataFrame, Vec<BadRow>, u64), Ex
             });
             continue;
         }
-        for (column, text) in values.iter_mut().zip(texts) {
-            column.push((!text.is_empty()).then(|| text.to_string()));
+        for (column, field) in values.iter_mut().zip(record.iter()) {
+            match std::str::from_utf8(field) {
+                Ok(text) if !text.is_empty() => column.append_value(text),
+                _ => column.append_null(),
+            }
         }
         rows.push(row);
     }
     let rows_len = rows.len();
     let mut columns: Vec<Column> = vec![Column::new(ROW.into(), rows)];
-    columns.extend(
-        names
-            .iter()
-            .zip(values)
-            .map(|(name, v)| Column::new(name.as_str().into(), v)),
-    );
+    columns.extend(values.into_iter().map(|b| b.finish().into_column()));
     let frame = DataFrame::new(rows_len, columns).map_err(|source| ExtractError::Parse {
         url: url.to_string(),
         format: "CSV",
