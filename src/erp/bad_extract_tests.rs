@@ -391,3 +391,109 @@ fn write_parquet_corpus() {
     let demo = std::fs::read(dir.join("../demo/erp_extract.parquet")).unwrap();
     std::fs::write(dir.join("truncated.parquet"), &demo[..4000]).unwrap();
 }
+
+#[test]
+fn a_non_utf8_header_fails_naming_line_1_and_the_column() {
+    let e = super::extract::parse_and_validate(
+        "latin1.csv",
+        bytes::Bytes::from_static(b"RECORD_ID,VENDOR_N\xd4\nERP-1,V-1\n"),
+        ExtractFormat::Csv,
+        &demo_columns(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "ERP extract latin1.csv, line 1 (header): column 2 is not valid UTF-8 (byte 0xD4 at offset 8): the extract must be UTF-8"
+    );
+}
+
+mod guard {
+    use super::super::extract::{GuardError, GuardInput};
+    use super::*;
+    use crate::job::ExtractGuard;
+    use chrono::{TimeZone, Utc};
+
+    fn extract_of(rows: usize) -> Extract {
+        let mut text = String::from("RECORD_ID\n");
+        for i in 0..rows {
+            text.push_str(&format!("ERP-{i}\n"));
+        }
+        let columns = BTreeMap::from([("erp_record_id".to_string(), "RECORD_ID".to_string())]);
+        super::super::extract::parse_and_validate(
+            "x.csv",
+            bytes::Bytes::from(text),
+            ExtractFormat::Csv,
+            &columns,
+        )
+        .unwrap()
+    }
+
+    fn input(previous: Option<u64>, age_hours: i64) -> GuardInput<'static> {
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 6, 0, 0).unwrap();
+        GuardInput {
+            url: "x.csv",
+            previous: previous.map(|n| ("run-1", n)),
+            modified: Some(now - chrono::Duration::hours(age_hours)),
+            now,
+        }
+    }
+
+    #[test]
+    fn a_drop_of_exactly_the_share_passes_and_one_more_row_fails() {
+        let guard = ExtractGuard::default();
+        assert_eq!(
+            extract_of(5).check_guard(&guard, &input(Some(10), 1)),
+            Ok(())
+        );
+        let err = extract_of(4)
+            .check_guard(&guard, &input(Some(10), 1))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ERP extract x.csv has 4 valid rows, 10 in the last complete nightly run run-1: a drop of 60.0%, more than [erp.extract] max_row_drop = 0.5; no report or plan was made (run --accept-extract to run on it anyway)"
+        );
+        // A first run has nothing to compare with; a growth is no drop.
+        assert_eq!(extract_of(1).check_guard(&guard, &input(None, 1)), Ok(()));
+        assert_eq!(
+            extract_of(9).check_guard(&guard, &input(Some(3), 1)),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn age_is_checked_only_with_max_age_hours() {
+        let mut guard = ExtractGuard::default();
+        assert_eq!(
+            extract_of(1).check_guard(&guard, &input(None, 1000)),
+            Ok(())
+        );
+        guard.max_age = Some(std::time::Duration::from_secs(36 * 3600));
+        assert_eq!(extract_of(1).check_guard(&guard, &input(None, 36)), Ok(()));
+        assert_eq!(
+            extract_of(1).check_guard(&guard, &input(None, 37)),
+            Err(GuardError::TooOld {
+                url: "x.csv".into(),
+                modified: "2026-02-28T17:00:00Z".into(),
+                age_hours: 37.0,
+                max_age_hours: 36.0,
+            })
+        );
+    }
+
+    #[test]
+    fn min_rows_zero_lets_an_empty_extract_through() {
+        let guard = ExtractGuard {
+            min_rows: 0,
+            ..ExtractGuard::default()
+        };
+        assert_eq!(extract_of(0).check_guard(&guard, &input(None, 1)), Ok(()));
+        assert!(matches!(
+            extract_of(0).check_guard(&ExtractGuard::default(), &input(None, 1)),
+            Err(GuardError::TooFewRows {
+                rows: 0,
+                min_rows: 1,
+                ..
+            })
+        ));
+    }
+}
