@@ -5,6 +5,7 @@
 //! rejected, or still pending after retries), 2 invalid usage or job file, 3
 //! drift found with `--fail-on-drift`, 4 another run of the job holds its lease.
 
+use crate::erp::extract::GuardError;
 use crate::ingest::IngestMode;
 use crate::job::{load_job, Job};
 use crate::lease::LeaseError;
@@ -18,6 +19,8 @@ use std::process::ExitCode;
 pub const EXIT_DRIFT: u8 = 3;
 /// Exit code of a run refused because another run of the job holds its lease.
 pub const EXIT_LEASE_HELD: u8 = 4;
+/// Exit code of a run refused by the `[erp.extract]` guard (a broken export?).
+pub const EXIT_EXTRACT_GUARD: u8 = 5;
 
 /// `validate`: checks job files, printing every problem as `file: key: reason`;
 /// `online`: also the SpotDraft credentials and the metadata fields the job
@@ -91,6 +94,8 @@ pub struct RunRequest {
     pub apply_mode: Option<crate::job::ApplyMode>,
     /// Apply over `[apply] max_actions_per_run` (`--force`).
     pub force_apply: bool,
+    /// Run on an extract the `[erp.extract]` guard refuses (`--accept-extract`).
+    pub accept_extract: bool,
     /// A targeted run of these contracts (`--contracts 12,34`: SpotDraft's
     /// integer contract ids) instead of a nightly run.
     pub contracts: Vec<i64>,
@@ -106,6 +111,7 @@ pub async fn run(request: RunRequest) -> ExitCode {
         break_lease: request.break_lease,
         apply_mode: request.apply_mode,
         force_apply: request.force_apply,
+        accept_extract: request.accept_extract,
         ..RunOptions::default()
     };
     if request.contracts.is_empty() {
@@ -425,6 +431,10 @@ fn report_outcome(
             if let Some(held @ LeaseError::Held { .. }) = e.downcast_ref::<LeaseError>() {
                 eprintln!("error: {held}");
                 return ExitCode::from(EXIT_LEASE_HELD);
+            }
+            if let Some(refused) = e.downcast_ref::<GuardError>() {
+                eprintln!("error: job {:?}: {refused}", job.name);
+                return ExitCode::from(EXIT_EXTRACT_GUARD);
             }
             eprintln!("error: job {:?} failed: {e:#}", job.name);
             ExitCode::from(1)

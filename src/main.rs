@@ -171,6 +171,11 @@ struct RunArgs {
     /// With `--apply`: apply even over `[apply] max_actions_per_run`.
     #[arg(long)]
     force: bool,
+    /// Run on an ERP extract the `[erp.extract]` guard refuses (fewer rows
+    /// than `min_rows`, a drop beyond `max_row_drop`, older than
+    /// `max_age_hours`), for this run only: for a run that expects it.
+    #[arg(long)]
+    accept_extract: bool,
     /// A targeted run of these contracts only (SpotDraft ids, `12,34` or
     /// `T-12,T-34`): looked up by id, upserted into the snapshot, reconciled
     /// against the latest extract; no watermark, no `latest.json`.
@@ -276,6 +281,7 @@ async fn dispatch(command: Command) -> ExitCode {
                     None
                 },
                 force_apply: args.force,
+                accept_extract: args.accept_extract,
                 contracts,
             })
             .await

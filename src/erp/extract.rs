@@ -13,6 +13,19 @@
 //!   `_unusable_<field>` (see [`crate::reconcile::spec::unusable_flag`]), so
 //!   reconciliation links it, reports the value and never compares it.
 //!
+//! CSV is read record by record (the `csv` crate, RFC 4180 quoting, a UTF-8
+//! BOM skipped, CRLF or LF) before Polars sees it, so a bad row is one reject,
+//! never the whole file's failure:
+//! - a row with more or fewer fields than the header is rejected naming its
+//!   line and field count (its fields cannot be trusted to be in their columns);
+//! - a row with a byte that is not UTF-8 is rejected naming its line, column
+//!   and byte (the file's encoding is wrong for that row; guessing one would
+//!   put a silently wrong value in the reports).
+//!
+//! The file as a whole fails, naming it and the problem, when it is empty,
+//! its header is not UTF-8 or names a column twice, or its header has one
+//! column and lacks the mapped ones (another delimiter than `,`).
+//!
 //! Amounts: an optional sign, digits and an optional `.` fraction; `,`
 //! thousands separators are accepted only in groups of three before the point
 //! (`1,234.50`), the one form that cannot be read as a decimal comma.
@@ -68,7 +81,7 @@ pub struct Extract {
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     /// The object store could not return the file.
-    #[error("cannot read ERP extract {url}: {source}")]
+    #[error("cannot read ERP extract {url}")]
     Read {
         /// The extract's URL.
         url: String,
@@ -77,7 +90,7 @@ pub enum ExtractError {
         source: object_store::Error,
     },
     /// The bytes are not a readable CSV or Parquet file.
-    #[error("cannot parse ERP extract {url} as {format}: {source}")]
+    #[error("cannot parse ERP extract {url} as {format}")]
     Parse {
         /// The extract's URL.
         url: String,
@@ -86,6 +99,55 @@ pub enum ExtractError {
         /// Polars' error.
         #[source]
         source: PolarsError,
+    },
+    /// The file has no header (zero bytes, or only blank lines).
+    #[error("ERP extract {url} is empty: no header line and no rows (a failed ERP export?)")]
+    Empty {
+        /// The extract's URL.
+        url: String,
+    },
+    /// The CSV header is unusable (not UTF-8).
+    #[error("ERP extract {url}, line 1 (header): {problem}")]
+    Header {
+        /// The extract's URL.
+        url: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The header names a column twice: which one the mapping means is unknown.
+    #[error("ERP extract {url} names column `{column}` twice in its header (columns {first} and {second})")]
+    DuplicateColumn {
+        /// The extract's URL.
+        url: String,
+        /// The repeated name.
+        column: String,
+        /// 1-based position of its first occurrence.
+        first: usize,
+        /// 1-based position of the repeat.
+        second: usize,
+    },
+    /// The header is a single column lacking the mapped ones: the file uses
+    /// another delimiter.
+    #[error("ERP extract {url}: its header has 1 column (`{header}`) and none of the mapped columns (expected {expected}): the job reads `,`-delimited CSV{}", found.map(|d| format!(" and the header contains `{d}`; export it with `,`")).unwrap_or_default())]
+    Delimiter {
+        /// The extract's URL.
+        url: String,
+        /// The header line (shortened).
+        header: String,
+        /// Mapped columns, comma-separated.
+        expected: String,
+        /// Another delimiter seen in the header (`;`, tab, `|`).
+        found: Option<char>,
+    },
+    /// A mapped Parquet column has a type that has no text form.
+    #[error("ERP extract {url}: column `{column}` is of type {dtype}; mapped columns must hold text, numbers, dates or booleans")]
+    ColumnType {
+        /// The extract's URL.
+        url: String,
+        /// The column.
+        column: String,
+        /// Its Polars type.
+        dtype: String,
     },
     /// A mapped column does not exist in the file.
     #[error("ERP extract {url} has no column `{column}` (mapped to `{canonical}`); its columns are: {}", available.join(", "))]
@@ -108,7 +170,7 @@ pub enum ExtractError {
         problem: String,
     },
     /// Validation failed inside Polars.
-    #[error("cannot validate ERP extract {url}: {source}")]
+    #[error("cannot validate ERP extract {url}")]
     Validate {
         /// The extract's URL.
         url: String,
@@ -176,13 +238,30 @@ pub fn parse_and_validate(
     format: ExtractFormat,
     columns: &BTreeMap<String, String>,
 ) -> Result<Extract, ExtractError> {
-    let raw = read_frame(url, bytes, format)?;
+    let (raw, bad_rows, rows_read) = match format {
+        ExtractFormat::Csv => read_csv(url, &bytes)?,
+        ExtractFormat::Parquet => {
+            let raw = read_parquet(url, bytes, columns)?;
+            let rows = raw.height() as u64;
+            (raw, Vec::new(), rows)
+        }
+    };
     let available: Vec<String> = raw
         .get_column_names()
         .iter()
+        .filter(|s| s.as_str() != ROW)
         .map(|s| s.to_string())
         .collect();
     if let Some((canonical, column)) = columns.iter().find(|(_, c)| !available.contains(c)) {
+        if format == ExtractFormat::Csv && available.len() == 1 {
+            let header = &available[0];
+            return Err(ExtractError::Delimiter {
+                url: url.to_string(),
+                header: header.chars().take(80).collect(),
+                expected: columns.values().cloned().collect::<Vec<_>>().join(", "),
+                found: [';', '\t', '|'].into_iter().find(|d| header.contains(*d)),
+            });
+        }
         return Err(ExtractError::MissingColumn {
             url: url.to_string(),
             column: column.clone(),
@@ -190,8 +269,7 @@ pub fn parse_and_validate(
             available,
         });
     }
-    let rows_read = raw.height() as u64;
-    validate(raw, columns)
+    validate(raw, columns, &bad_rows)
         .map(|(records, rejects)| Extract {
             records,
             rejects,
@@ -203,27 +281,171 @@ pub fn parse_and_validate(
         })
 }
 
-fn read_frame(
+/// The internal column holding each row's 1-based data row number.
+const ROW: &str = "_row";
+
+/// A CSV data row that cannot be a record, rejected with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BadRow {
+    /// 1-based data row number.
+    row: u64,
+    /// The record id as far as it can be read.
+    erp_record_id: Option<String>,
+    /// Why, naming the line.
+    reason: String,
+}
+
+/// Reads a CSV extract: every field as text (an empty one as null), a `_row`
+/// column, the rows that cannot be records, and the number of data rows read.
+fn read_csv(url: &str, bytes: &[u8]) -> Result<(DataFrame, Vec<BadRow>, u64), ExtractError> {
+    let data = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let parse_err = |e: csv::Error| ExtractError::Parse {
+        url: url.to_string(),
+        format: "CSV",
+        source: PolarsError::ComputeError(e.to_string().into()),
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data);
+    let mut record = csv::ByteRecord::new();
+    if !reader.read_byte_record(&mut record).map_err(parse_err)? {
+        return Err(ExtractError::Empty {
+            url: url.to_string(),
+        });
+    }
+    let mut names: Vec<String> = Vec::with_capacity(record.len());
+    for (i, field) in record.iter().enumerate() {
+        let name = std::str::from_utf8(field).map_err(|e| ExtractError::Header {
+            url: url.to_string(),
+            problem: format!(
+                "column {} is not valid UTF-8 ({}): the extract must be UTF-8",
+                i + 1,
+                bad_byte(field, &e)
+            ),
+        })?;
+        if let Some(first) = names.iter().position(|n| n == name) {
+            return Err(ExtractError::DuplicateColumn {
+                url: url.to_string(),
+                column: name.to_string(),
+                first: first + 1,
+                second: i + 1,
+            });
+        }
+        names.push(name.to_string());
+    }
+    // Built in place (Arrow string views, short values inline): no
+    // allocation per cell.
+    let capacity = bytes.len() / 64;
+    let mut values: Vec<StringChunkedBuilder> = names
+        .iter()
+        .map(|n| StringChunkedBuilder::new(n.as_str().into(), capacity))
+        .collect();
+    let mut rows: Vec<u64> = Vec::with_capacity(capacity);
+    let mut bad = Vec::new();
+    let mut row = 0u64;
+    while reader.read_byte_record(&mut record).map_err(parse_err)? {
+        row += 1;
+        let line = record.position().map_or(0, |p| p.line());
+        let lossy_first = || {
+            record
+                .get(0)
+                .map(|f| String::from_utf8_lossy(f).trim().to_string())
+                .filter(|f| !f.is_empty())
+        };
+        if record.len() != names.len() {
+            bad.push(BadRow {
+                row,
+                erp_record_id: lossy_first(),
+                reason: format!(
+                    "line {line}: {} fields where the header has {}",
+                    record.len(),
+                    names.len()
+                ),
+            });
+            continue;
+        }
+        let broken = record.iter().enumerate().find_map(|(i, field)| {
+            std::str::from_utf8(field).err().map(|e| {
+                format!(
+                    "line {line}: {}: not valid UTF-8 ({}); the extract must be UTF-8",
+                    names[i],
+                    bad_byte(field, &e)
+                )
+            })
+        });
+        if let Some(reason) = broken {
+            bad.push(BadRow {
+                row,
+                erp_record_id: lossy_first(),
+                reason,
+            });
+            continue;
+        }
+        for (column, field) in values.iter_mut().zip(record.iter()) {
+            match std::str::from_utf8(field) {
+                Ok(text) if !text.is_empty() => column.append_value(text),
+                _ => column.append_null(),
+            }
+        }
+        rows.push(row);
+    }
+    let rows_len = rows.len();
+    let mut columns: Vec<Column> = vec![Column::new(ROW.into(), rows)];
+    columns.extend(values.into_iter().map(|b| b.finish().into_column()));
+    let frame = DataFrame::new(rows_len, columns).map_err(|source| ExtractError::Parse {
+        url: url.to_string(),
+        format: "CSV",
+        source,
+    })?;
+    Ok((frame, bad, row))
+}
+
+/// `byte 0xE9 at offset 4` for a UTF-8 error in `field`.
+fn bad_byte(field: &[u8], e: &std::str::Utf8Error) -> String {
+    let at = e.valid_up_to();
+    format!("byte 0x{:02X} at offset {at}", field[at])
+}
+
+/// Reads a Parquet extract with a `_row` column; a mapped column of a type
+/// with no text form (lists, structs, binary) fails naming it.
+fn read_parquet(
     url: &str,
     bytes: bytes::Bytes,
-    format: ExtractFormat,
+    columns: &BTreeMap<String, String>,
 ) -> Result<DataFrame, ExtractError> {
-    let (name, result) = match format {
-        ExtractFormat::Csv => (
-            "CSV",
-            CsvReadOptions::default()
-                .with_has_header(true)
-                .with_infer_schema_length(Some(0))
-                .into_reader_with_file_handle(Cursor::new(bytes))
-                .finish(),
-        ),
-        ExtractFormat::Parquet => ("Parquet", ParquetReader::new(Cursor::new(bytes)).finish()),
-    };
-    result.map_err(|source| ExtractError::Parse {
+    let parse_err = |source| ExtractError::Parse {
         url: url.to_string(),
-        format: name,
+        format: "Parquet",
         source,
-    })
+    };
+    // A damaged file can make the decoder panic instead of erring: that is
+    // still this file's parse error, not the process's.
+    let read = std::panic::catch_unwind(|| ParquetReader::new(Cursor::new(bytes)).finish())
+        .unwrap_or_else(|_| {
+            Err(PolarsError::ComputeError(
+                "the file is damaged (the Parquet decoder stopped)".into(),
+            ))
+        });
+    let frame = read.map_err(parse_err)?;
+    for column in columns.values() {
+        if let Ok(c) = frame.column(column) {
+            let dtype = c.dtype();
+            if dtype.is_nested() || matches!(dtype, DataType::Binary | DataType::BinaryOffset) {
+                return Err(ExtractError::ColumnType {
+                    url: url.to_string(),
+                    column: column.clone(),
+                    dtype: dtype.to_string(),
+                });
+            }
+        }
+    }
+    frame
+        .lazy()
+        .with_row_index(ROW, Some(1))
+        .with_column(col(ROW).cast(DataType::UInt64))
+        .collect()
+        .map_err(parse_err)
 }
 
 /// Maps columns to canonical names, blanks to null, and lists rejects; records
@@ -231,6 +453,7 @@ fn read_frame(
 fn validate(
     raw: DataFrame,
     columns: &BTreeMap<String, String>,
+    bad_rows: &[BadRow],
 ) -> PolarsResult<(DataFrame, DataFrame)> {
     let mapped: Vec<Expr> = columns
         .iter()
@@ -242,10 +465,9 @@ fn validate(
                 .alias(canonical.as_str())
         })
         .collect();
-    let row = (col("_idx").cast(DataType::UInt64) + lit(1u64)).alias("_row");
-    let mut exprs = vec![row];
+    let mut exprs = vec![col(ROW)];
     exprs.extend(mapped);
-    let framed = raw.lazy().with_row_index("_idx", None).select(exprs);
+    let framed = raw.lazy().select(exprs);
 
     // One boolean per check over every row; the messages are built afterwards
     // for the rejected rows only (a handful), not for every row.
@@ -315,10 +537,155 @@ fn validate(
             col("erp_record_id"),
         ])
         .collect()?;
+    let rejects = if bad_rows.is_empty() {
+        rejects
+    } else {
+        let structural = DataFrame::new(
+            bad_rows.len(),
+            vec![
+                Column::new(
+                    "row".into(),
+                    bad_rows.iter().map(|b| b.row).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "reason".into(),
+                    bad_rows
+                        .iter()
+                        .map(|b| b.reason.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "erp_record_id".into(),
+                    bad_rows
+                        .iter()
+                        .map(|b| b.erp_record_id.clone())
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+        )?;
+        rejects
+            .vstack(&structural)?
+            .sort(["row"], SortMultipleOptions::default())?
+    };
     let records = checked
         .lazy()
         .filter(col("_bad_id").not())
         .drop(cols(["_bad_id", "_bad"]))
         .collect()?;
     Ok((records, rejects))
+}
+
+/// Why the extract guard (`[erp.extract] min_rows`, `max_row_drop`,
+/// `max_age_hours`) stopped a run before any report or plan.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GuardError {
+    /// Fewer data rows than `min_rows`.
+    #[error("ERP extract {url} has {rows} data rows, fewer than [erp.extract] min_rows = {min_rows} (an empty or header-only file, as a failed export leaves); no report or plan was made (run --accept-extract to run on it anyway)")]
+    TooFewRows {
+        /// The extract's URL.
+        url: String,
+        /// Data rows read.
+        rows: u64,
+        /// The job's `min_rows`.
+        min_rows: u64,
+    },
+    /// The valid row count fell by more than `max_row_drop`.
+    #[error("ERP extract {url} has {valid} valid rows, {previous} in the last complete nightly run {previous_run}: a drop of {:.1}%, more than [erp.extract] max_row_drop = {max_row_drop}; no report or plan was made (run --accept-extract to run on it anyway)", drop_share(*previous, *valid) * 100.0)]
+    RowDrop {
+        /// The extract's URL.
+        url: String,
+        /// Valid rows now.
+        valid: u64,
+        /// Valid rows in the previous nightly run.
+        previous: u64,
+        /// That run's id.
+        previous_run: String,
+        /// The job's `max_row_drop`.
+        max_row_drop: f64,
+    },
+    /// Older than `max_age_hours`.
+    #[error("ERP extract {url} was last modified at {modified}, {age_hours:.1} hours ago, older than [erp.extract] max_age_hours = {max_age_hours}; no report or plan was made (run --accept-extract to run on it anyway)")]
+    TooOld {
+        /// The extract's URL.
+        url: String,
+        /// Its last modification (RFC 3339).
+        modified: String,
+        /// Its age in hours.
+        age_hours: f64,
+        /// The job's `max_age_hours`.
+        max_age_hours: f64,
+    },
+}
+
+/// The share by which `now` is below `before` (0 when it is not).
+fn drop_share(before: u64, now: u64) -> f64 {
+    if before == 0 || now >= before {
+        0.0
+    } else {
+        (before - now) as f64 / before as f64
+    }
+}
+
+/// What the guard checks a loaded extract against.
+#[derive(Debug, Clone)]
+pub struct GuardInput<'a> {
+    /// The extract's URL, for messages.
+    pub url: &'a str,
+    /// The previous complete nightly run's id and valid row count
+    /// (`inputs.erp_rows_valid` of its `summary.json`), if there is one.
+    pub previous: Option<(&'a str, u64)>,
+    /// The extract object's last modification, when the store says.
+    pub modified: Option<chrono::DateTime<chrono::Utc>>,
+    /// The time now.
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Extract {
+    /// Rows with a record id and every value usable: rows read less rejected
+    /// rows (each rejected row is listed once). The count a run's summary
+    /// gives as `inputs.erp_rows_valid`.
+    pub fn rows_valid(&self) -> u64 {
+        self.rows_read.saturating_sub(self.rejects.height() as u64)
+    }
+
+    /// Checks the extract against the job's guard; the first failed check wins
+    /// (row count, then drop since the previous run, then age).
+    pub fn check_guard(
+        &self,
+        guard: &crate::job::ExtractGuard,
+        input: &GuardInput<'_>,
+    ) -> Result<(), GuardError> {
+        let url = input.url.to_string();
+        if self.rows_read < guard.min_rows {
+            return Err(GuardError::TooFewRows {
+                url,
+                rows: self.rows_read,
+                min_rows: guard.min_rows,
+            });
+        }
+        let valid = self.rows_valid();
+        if let Some((previous_run, previous)) = input.previous {
+            if drop_share(previous, valid) > guard.max_row_drop {
+                return Err(GuardError::RowDrop {
+                    url,
+                    valid,
+                    previous,
+                    previous_run: previous_run.to_string(),
+                    max_row_drop: guard.max_row_drop,
+                });
+            }
+        }
+        if let (Some(max), Some(modified)) = (guard.max_age, input.modified) {
+            let age = (input.now - modified).to_std().unwrap_or_default();
+            if age > max {
+                return Err(GuardError::TooOld {
+                    url,
+                    modified: modified.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    age_hours: age.as_secs_f64() / 3600.0,
+                    max_age_hours: max.as_secs_f64() / 3600.0,
+                });
+            }
+        }
+        Ok(())
+    }
 }

@@ -5,3 +5,6 @@ pub mod extract;
 pub mod files;
 pub mod rest;
 pub mod sink;
+
+#[cfg(test)]
+mod bad_extract_tests;

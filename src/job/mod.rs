@@ -214,6 +214,31 @@ pub struct ExtractSettings {
     pub format: ExtractFileFormat,
     /// Canonical name -> extract column name.
     pub columns: BTreeMap<String, String>,
+    /// When the extract looks like a broken export (`min_rows`, `max_row_drop`, `max_age_hours`).
+    pub guard: ExtractGuard,
+}
+
+/// `[erp.extract]` guard against a broken export: the run fails before any
+/// report or plan when one of these is not met (`run --accept-extract` overrides).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractGuard {
+    /// Fewest data rows (0: no check).
+    pub min_rows: u64,
+    /// Largest share the valid row count may fall by since the last complete
+    /// nightly run (1: no check).
+    pub max_row_drop: f64,
+    /// Oldest the extract may be, by its last modification.
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl Default for ExtractGuard {
+    fn default() -> Self {
+        ExtractGuard {
+            min_rows: 1,
+            max_row_drop: 0.5,
+            max_age: None,
+        }
+    }
 }
 
 /// ERP extract file format.

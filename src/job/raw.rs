@@ -156,6 +156,17 @@ pub struct RawExtract {
     /// spotdraft_contract_id, vendor_id, po_number, legal_entity_id, status, amount, currency,
     /// effective_date, expiry_date, document_sha256, and any extra name a `[[compare]]` uses.
     pub columns: BTreeMap<String, String>,
+    /// Guard: fewer data rows than this fails the run before any report or
+    /// plan (default 1: an empty or header-only file, as a failed export
+    /// leaves, fails; 0 turns the check off).
+    pub min_rows: Option<u64>,
+    /// Guard: the largest share (0 to 1) by which the valid row count may fall
+    /// since the job's last complete nightly run before the run fails
+    /// (default 0.5; 1 turns the check off).
+    pub max_row_drop: Option<f64>,
+    /// Guard: the oldest the extract may be, in hours since its object's last
+    /// modification, before the run fails (default: no limit).
+    pub max_age_hours: Option<f64>,
 }
 
 /// `[match]`

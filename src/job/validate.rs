@@ -513,10 +513,35 @@ impl Validator {
                 );
             }
         }
+        let mut guard = ExtractGuard::default();
+        if let Some(n) = ex.min_rows {
+            guard.min_rows = n;
+        }
+        if let Some(share) = ex.max_row_drop {
+            if (0.0..=1.0).contains(&share) {
+                guard.max_row_drop = share;
+            } else {
+                self.bad(
+                    "erp.extract.max_row_drop",
+                    format!("{share} is not a share between 0 and 1 (0.5: fail when the valid rows fell by more than half)"),
+                );
+            }
+        }
+        if let Some(hours) = ex.max_age_hours {
+            if hours.is_finite() && hours > 0.0 {
+                guard.max_age = Some(std::time::Duration::from_secs_f64(hours * 3600.0));
+            } else {
+                self.bad(
+                    "erp.extract.max_age_hours",
+                    format!("{hours} is not a positive number of hours"),
+                );
+            }
+        }
         (self.problems.len() == ok).then(|| ExtractSettings {
             url: url.unwrap_or_default(),
             format: format.unwrap_or(ExtractFileFormat::Csv),
             columns: ex.columns.clone(),
+            guard,
         })
     }
 

@@ -81,6 +81,9 @@ pub struct RunOptions {
     /// Raised to stop the run at its next page or enrichment batch, progress
     /// checkpointed (the scheduler's shutdown); the run then fails, resumable.
     pub shutdown: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Run on an extract the `[erp.extract]` guard would refuse (`run
+    /// --accept-extract`): the failed check is logged as a warning.
+    pub accept_extract: bool,
 }
 
 /// Runs `job` once, under the job's lease.

@@ -3,14 +3,14 @@
 //! the previous nightly run.
 
 use super::RunOptions;
-use crate::erp::extract::{load_extract, Extract, ExtractFormat, ExtractSource};
+use crate::erp::extract::{load_extract, Extract, ExtractFormat, ExtractSource, GuardInput};
 use crate::ingest::IngestSettings;
 use crate::ingest::IngestStats;
 use crate::job::{ExtractFileFormat, Job, SpotDraftTarget};
 use crate::reconcile::orphan_candidates;
 use crate::report::lifecycle::{
-    compare_with_previous_run, load_acknowledgements, recent_trend, Acknowledgements, Corrections,
-    Tracked, TrackedRun, TrendPoint,
+    compare_with_previous_run, load_acknowledgements, previous_erp_rows_valid, recent_trend,
+    Acknowledgements, Corrections, Tracked, TrackedRun, TrendPoint,
 };
 use crate::report::RunInfo;
 use crate::sandbox::{Dataset, Sandbox, SandboxConfig};
@@ -116,10 +116,17 @@ pub(super) async fn extract_as_of(job: &Job) -> Option<chrono::DateTime<chrono::
     at.store.head(&at.path).await.ok().map(|m| m.last_modified)
 }
 
-/// Loads and validates the job's ERP extract.
-pub(super) async fn load_job_extract(job: &Job) -> anyhow::Result<Extract> {
+/// Loads and validates the job's ERP extract, then checks it against the
+/// job's guard (`[erp.extract] min_rows`, `max_row_drop`, `max_age_hours`)
+/// unless `opts.accept_extract`: a failed check ([`crate::erp::extract::GuardError`]) fails the run
+/// before any report or plan.
+pub(super) async fn load_job_extract(
+    job: &Job,
+    output: &Location,
+    opts: &RunOptions,
+) -> anyhow::Result<Extract> {
     let extract_at = storage::resolve(&job.extract.url)?;
-    Ok(load_extract(ExtractSource {
+    let extract = load_extract(ExtractSource {
         store: extract_at.store.clone(),
         path: extract_at.path.clone(),
         display_url: &extract_at.display,
@@ -129,7 +136,43 @@ pub(super) async fn load_job_extract(job: &Job) -> anyhow::Result<Extract> {
         },
         columns: &job.extract.columns,
     })
-    .await?)
+    .await?;
+    let guard = &job.extract.guard;
+    let previous = if guard.max_row_drop < 1.0 {
+        previous_erp_rows_valid(&output.store, &output.path, &job.name)
+            .await
+            .context("reading the previous nightly run's ERP row count")?
+    } else {
+        None
+    };
+    let modified = match guard.max_age {
+        Some(_) => {
+            use object_store::ObjectStoreExt;
+            let meta = extract_at
+                .store
+                .head(&extract_at.path)
+                .await
+                .with_context(|| {
+                    format!("reading the last-modified time of {}", extract_at.display)
+                })?;
+            Some(meta.last_modified)
+        }
+        None => None,
+    };
+    let input = GuardInput {
+        url: &extract_at.display,
+        previous: previous.as_ref().map(|(id, n)| (id.as_str(), *n)),
+        modified,
+        now: chrono::Utc::now(),
+    };
+    match extract.check_guard(guard, &input) {
+        Ok(()) => {}
+        Err(e) if opts.accept_extract => {
+            tracing::warn!(job = %job.name, reason = %e, "extract guard overridden by --accept-extract");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(extract)
 }
 
 pub(super) fn output_location(job: &Job, opts: &RunOptions) -> anyhow::Result<Location> {
@@ -231,7 +274,7 @@ pub(super) async fn prologue(
     }
     crate::report::migrate::migrate_legacy_reports(store, prefix, &job.name).await?;
     let t = std::time::Instant::now();
-    let extract = load_job_extract(job).await?;
+    let extract = load_job_extract(job, output, opts).await?;
     let acks = load_job_acknowledgements(job)?;
     timings.insert("load_extract".to_string(), t.elapsed().as_millis() as u64);
     let (sandbox, settings) = ingest_settings(job).await?;

@@ -29,7 +29,10 @@ mod tests;
 
 pub use acks::{load_acknowledgements, AckError, Acknowledgement, Acknowledgements};
 pub use corrections::Corrections;
-pub use previous::{compare_with_previous_run, previous_nightly_run, recent_trend, PreviousRun};
+pub use previous::{
+    compare_with_previous_run, previous_erp_rows_valid, previous_nightly_run, recent_trend,
+    PreviousRun,
+};
 pub use track::{empty_resolved, track_drift, values_hash, Tracked, TrackedRun};
 
 use polars::prelude::DataType;

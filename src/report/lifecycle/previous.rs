@@ -22,6 +22,8 @@ pub struct PreviousRun {
     pub run_id: String,
     /// Its folder in the `drift` dataset.
     pub drift_dir: Path,
+    /// Its `summary.json`.
+    pub summary: Path,
 }
 
 /// The job's newest complete nightly run other than `run_id`: `latest.json`'s
@@ -38,6 +40,7 @@ pub async fn previous_nightly_run(
                 return Ok(Some(PreviousRun {
                     run_id: latest.run_id,
                     drift_dir: Path::from(dir.as_str()),
+                    summary: Path::from(latest.summary.as_str()),
                 }));
             }
         }
@@ -49,6 +52,7 @@ pub async fn previous_nightly_run(
         .find(|r| r.kind == RunKind::Nightly && r.run_id != run_id);
     Ok(newest.map(|r| PreviousRun {
         drift_dir: r.table_dir(prefix, DRIFT_TABLE),
+        summary: r.table_dir(prefix, RUNS_TABLE).join("summary.json"),
         run_id: r.run_id,
     }))
 }
@@ -200,6 +204,27 @@ impl OwnedRun {
             job: &self.job,
             run_date: self.run_date,
             detected_at: &self.detected_at,
+        }
+    }
+}
+
+/// The job's last complete nightly run's id and valid ERP row count
+/// (`inputs.erp_rows_valid` of its `summary.json`); `None` when there is no
+/// such run or its summary cannot be read (with a warning).
+pub async fn previous_erp_rows_valid(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    job: &str,
+) -> Result<Option<(String, u64)>, ReportError> {
+    let Some(previous) = previous_nightly_run(store, prefix, job, "").await? else {
+        return Ok(None);
+    };
+    match get_json::<crate::report::Summary>(store, &previous.summary).await {
+        Ok(Some(summary)) => Ok(Some((previous.run_id, summary.inputs.erp_rows_valid))),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::warn!(path = %previous.summary, error = %e, "the previous nightly run's summary is unreadable; the row-drop check is skipped");
+            Ok(None)
         }
     }
 }

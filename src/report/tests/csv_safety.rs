@@ -143,3 +143,36 @@ fn removing_one_leading_quote_gives_back_every_raw_value() {
         .collect();
     assert_eq!(undone, owned(&raw));
 }
+
+#[test]
+fn formulas_from_the_bad_extract_corpus_are_text_in_the_csv() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/bad/spreadsheet_formulas.csv");
+    let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
+    let columns: std::collections::BTreeMap<String, String> = [
+        ("erp_record_id", "RECORD_ID"),
+        ("vendor_id", "VENDOR_NO"),
+        ("po_number", "PO_NUMBER"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let extract = crate::erp::extract::parse_and_validate(
+        "spreadsheet_formulas.csv",
+        bytes,
+        crate::erp::extract::ExtractFormat::Csv,
+        &columns,
+    )
+    .unwrap();
+    let records = extract
+        .records
+        .select(["erp_record_id", "vendor_id", "po_number"])
+        .unwrap();
+    let csv = String::from_utf8(super::super::write::write_csv(&records).unwrap()).unwrap();
+    assert_eq!(
+        csv,
+        "erp_record_id,vendor_id,po_number\n\
+         ERP-19741869,\"'=HYPERLINK(\"\"http://evil.example/x\"\",\"\"click\"\")\",'+00594165\n\
+         ERP-27110656,'@SUM(A1:A9),'-08514158\n"
+    );
+}
