@@ -351,15 +351,21 @@ fn errors_do_not_repeat_their_cause() {
     assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
 }
 
-/// Writes the Parquet files of the corpus (`cargo test -- --ignored
-/// write_parquet_corpus`): `wrong_types.parquet` (ids, amounts as numbers,
-/// effective dates as spreadsheet serial numbers, expiry dates as dates),
-/// `binary_column.parquet` (the vendor as bytes) and `truncated.parquet`
-/// (the demo extract's first 4,000 bytes).
+/// The corpus's Parquet files are what this code writes: `wrong_types.parquet`
+/// (ids, amounts as numbers, effective dates as spreadsheet serial numbers,
+/// expiry dates as dates), `binary_column.parquet` (the vendor as bytes) and
+/// `truncated.parquet` (the demo extract's first 4,000 bytes). Written to a
+/// temporary folder and compared with the committed files, read back; with
+/// `WRITE_BAD_CORPUS=1` it rewrites the committed files instead.
 #[test]
-#[ignore]
-fn write_parquet_corpus() {
-    let dir = corpus();
+fn the_committed_parquet_corpus_is_what_this_code_writes() {
+    let rewrite = std::env::var_os("WRITE_BAD_CORPUS").is_some();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = if rewrite {
+        corpus()
+    } else {
+        tmp.path().to_path_buf()
+    };
     let base = || {
         df!(
             "RECORD_ID" => ["ERP-19741869", "ERP-27110656"],
@@ -388,8 +394,24 @@ fn write_parquet_corpus() {
         "binary_column.parquet",
         base().with_column(col("VENDOR_NO").cast(DataType::Binary)),
     );
-    let demo = std::fs::read(dir.join("../demo/erp_extract.parquet")).unwrap();
+    let demo = std::fs::read(corpus().join("../demo/erp_extract.parquet")).unwrap();
     std::fs::write(dir.join("truncated.parquet"), &demo[..4000]).unwrap();
+    let read = |path: PathBuf| {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        ParquetReader::new(file).finish().unwrap()
+    };
+    for name in ["wrong_types.parquet", "binary_column.parquet"] {
+        let (written, committed) = (read(dir.join(name)), read(corpus().join(name)));
+        assert!(
+            written.equals_missing(&committed),
+            "fixtures/bad/{name} is stale: rewrite it with WRITE_BAD_CORPUS=1 cargo test --lib parquet_corpus"
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.join("truncated.parquet")).unwrap(),
+        std::fs::read(corpus().join("truncated.parquet")).unwrap(),
+        "fixtures/bad/truncated.parquet is stale"
+    );
 }
 
 #[test]

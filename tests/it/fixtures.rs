@@ -499,30 +499,3 @@ fn bad_counts_are_refused_with_the_flag_name() {
     let err = generate(&GenOptions::new(0, 1, dir.path())).unwrap_err();
     assert!(err.to_string().contains("--contracts"), "{err}");
 }
-
-/// Writes `fixtures/demo` (300 contracts, seed 42, documents on).
-#[test]
-#[ignore = "regenerates the committed demo dataset"]
-fn regenerate_demo_dataset() {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
-    let summary = gen(&demo, 300, 42, false);
-    println!("{}", serde_json::to_string_pretty(&summary).unwrap());
-}
-
-#[test]
-#[ignore = "slow: times 1,000,000 contracts (run with --release for the real figure)"]
-fn time_one_million_contracts() {
-    let dir = tempfile::tempdir().unwrap();
-    let started = std::time::Instant::now();
-    let opts = GenOptions {
-        snapshot: true,
-        ..GenOptions::new(1_000_000, 1, dir.path())
-    };
-    let summary = generate(&opts).unwrap();
-    println!(
-        "1,000,000 contracts in {:.1?}: {} extract rows, drift {:?}",
-        started.elapsed(),
-        summary.extract_rows,
-        summary.expected_drift
-    );
-}

@@ -2,13 +2,15 @@
 
 use super::*;
 
-/// Writes three sample runs (small, 10,000 varied drift rows, and clean) under
-/// `$REPORT_SAMPLE_DIR/out/drift/`, for looking at `report.html` and reading the
-/// dataset with other tools: `REPORT_SAMPLE_DIR=/tmp/x cargo test --lib write_sample -- --ignored`.
+/// Three sample runs on a local folder (small, 10,000 varied drift rows, and
+/// clean), read back as another reader would. With `REPORT_SAMPLE_DIR` set
+/// they are kept there, for looking at `report.html` in a browser:
+/// `REPORT_SAMPLE_DIR=/tmp/x cargo test --lib sample_reports`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn write_sample_reports() {
-    let dir = std::env::var("REPORT_SAMPLE_DIR").expect("REPORT_SAMPLE_DIR");
+async fn sample_reports_of_every_size_are_complete_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir =
+        std::env::var("REPORT_SAMPLE_DIR").unwrap_or_else(|_| tmp.path().display().to_string());
     std::fs::create_dir_all(&dir).unwrap();
     let store: Arc<dyn ObjectStore> =
         Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir).unwrap());
@@ -68,5 +70,14 @@ async fn write_sample_reports() {
     )
     .await
     .unwrap();
-    println!("{dir}/{}", loc.dir);
+    // The 10,000-row run reads back whole, with its page.
+    let run_dir = std::path::Path::new(&dir).join(loc.dir.as_ref());
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("r-b"), "the page names its run");
+    let drift_dir = std::path::Path::new(&dir)
+        .join("out/drift/job=acme-vendors/run_date=2025-03-02/run_id=r-b");
+    let file = std::fs::File::open(drift_dir.join("drift.parquet")).unwrap();
+    assert_eq!(ParquetReader::new(file).finish().unwrap().height(), n);
+    assert!(drift_dir.join("_SUCCESS").exists());
+    println!("{}", run_dir.display());
 }
