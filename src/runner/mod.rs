@@ -36,11 +36,8 @@ use crate::ingest::{commit_watermark, ingest_with_control, IngestMode, WalkContr
 use crate::job::{ApplyMode, Job};
 use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
 use crate::reconcile::{reconcile, RunContext};
-use crate::report::layout::PLAN_TABLE;
 use crate::report::lifecycle::{Corrections, RunKind};
-use crate::report::{
-    write_run_reports, ExtraTable, InputCounts, ReportFormats, RunInfo, RunTables, Summary,
-};
+use crate::report::{InputCounts, RunInfo, Summary};
 use crate::sandbox::StateHandle;
 use crate::storage::Location;
 use anyhow::Context;
@@ -358,27 +355,18 @@ async fn run_under_lease(
     summary.lifecycle = Some(tracked.counts.clone());
     summary.trend = trend;
     summary.apply = planned.as_ref().map(|p| p.summary.clone());
-    let formats = ReportFormats {
-        parquet: job.output.parquet,
-        csv: job.output.csv,
-        html: job.output.html,
-    };
     lease.check()?;
-    let extra: Vec<ExtraTable> = planned
-        .iter()
-        .map(|p| ExtraTable {
-            name: PLAN_TABLE,
-            frame: p.frame.clone(),
-        })
-        .collect();
-    let tables = RunTables {
-        drift: &tracked.drift,
-        rejects: &extract.rejects,
-        resolved: Some(&tracked.resolved),
-        extra: &extra,
-    };
-    let location =
-        write_run_reports(store.clone(), prefix, &run, tables, &summary, &formats).await?;
+    let location = steps::publish_run(
+        job,
+        output,
+        &run,
+        &tracked.drift,
+        &extract.rejects,
+        Some(&tracked.resolved),
+        planned.as_ref(),
+        &summary,
+    )
+    .await?;
     summary
         .timings_ms
         .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);

@@ -22,14 +22,11 @@ use crate::job::{ApplyMode, Job};
 use crate::lease::{self, Holder, LeaseGuard};
 use crate::reconcile::spec::kinds;
 use crate::reconcile::{reconcile, RunContext};
-use crate::report::layout::PLAN_TABLE;
 use crate::report::lifecycle::{
     compare_with_previous_run, empty_resolved, Acknowledgements, Corrections, RunKind, TrackedRun,
 };
 use crate::report::RunScope;
-use crate::report::{
-    write_run_reports, ExtraTable, InputCounts, ReportFormats, RunInfo, RunTables, Summary,
-};
+use crate::report::{InputCounts, RunInfo, Summary};
 use crate::sandbox::Sandbox;
 use crate::spotdraft::SpotDraftClient;
 use crate::storage::Location;
@@ -370,27 +367,18 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
         erp_records: erp_records.as_ref().map_or(vec![], |e| e.asked.clone()),
         erp_records_not_found: erp_records.as_ref().map_or(vec![], |e| e.not_found.clone()),
     });
-    let formats = ReportFormats {
-        parquet: job.output.parquet,
-        csv: job.output.csv,
-        html: job.output.html,
-    };
     lease.check()?;
-    let extra: Vec<ExtraTable> = planned
-        .iter()
-        .map(|p| ExtraTable {
-            name: PLAN_TABLE,
-            frame: p.frame.clone(),
-        })
-        .collect();
-    let tables = RunTables {
-        drift: &tracked.drift,
-        rejects: &extract.rejects,
-        resolved: None,
-        extra: &extra,
-    };
-    let location =
-        write_run_reports(store.clone(), prefix, &run, tables, &summary, &formats).await?;
+    let location = super::steps::publish_run(
+        job,
+        output,
+        &run,
+        &tracked.drift,
+        &extract.rejects,
+        None,
+        planned.as_ref(),
+        &summary,
+    )
+    .await?;
     summary
         .timings_ms
         .insert("write_reports".to_string(), t.elapsed().as_millis() as u64);

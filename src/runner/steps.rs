@@ -363,3 +363,46 @@ pub(super) fn published_outcome(
         report_html,
     }
 }
+
+/// Publishes a run's tables (drift, rejects, resolved when given, the plan
+/// when corrections were planned) with its summary, in the job's formats.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn publish_run(
+    job: &Job,
+    output: &Location,
+    run: &RunInfo,
+    drift: &DataFrame,
+    rejects: &DataFrame,
+    resolved: Option<&DataFrame>,
+    planned: Option<&crate::apply::stage::Planned>,
+    summary: &crate::report::Summary,
+) -> anyhow::Result<crate::report::ReportLocation> {
+    let formats = crate::report::ReportFormats {
+        parquet: job.output.parquet,
+        csv: job.output.csv,
+        html: job.output.html,
+    };
+    let extra: Vec<crate::report::ExtraTable> = planned
+        .iter()
+        .map(|p| crate::report::ExtraTable {
+            name: crate::report::layout::PLAN_TABLE,
+            frame: p.frame.clone(),
+        })
+        .collect();
+    let tables = crate::report::RunTables {
+        drift,
+        rejects,
+        resolved,
+        extra: &extra,
+    };
+    let location = crate::report::write_run_reports(
+        output.store.clone(),
+        &output.path,
+        run,
+        tables,
+        summary,
+        &formats,
+    )
+    .await?;
+    Ok(location)
+}
