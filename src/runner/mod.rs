@@ -30,8 +30,8 @@ pub use outcome::{render_apply, RunOutcome};
 pub use partial::{partial_run_id, scope_drift, scope_erp_drift, KINDS_NEEDING_EVERY_CONTRACT};
 pub use targeted::{run_targeted, TargetHint, TargetSet};
 
-use crate::apply::stage::{prepare_plan, Planned};
-use crate::apply::{read_journal, PlanInput};
+use crate::apply::read_journal;
+use crate::apply::stage::Planned;
 use crate::ingest::{commit_watermark, ingest_with_control, IngestMode, WalkControl};
 use crate::job::{ApplyMode, Job};
 use crate::lease::{self, Holder, LeaseConfig, LeaseGuard};
@@ -45,7 +45,7 @@ use object_store::ObjectStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use steps::{confirm_named_contracts, extract_as_of, output_location, track_across_runs};
+use steps::{confirm_named_contracts, output_location, track_across_runs};
 
 /// An edit of the embedded sandbox's state before ingestion.
 pub type SandboxEdit = Arc<dyn Fn(&StateHandle) + Send + Sync>;
@@ -274,29 +274,16 @@ async fn run_under_lease(
     // a correction of an earlier run covering them was applied.
     let journal = read_journal(store, prefix, &job.name).await?;
     let planned = if job.apply.enabled {
-        let journal = journal.clone();
-        let as_of = extract_as_of(job).await;
-        let (job_owned, drift) = (job.clone(), reconciled.drift.clone());
-        let (snapshot, records) = (ingested.snapshot.clone(), extract.records.clone());
-        let mode_name = if mode == ApplyMode::Apply {
-            "apply"
-        } else {
-            "plan"
-        };
-        let planned = tokio::task::spawn_blocking(move || {
-            let input = PlanInput {
-                job: &job_owned.name,
-                drift: &drift,
-                snapshot: &snapshot,
-                records: &records,
-                spec: &job_owned.reconcile,
-                settings: &job_owned.apply,
-                create: job_owned.create.as_ref(),
-            };
-            prepare_plan(&input, &journal, as_of, mode_name)
-        })
-        .await
-        .context("planning corrections stopped")??;
+        let planned = steps::plan_corrections(
+            job,
+            mode,
+            journal.clone(),
+            reconciled.drift.clone(),
+            ingested.snapshot.clone(),
+            extract.records.clone(),
+            job.create.clone(),
+        )
+        .await?;
         timings.insert("plan".to_string(), t.elapsed().as_millis() as u64);
         Some(planned)
     } else {

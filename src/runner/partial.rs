@@ -12,10 +12,9 @@
 //! never reported; nor are rows resolved: a row of the last nightly run that
 //! is not in a partial run may simply be out of its scope.
 
-use super::steps::extract_as_of;
 use super::{RunOptions, RunOutcome};
-use crate::apply::stage::{prepare_plan, Planned};
-use crate::apply::{read_journal, PlanInput};
+use crate::apply::read_journal;
+use crate::apply::stage::Planned;
 use crate::erp::extract::Extract;
 use crate::ingest::IngestStats;
 use crate::job::{ApplyMode, Job};
@@ -255,11 +254,9 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
     let journal = read_journal(store, prefix, &job.name).await?;
     let planned = if job.apply.enabled {
         let t = Instant::now();
-        let journal = journal.clone();
-        let as_of = extract_as_of(job).await;
-        let (job_owned, drift) = (job.clone(), drift.clone());
         // An ERP-record run plans creates for its records only (and what
-        // earlier creates of theirs still owe).
+        // earlier creates of theirs still owe); `missing_in_spotdraft` needs
+        // every contract, so other partial runs plan no creates.
         let (create, records) = match &erp_records {
             None => (None, extract.records.clone()),
             Some(erp) => (
@@ -267,29 +264,16 @@ pub(super) async fn finish_partial_run(run: PartialRun<'_>) -> anyhow::Result<Ru
                 records_of(&extract.records, &erp.found)?,
             ),
         };
-        let snapshot = snapshot.clone();
-        let mode_name = if mode == ApplyMode::Apply {
-            "apply"
-        } else {
-            "plan"
-        };
-        let planned = tokio::task::spawn_blocking(move || {
-            let input = PlanInput {
-                job: &job_owned.name,
-                drift: &drift,
-                snapshot: &snapshot,
-                records: &records,
-                spec: &job_owned.reconcile,
-                settings: &job_owned.apply,
-                // `missing_in_spotdraft` needs every contract: nightly runs
-                // and ERP-record runs (whose rows are decided against the
-                // whole snapshot) only.
-                create: create.as_ref(),
-            };
-            prepare_plan(&input, &journal, as_of, mode_name)
-        })
-        .await
-        .context("planning corrections stopped")??;
+        let planned = super::steps::plan_corrections(
+            job,
+            mode,
+            journal.clone(),
+            drift.clone(),
+            snapshot.clone(),
+            records,
+            create,
+        )
+        .await?;
         timings.insert("plan".to_string(), t.elapsed().as_millis() as u64);
         Some(planned)
     } else {

@@ -406,3 +406,39 @@ pub(super) async fn publish_run(
     .await?;
     Ok(location)
 }
+
+/// Plans the corrections (and, with `create`, the contract creations) of a
+/// run's `drift`, off the async threads; `mode` names the plan (`plan` or
+/// `apply`).
+pub(super) async fn plan_corrections(
+    job: &Job,
+    mode: crate::job::ApplyMode,
+    journal: crate::apply::JournalView,
+    drift: DataFrame,
+    snapshot: DataFrame,
+    records: DataFrame,
+    create: Option<crate::job::create::CreateSettings>,
+) -> anyhow::Result<crate::apply::stage::Planned> {
+    let as_of = extract_as_of(job).await;
+    let job = job.clone();
+    let mode_name = if mode == crate::job::ApplyMode::Apply {
+        "apply"
+    } else {
+        "plan"
+    };
+    tokio::task::spawn_blocking(move || {
+        let input = crate::apply::PlanInput {
+            job: &job.name,
+            drift: &drift,
+            snapshot: &snapshot,
+            records: &records,
+            spec: &job.reconcile,
+            settings: &job.apply,
+            create: create.as_ref(),
+        };
+        crate::apply::stage::prepare_plan(&input, &journal, as_of, mode_name)
+    })
+    .await
+    .context("planning corrections stopped")?
+    .map_err(Into::into)
+}
