@@ -1,8 +1,11 @@
 //! ERP extract loading (CSV/Parquet through object_store) with a rejects list.
 //!
-//! The file is read whole through the object store and parsed by Polars from
-//! memory. CSV columns are all read as text (no type inference: `00123` keeps
-//! its zeros); Parquet columns are cast to text. Rows are validated in Polars,
+//! The file is streamed from the object store, never whole in memory: CSV
+//! record by record as its bytes arrive ([`csv`]), Parquet by ranges with the
+//! `parquet` crate's async reader, fetching the footer and then only the
+//! mapped columns' chunks ([`parquet`]). Only the mapped columns are kept, all
+//! as text (no type inference: `00123` keeps its zeros; Parquet numbers, dates
+//! and decimals get their text form). Rows are validated in Polars,
 //! and a row that fails a check goes to [`Extract::rejects`] with its row number
 //! and the reason (the first failing check):
 //! - a row with an empty record id cannot be linked to anything: it is in the
@@ -30,12 +33,14 @@
 //! thousands separators are accepted only in groups of three before the point
 //! (`1,234.50`), the one form that cannot be read as a decimal comma.
 
+mod csv;
+mod parquet;
+
 use crate::reconcile::normalize::{decimal_text, parse_date, trimmed};
 use crate::reconcile::spec::{unusable_flag, CANONICAL_ERP_FIELDS};
 use object_store::{ObjectStore, ObjectStoreExt};
 use polars::prelude::*;
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Arc;
 
 /// File format of an extract.
@@ -45,6 +50,16 @@ pub enum ExtractFormat {
     Csv,
     /// Apache Parquet.
     Parquet,
+}
+
+impl ExtractFormat {
+    /// `CSV` or `Parquet`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExtractFormat::Csv => "CSV",
+            ExtractFormat::Parquet => "Parquet",
+        }
+    }
 }
 
 /// Where an extract lives and how its columns map to canonical names.
@@ -75,6 +90,9 @@ pub struct Extract {
     pub rejects: DataFrame,
     /// Data rows read from the file.
     pub rows_read: u64,
+    /// Bytes fetched from the store: the whole file for CSV; the footer and
+    /// the mapped columns' chunks for Parquet.
+    pub bytes_fetched: u64,
 }
 
 /// Why an extract could not be loaded.
@@ -96,9 +114,20 @@ pub enum ExtractError {
         url: String,
         /// `CSV` or `Parquet`.
         format: &'static str,
-        /// Polars' error.
+        /// The reader's error.
         #[source]
-        source: PolarsError,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store's stream of the file broke off part-way.
+    #[error("cannot read ERP extract {url} past line {line}")]
+    ReadStream {
+        /// The extract's URL.
+        url: String,
+        /// The last line read whole.
+        line: u64,
+        /// The stream's error.
+        #[source]
+        source: std::io::Error,
     },
     /// The file has no header (zero bytes, or only blank lines).
     #[error("ERP extract {url} is empty: no header line and no rows (a failed ERP export?)")]
@@ -146,7 +175,7 @@ pub enum ExtractError {
         url: String,
         /// The column.
         column: String,
-        /// Its Polars type.
+        /// Its Arrow type, lower case.
         dtype: String,
     },
     /// A mapped column does not exist in the file.
@@ -180,33 +209,56 @@ pub enum ExtractError {
     },
 }
 
-/// Loads an extract: reads the file, maps its columns and splits valid rows from rejects.
+/// Loads an extract: streams the file from its store, maps its columns and
+/// splits valid rows from rejects.
 ///
-/// Runs Polars on the blocking pool, so it is safe on any tokio runtime.
+/// Neither format is ever whole in memory: CSV is parsed as its bytes arrive,
+/// Parquet is read by ranges (its footer, then only the mapped columns' chunks).
+/// The reading and Polars work run on the blocking pool, so this is safe on
+/// any tokio runtime.
 pub async fn load_extract(src: ExtractSource<'_>) -> Result<Extract, ExtractError> {
     let url = src.display_url.to_string();
     check_mapping(&url, src.columns)?;
+    let columns = src.columns.clone();
+    let format = src.format;
     let read_err = |source| ExtractError::Read {
         url: url.clone(),
         source,
     };
-    let bytes = src
-        .store
-        .get(&src.path)
-        .await
-        .map_err(read_err)?
-        .bytes()
-        .await
-        .map_err(read_err)?;
-    let columns = src.columns.clone();
-    let format = src.format;
+    let handle = tokio::runtime::Handle::current();
     let task_url = url.clone();
-    tokio::task::spawn_blocking(move || parse_and_validate(&task_url, bytes, format, &columns))
-        .await
-        .map_err(|e| ExtractError::Validate {
+    let task = match format {
+        ExtractFormat::Csv => {
+            let got = src.store.get(&src.path).await.map_err(read_err)?;
+            let size = got.meta.size;
+            let reader = csv::StreamRead::new(handle, got.into_stream());
+            tokio::task::spawn_blocking(move || {
+                let raw = csv::read_csv(&task_url, reader, &columns, size)?;
+                finish(&task_url, raw, &columns)
+            })
+        }
+        ExtractFormat::Parquet => {
+            let size = src.store.head(&src.path).await.map_err(read_err)?.size;
+            let reader = parquet::StoreReader::new(src.store.clone(), src.path.clone(), size);
+            tokio::task::spawn_blocking(move || {
+                let raw = handle.block_on(parquet::read_parquet(&task_url, reader, &columns))?;
+                finish(&task_url, raw, &columns)
+            })
+        }
+    };
+    task.await.unwrap_or_else(|e| {
+        // A damaged file can make a decoder panic instead of erring: that is
+        // still this file's parse error, not the process's.
+        Err(ExtractError::Parse {
             url,
-            source: PolarsError::ComputeError(format!("validation task failed: {e}").into()),
-        })?
+            format: format.name(),
+            source: if e.is_panic() {
+                "the file is damaged (the decoder stopped)".into()
+            } else {
+                format!("the loading task failed: {e}").into()
+            },
+        })
+    })
 }
 
 fn check_mapping(url: &str, columns: &BTreeMap<String, String>) -> Result<(), ExtractError> {
@@ -231,54 +283,84 @@ fn check_mapping(url: &str, columns: &BTreeMap<String, String>) -> Result<(), Ex
     Ok(())
 }
 
-/// Parses `bytes` and validates the rows (synchronous Polars work).
+/// Parses a whole file already in memory and validates its rows: the same
+/// readers as [`load_extract`], over `bytes` instead of a stream (tests and
+/// fuzzing).
 pub fn parse_and_validate(
     url: &str,
     bytes: bytes::Bytes,
     format: ExtractFormat,
     columns: &BTreeMap<String, String>,
 ) -> Result<Extract, ExtractError> {
-    let (raw, bad_rows, rows_read) = match format {
-        ExtractFormat::Csv => read_csv(url, &bytes)?,
-        ExtractFormat::Parquet => {
-            let raw = read_parquet(url, bytes, columns)?;
-            let rows = raw.height() as u64;
-            (raw, Vec::new(), rows)
+    check_mapping(url, columns)?;
+    let raw = match format {
+        ExtractFormat::Csv => {
+            let size = bytes.len() as u64;
+            csv::read_csv(url, std::io::Cursor::new(bytes), columns, size)?
         }
+        ExtractFormat::Parquet => parquet::read_parquet_bytes(url, bytes, columns)?,
     };
-    let available: Vec<String> = raw
-        .get_column_names()
-        .iter()
-        .filter(|s| s.as_str() != ROW)
-        .map(|s| s.to_string())
-        .collect();
-    if let Some((canonical, column)) = columns.iter().find(|(_, c)| !available.contains(c)) {
-        if format == ExtractFormat::Csv && available.len() == 1 {
-            let header = &available[0];
-            return Err(ExtractError::Delimiter {
-                url: url.to_string(),
-                header: header.chars().take(80).collect(),
-                expected: columns.values().cloned().collect::<Vec<_>>().join(", "),
-                found: [';', '\t', '|'].into_iter().find(|d| header.contains(*d)),
-            });
-        }
-        return Err(ExtractError::MissingColumn {
-            url: url.to_string(),
-            column: column.clone(),
-            canonical: canonical.clone(),
-            available,
-        });
-    }
-    validate(raw, columns, &bad_rows)
+    finish(url, raw, columns)
+}
+
+/// What a reader hands on: the mapped columns as text, a row number column,
+/// the rows that cannot be records, and the number of data rows read.
+struct RawRows {
+    /// `_row` and each mapped column of the file (String, empty as null).
+    frame: DataFrame,
+    /// Rows rejected while reading (CSV: wrong field count, not UTF-8).
+    bad: Vec<BadRow>,
+    /// Data rows in the file.
+    rows_read: u64,
+    /// Bytes fetched from the store.
+    bytes_fetched: u64,
+}
+
+/// Validates what a reader produced.
+fn finish(
+    url: &str,
+    raw: RawRows,
+    columns: &BTreeMap<String, String>,
+) -> Result<Extract, ExtractError> {
+    validate(raw.frame, columns, &raw.bad)
         .map(|(records, rejects)| Extract {
             records,
             rejects,
-            rows_read,
+            rows_read: raw.rows_read,
+            bytes_fetched: raw.bytes_fetched,
         })
         .map_err(|source| ExtractError::Validate {
             url: url.to_string(),
             source,
         })
+}
+
+/// Fails naming the first mapped column the file lacks; a CSV header of one
+/// column means another delimiter than `,`.
+fn check_columns(
+    url: &str,
+    format: ExtractFormat,
+    available: &[String],
+    columns: &BTreeMap<String, String>,
+) -> Result<(), ExtractError> {
+    let Some((canonical, column)) = columns.iter().find(|(_, c)| !available.contains(c)) else {
+        return Ok(());
+    };
+    if format == ExtractFormat::Csv && available.len() == 1 {
+        let header = &available[0];
+        return Err(ExtractError::Delimiter {
+            url: url.to_string(),
+            header: header.chars().take(80).collect(),
+            expected: columns.values().cloned().collect::<Vec<_>>().join(", "),
+            found: [';', '\t', '|'].into_iter().find(|d| header.contains(*d)),
+        });
+    }
+    Err(ExtractError::MissingColumn {
+        url: url.to_string(),
+        column: column.clone(),
+        canonical: canonical.clone(),
+        available: available.to_vec(),
+    })
 }
 
 /// The internal column holding each row's 1-based data row number.
@@ -295,157 +377,15 @@ struct BadRow {
     reason: String,
 }
 
-/// Reads a CSV extract: every field as text (an empty one as null), a `_row`
-/// column, the rows that cannot be records, and the number of data rows read.
-fn read_csv(url: &str, bytes: &[u8]) -> Result<(DataFrame, Vec<BadRow>, u64), ExtractError> {
-    let data = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let parse_err = |e: csv::Error| ExtractError::Parse {
-        url: url.to_string(),
-        format: "CSV",
-        source: PolarsError::ComputeError(e.to_string().into()),
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(data);
-    let mut record = csv::ByteRecord::new();
-    if !reader.read_byte_record(&mut record).map_err(parse_err)? {
-        return Err(ExtractError::Empty {
-            url: url.to_string(),
-        });
-    }
-    let mut names: Vec<String> = Vec::with_capacity(record.len());
-    for (i, field) in record.iter().enumerate() {
-        let name = std::str::from_utf8(field).map_err(|e| ExtractError::Header {
-            url: url.to_string(),
-            problem: format!(
-                "column {} is not valid UTF-8 ({}): the extract must be UTF-8",
-                i + 1,
-                bad_byte(field, &e)
-            ),
-        })?;
-        if let Some(first) = names.iter().position(|n| n == name) {
-            return Err(ExtractError::DuplicateColumn {
-                url: url.to_string(),
-                column: name.to_string(),
-                first: first + 1,
-                second: i + 1,
-            });
-        }
-        names.push(name.to_string());
-    }
-    // Built in place (Arrow string views, short values inline): no
-    // allocation per cell.
-    let capacity = bytes.len() / 64;
-    let mut values: Vec<StringChunkedBuilder> = names
-        .iter()
-        .map(|n| StringChunkedBuilder::new(n.as_str().into(), capacity))
-        .collect();
-    let mut rows: Vec<u64> = Vec::with_capacity(capacity);
-    let mut bad = Vec::new();
-    let mut row = 0u64;
-    while reader.read_byte_record(&mut record).map_err(parse_err)? {
-        row += 1;
-        let line = record.position().map_or(0, |p| p.line());
-        let lossy_first = || {
-            record
-                .get(0)
-                .map(|f| String::from_utf8_lossy(f).trim().to_string())
-                .filter(|f| !f.is_empty())
-        };
-        if record.len() != names.len() {
-            bad.push(BadRow {
-                row,
-                erp_record_id: lossy_first(),
-                reason: format!(
-                    "line {line}: {} fields where the header has {}",
-                    record.len(),
-                    names.len()
-                ),
-            });
-            continue;
-        }
-        let broken = record.iter().enumerate().find_map(|(i, field)| {
-            std::str::from_utf8(field).err().map(|e| {
-                format!(
-                    "line {line}: {}: not valid UTF-8 ({}); the extract must be UTF-8",
-                    names[i],
-                    bad_byte(field, &e)
-                )
-            })
-        });
-        if let Some(reason) = broken {
-            bad.push(BadRow {
-                row,
-                erp_record_id: lossy_first(),
-                reason,
-            });
-            continue;
-        }
-        for (column, field) in values.iter_mut().zip(record.iter()) {
-            match std::str::from_utf8(field) {
-                Ok(text) if !text.is_empty() => column.append_value(text),
-                _ => column.append_null(),
-            }
-        }
-        rows.push(row);
-    }
-    let rows_len = rows.len();
-    let mut columns: Vec<Column> = vec![Column::new(ROW.into(), rows)];
-    columns.extend(values.into_iter().map(|b| b.finish().into_column()));
-    let frame = DataFrame::new(rows_len, columns).map_err(|source| ExtractError::Parse {
-        url: url.to_string(),
-        format: "CSV",
-        source,
-    })?;
-    Ok((frame, bad, row))
-}
-
-/// `byte 0xE9 at offset 4` for a UTF-8 error in `field`.
-fn bad_byte(field: &[u8], e: &std::str::Utf8Error) -> String {
-    let at = e.valid_up_to();
-    format!("byte 0x{:02X} at offset {at}", field[at])
-}
-
-/// Reads a Parquet extract with a `_row` column; a mapped column of a type
-/// with no text form (lists, structs, binary) fails naming it.
-fn read_parquet(
-    url: &str,
-    bytes: bytes::Bytes,
-    columns: &BTreeMap<String, String>,
-) -> Result<DataFrame, ExtractError> {
-    let parse_err = |source| ExtractError::Parse {
-        url: url.to_string(),
-        format: "Parquet",
-        source,
-    };
-    // A damaged file can make the decoder panic instead of erring: that is
-    // still this file's parse error, not the process's.
-    let read = std::panic::catch_unwind(|| ParquetReader::new(Cursor::new(bytes)).finish())
-        .unwrap_or_else(|_| {
-            Err(PolarsError::ComputeError(
-                "the file is damaged (the Parquet decoder stopped)".into(),
-            ))
-        });
-    let frame = read.map_err(parse_err)?;
-    for column in columns.values() {
-        if let Ok(c) = frame.column(column) {
-            let dtype = c.dtype();
-            if dtype.is_nested() || matches!(dtype, DataType::Binary | DataType::BinaryOffset) {
-                return Err(ExtractError::ColumnType {
-                    url: url.to_string(),
-                    column: column.clone(),
-                    dtype: dtype.to_string(),
-                });
-            }
+/// The distinct file columns `columns` maps, in mapping order.
+fn mapped_columns(columns: &BTreeMap<String, String>) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for c in columns.values() {
+        if !names.contains(&c.as_str()) {
+            names.push(c);
         }
     }
-    frame
-        .lazy()
-        .with_row_index(ROW, Some(1))
-        .with_column(col(ROW).cast(DataType::UInt64))
-        .collect()
-        .map_err(parse_err)
+    names
 }
 
 /// Maps columns to canonical names, blanks to null, and lists rejects; records
@@ -689,3 +629,6 @@ impl Extract {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
