@@ -6,6 +6,12 @@
 //! Each case runs in a fresh child process, so one case's peak never hides
 //! another's. Asserts nothing.
 //!
+//! The generator's extract has only the mapped columns; the `wide-` cases add
+//! six unmapped text columns, as ERP exports have, which the streamed loader
+//! never keeps (nor, for Parquet, fetches). "whole" reads the object into
+//! memory first and parses it from there ([`parse_and_validate`]), the
+//! loader's former way.
+//!
 //! `cargo bench --bench extract -- [ROWS]` (default 1,000,000 contracts; the
 //! generator writes about 0.75 ERP rows per contract). The dataset is
 //! generated once into `target/bench-data/extract-ROWS` and reused.
@@ -20,6 +26,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use polars::prelude::SerReader;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +34,57 @@ use std::time::Instant;
 
 /// The environment variable a child process reads its case from.
 const CASE_ENV: &str = "EXTRACT_BENCH_CASE";
+
+/// The generator's extract with unmapped columns added, as ERP exports have.
+const WIDE_CSV: &str = "erp_extract_wide.csv";
+/// The same as Parquet (Snappy, Polars' row groups).
+const WIDE_PARQUET: &str = "erp_extract_wide.parquet";
+/// Unmapped columns added to each row of the wide extract.
+const EXTRA_COLUMNS: [&str; 6] = [
+    "DESCRIPTION",
+    "NOTES",
+    "BUYER_NAME",
+    "COST_CENTER",
+    "CREATED_BY",
+    "LAST_CHANGED_AT",
+];
+
+/// Writes the wide copies of the generator's CSV extract.
+fn write_wide(dir: &Path) -> anyhow::Result<()> {
+    let mut reader = csv::Reader::from_path(dir.join(files::ERP_EXTRACT_CSV))?;
+    let mut writer = csv::Writer::from_path(dir.join(WIDE_CSV))?;
+    let mut header = reader.headers()?.clone();
+    EXTRA_COLUMNS.iter().for_each(|c| header.push_field(c));
+    writer.write_record(&header)?;
+    for (i, record) in reader.records().enumerate() {
+        let mut record = record?;
+        record.push_field(&format!(
+            "Framework agreement for services, lot {i}, renewal terms per schedule B"
+        ));
+        record.push_field(&format!(
+            "Reviewed by procurement; ticket PRQ-{:07}",
+            i * 7 % 9_999_991
+        ));
+        record.push_field(&format!("Buyer {}", i % 977));
+        record.push_field(&format!("CC-{:05}", i % 4099));
+        record.push_field(&format!("user{:04}@example.com", i % 5003));
+        record.push_field(&format!(
+            "2026-{:02}-{:02}T10:{:02}:00Z",
+            i % 12 + 1,
+            i % 28 + 1,
+            i % 60
+        ));
+        writer.write_record(&record)?;
+    }
+    writer.flush()?;
+    let mut frame = polars::prelude::CsvReadOptions::default()
+        .with_infer_schema_length(Some(0))
+        .try_into_reader_with_file_path(Some(dir.join(WIDE_CSV)))?
+        .finish()?;
+    let mut out = std::fs::File::create(dir.join(WIDE_PARQUET))?;
+    polars::prelude::ParquetWriter::new(&mut out).finish(&mut frame)?;
+    Ok(())
+}
 
 fn status_mib(key: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -54,6 +112,8 @@ fn run_case(case: &str, dir: &Path) -> anyhow::Result<()> {
     };
     let (file, format) = match format {
         "csv" => (dir.join(files::ERP_EXTRACT_CSV), ExtractFormat::Csv),
+        "wide-csv" => (dir.join(WIDE_CSV), ExtractFormat::Csv),
+        "wide-parquet" => (dir.join(WIDE_PARQUET), ExtractFormat::Parquet),
         _ => (dir.join(files::ERP_EXTRACT_PARQUET), ExtractFormat::Parquet),
     };
     let file_bytes = std::fs::metadata(&file)?.len();
@@ -133,12 +193,16 @@ fn main() -> anyhow::Result<()> {
         opts.documents = Some(false);
         gen::generate(&opts).with_context(|| format!("generating into {}", dir.display()))?;
     }
+    if !dir.join(WIDE_PARQUET).exists() {
+        write_wide(&dir).context("writing the wide extracts")?;
+    }
     println!(
-        "{:<22} {:>9} {:>9} {:>8} {:>10} {:>9} {:>10}",
+        "{:<26} {:>9} {:>9} {:>8} {:>10} {:>9} {:>10}",
         "case", "file MiB", "fetched", "seconds", "peak+ MiB", "records", "frame MiB"
     );
     let mut peaks: BTreeMap<String, f64> = BTreeMap::new();
-    for format in ["csv", "parquet"] {
+    let formats = ["csv", "parquet", "wide-csv", "wide-parquet"];
+    for format in formats {
         for store in ["local", "memory"] {
             for mode in ["whole", "stream"] {
                 let case = format!("{format},{store},{mode}");
@@ -154,7 +218,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 let mib = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN) / (1 << 20) as f64;
                 println!(
-                    "{:<22} {:>9.1} {:>9.1} {:>8} {:>10} {:>9} {:>10}",
+                    "{:<26} {:>9.1} {:>9.1} {:>8} {:>10} {:>9} {:>10}",
                     case,
                     mib(cells[1]),
                     mib(cells[2]),
@@ -167,7 +231,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    for format in ["csv", "parquet"] {
+    for format in formats {
         for store in ["local", "memory"] {
             let whole = peaks.get(&format!("{format},{store},whole"));
             let stream = peaks.get(&format!("{format},{store},stream"));

@@ -137,6 +137,14 @@ pub(super) async fn load_job_extract(
         columns: &job.extract.columns,
     })
     .await?;
+    tracing::info!(
+        job = %job.name,
+        extract = %extract_at.display,
+        rows_read = extract.rows_read,
+        rows_rejected = extract.rejects.height(),
+        bytes_fetched = extract.bytes_fetched,
+        "ERP extract loaded"
+    );
     let guard = &job.extract.guard;
     let previous = if guard.max_row_drop < 1.0 {
         previous_erp_rows_valid(&output.store, &output.path, &job.name)

@@ -80,8 +80,8 @@ fn skip_bom<R: Read>(
     Ok(std::io::Cursor::new(head).chain(reader))
 }
 
-/// Reads a CSV extract of `size` bytes: each mapped column as text (an empty
-/// field as null), a `_row` column, the rows that cannot be records, and the
+/// Reads a CSV extract of `size` bytes: each mapped column as text (a field
+/// that is empty or only whitespace as null), a `_row` column, the rows that cannot be records, and the
 /// number of data rows read. Columns the job does not map are skipped.
 pub(super) fn read_csv(
     url: &str,
@@ -208,7 +208,7 @@ pub(super) fn read_csv(
         }
         for (at, column) in kept.iter_mut() {
             match std::str::from_utf8(&record[*at]) {
-                Ok(text) if !text.is_empty() => column.append_value(text),
+                Ok(text) if !text.trim().is_empty() => column.append_value(text),
                 _ => column.append_null(),
             }
         }

@@ -36,7 +36,7 @@
 mod csv;
 mod parquet;
 
-use crate::reconcile::normalize::{decimal_text, parse_date, trimmed};
+use crate::reconcile::normalize::{decimal_text, parse_date};
 use crate::reconcile::spec::{unusable_flag, CANONICAL_ERP_FIELDS};
 use object_store::{ObjectStore, ObjectStoreExt};
 use polars::prelude::*;
@@ -306,7 +306,8 @@ pub fn parse_and_validate(
 /// What a reader hands on: the mapped columns as text, a row number column,
 /// the rows that cannot be records, and the number of data rows read.
 struct RawRows {
-    /// `_row` and each mapped column of the file (String, empty as null).
+    /// `_row` and each mapped column of the file (String; a value that is
+    /// empty or only whitespace as null).
     frame: DataFrame,
     /// Rows rejected while reading (CSV: wrong field count, not UTF-8).
     bad: Vec<BadRow>,
@@ -397,13 +398,8 @@ fn validate(
 ) -> PolarsResult<(DataFrame, DataFrame)> {
     let mapped: Vec<Expr> = columns
         .iter()
-        .map(|(canonical, column)| {
-            let text = col(column.as_str()).cast(DataType::String);
-            when(trimmed(text.clone()).is_null())
-                .then(lit(NULL).cast(DataType::String))
-                .otherwise(text)
-                .alias(canonical.as_str())
-        })
+        // The readers give a blank value as null already: renaming is all.
+        .map(|(canonical, column)| col(column.as_str()).alias(canonical.as_str()))
         .collect();
     let mut exprs = vec![col(ROW)];
     exprs.extend(mapped);
@@ -507,11 +503,14 @@ fn validate(
             .vstack(&structural)?
             .sort(["row"], SortMultipleOptions::default())?
     };
-    let records = checked
-        .lazy()
-        .filter(col("_bad_id").not())
-        .drop(cols(["_bad_id", "_bad"]))
-        .collect()?;
+    // Rows without a record id are rare: without any, the columns are kept
+    // as they are instead of copied by a filter.
+    let any_without_id = checked.column("_bad_id")?.bool()?.any();
+    let mut records = checked.lazy();
+    if any_without_id {
+        records = records.filter(col("_bad_id").not());
+    }
+    let records = records.drop(cols(["_bad_id", "_bad"])).collect()?;
     Ok((records, rejects))
 }
 

@@ -287,8 +287,8 @@ impl TextRows {
     }
 }
 
-/// Appends each value of `array` as text (empty text as null); `Err` names a
-/// type without a text form.
+/// Appends each value of `array` as text (text that is empty or only
+/// whitespace as null); `Err` names a type without a text form.
 fn append_text(
     array: &dyn Array,
     out: &mut StringChunkedBuilder,
@@ -306,7 +306,7 @@ fn append_text(
                 Some(v) => {
                     text.clear();
                     write(text, v);
-                    if text.is_empty() {
+                    if text.trim().is_empty() {
                         out.append_null();
                     } else {
                         out.append_value(text.as_str());
@@ -321,7 +321,7 @@ fn append_text(
     fn strings<'a>(out: &mut StringChunkedBuilder, values: impl Iterator<Item = Option<&'a str>>) {
         for v in values {
             match v {
-                Some(s) if !s.is_empty() => out.append_value(s),
+                Some(s) if !s.trim().is_empty() => out.append_value(s),
                 _ => out.append_null(),
             }
         }

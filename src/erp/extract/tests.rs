@@ -187,7 +187,7 @@ fn polars_texts(bytes: &Bytes, column: &str) -> Vec<Option<String>> {
     text.str()
         .unwrap()
         .iter()
-        .map(|v| v.filter(|v| !v.is_empty()).map(str::to_string))
+        .map(|v| v.filter(|v| !v.trim().is_empty()).map(str::to_string))
         .collect()
 }
 
@@ -359,4 +359,23 @@ async fn parquet_fetches_only_the_mapped_columns() {
         "fetched {} of {size} bytes",
         loaded.bytes_fetched
     );
+}
+
+#[test]
+fn blank_values_are_null_and_others_keep_their_spaces() {
+    let csv = "RECORD_ID,SD_CONTRACT_ID,VENDOR_NO,PO_NUMBER,LEGAL_ENTITY,STATUS,AMOUNT,CURRENCY,EFFECTIVE_DATE,EXPIRY_DATE,DOC_SHA256\n\
+               \x20E-1 ,\t, V-9,,LE,active,1.00,USD,2024-01-01,2025-01-01,\x20\x20\n";
+    let x = parse_and_validate(
+        "test://b.csv",
+        Bytes::from(csv),
+        ExtractFormat::Csv,
+        &demo_columns(),
+    )
+    .unwrap();
+    let some = |v: &[Option<&str>]| v.iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>();
+    assert_eq!(texts(&x.records, "erp_record_id"), some(&[Some(" E-1 ")]));
+    assert_eq!(texts(&x.records, "spotdraft_contract_id"), some(&[None]));
+    assert_eq!(texts(&x.records, "vendor_id"), some(&[Some(" V-9")]));
+    assert_eq!(texts(&x.records, "po_number"), some(&[None]));
+    assert_eq!(texts(&x.records, "document_sha256"), some(&[None]));
 }
