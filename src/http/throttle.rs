@@ -288,8 +288,9 @@ mod tests {
         }
         // 11 admissions at 50/s with burst 1: the first is free, then 10 x 20 ms.
         let took = start.elapsed();
+        // No ceiling: on a busy machine a sleep may end late (the simulated
+        // tests below check the spacing itself).
         assert!(took >= Duration::from_millis(190), "{took:?}");
-        assert!(took < Duration::from_millis(600), "{took:?}");
         assert_eq!(t.stats().snapshot().requests, 11);
         assert!(t.stats().snapshot().limiter_wait_ms >= 150);
     }

@@ -318,6 +318,9 @@ fn append_text(
     fn display<T: std::fmt::Display>(text: &mut String, v: T) {
         let _ = write!(text, "{v}");
     }
+    fn debug<T: std::fmt::Debug>(text: &mut String, v: T) {
+        let _ = write!(text, "{v:?}");
+    }
     fn strings<'a>(out: &mut StringChunkedBuilder, values: impl Iterator<Item = Option<&'a str>>) {
         for v in values {
             match v {
@@ -377,18 +380,9 @@ fn append_text(
             text,
             display,
         ),
-        DataType::Float32 => each(
-            out,
-            array.as_primitive::<Float32Type>().iter(),
-            text,
-            display,
-        ),
-        DataType::Float64 => each(
-            out,
-            array.as_primitive::<Float64Type>().iter(),
-            text,
-            display,
-        ),
+        // As Polars writes floats: `-1.0`, `12500.5`.
+        DataType::Float32 => each(out, array.as_primitive::<Float32Type>().iter(), text, debug),
+        DataType::Float64 => each(out, array.as_primitive::<Float64Type>().iter(), text, debug),
         DataType::Date32 => each(
             out,
             array.as_primitive::<Date32Type>().iter(),

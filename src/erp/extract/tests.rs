@@ -302,7 +302,7 @@ fn parquet_types_read_as_their_text_forms() {
     );
     assert_eq!(
         texts(f, "CURRENCY"),
-        some(&[Some("1353.1"), Some("100"), None])
+        some(&[Some("1353.1"), Some("100.0"), None])
     );
     assert_eq!(
         texts(f, "EFFECTIVE_DATE"),
