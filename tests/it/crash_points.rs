@@ -76,6 +76,21 @@ async fn nightly(point: Option<String>) -> Ending {
         assert_no_partial_report(&g.out, false, &format!("{at}, killed"));
         assert_watermark_not_ahead(&g.out, &format!("{at}, killed"));
         let killed = effects(&g.sandbox, &format!("{at}, killed"));
+        if point == "apply.document_mid_upload" {
+            // The ERP saw the upload begin and its body end short: nothing stored.
+            let cut: Vec<_> = g
+                .sandbox
+                .state()
+                .erp_writes()
+                .into_iter()
+                .filter(|w| w.path.ends_with("/attachments"))
+                .collect();
+            assert!(
+                cut.len() == 1 && !cut[0].applied && cut[0].status == 400,
+                "{cut:?}"
+            );
+            assert!(killed.attachments.is_empty());
+        }
         tokio::time::sleep(NEXT_RUN_AFTER).await;
         // The killed run's lease is still live: its operator breaks it.
         rerun.push("--break-lease");
