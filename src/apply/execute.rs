@@ -10,7 +10,7 @@
 //! - More sendable actions than `max_actions_per_run`: nothing is sent and the
 //!   summary says why, unless forced.
 //! - Documents stop at `max_document_bytes_per_run`; the rest stay for the next run.
-//! - Crash point `apply.between_batches`: after the first batch's journal object.
+//! - Crash point `apply.between_batches`: after each batch's journal object.
 //! - Creates (`[create]`) go first, in their own lane (`super::create_lane`);
 //!   the back-references and document uploads waiting for them follow, with
 //!   the contract ids filled in; more creates than `max_creates_per_run`:
@@ -400,9 +400,7 @@ async fn journal_batch(
         entries,
     };
     append_batch(&ctx.store, &ctx.prefix, &record).await?;
-    if batch == 1 {
-        crate::crashpoint::hit("apply.between_batches");
-    }
+    crate::crashpoint::hit("apply.between_batches");
     Ok(())
 }
 

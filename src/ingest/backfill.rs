@@ -338,6 +338,7 @@ pub async fn walk_backfill(
             state: state.clone(),
         };
         let outcome = walk(client, &saver, &mut walk_state, &opts, control, &mut |e| {
+            crate::crashpoint::hit(crate::crashpoint::BACKFILL_WINDOW_PAGE);
             feedback.page(e)
         })
         .await;

@@ -140,6 +140,7 @@ pub(crate) async fn enrich(
         apply(merged, &r, &s.key_pointer_fields);
         totals.count(&r, &refresh);
         batch.push(r);
+        crate::crashpoint::hit(crate::crashpoint::ENRICH_RESULT);
         this_call += 1;
         event.done += 1;
         event.requests_left = event.requests_left.saturating_sub(planned);

@@ -163,6 +163,7 @@ pub async fn upsert_contracts(
         ..IngestStats::default()
     };
     let marked_deleted = merged.deleted.clone();
+    crate::crashpoint::hit(crate::crashpoint::PARTIAL_BEFORE_SNAPSHOT);
     let snapshot = write_snapshot(settings, &store, &snap_path, merged.rows).await?;
     stats.snapshot_rows = snapshot.height();
     if let Err(e) = states.clear_all().await {

@@ -190,6 +190,7 @@ pub async fn ingest_with_control(
     //    [`commit_watermark`] once the run's reports are published, so a run that
     //    fails after this point walks the same changes again.
     let snapshot = write_snapshot(settings, &store, &snap_path, merged.rows).await?;
+    crate::crashpoint::hit(crate::crashpoint::SNAPSHOT_WRITTEN);
     stats.snapshot_rows = snapshot.height();
     let done = Checkpoint {
         watermark: cp.watermark,
@@ -248,6 +249,7 @@ async fn walk_slot(
         },
     };
     walk(ctx.client, &store, state, &opts, ctx.control, &mut |e| {
+        crate::crashpoint::hit(crate::crashpoint::WALK_PAGE);
         feedback.page(e)
     })
     .await

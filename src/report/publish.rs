@@ -136,7 +136,11 @@ pub async fn stage(
     let staging = staging_dir(prefix, &manifest.job, &manifest.run_id);
     futures::future::try_join_all(files.into_iter().map(|(name, bytes)| {
         let path = join_rel(&staging, &name);
-        async move { put(store, &path, bytes).await }
+        async move {
+            put(store, &path, bytes).await?;
+            crashpoint::hit(crashpoint::REPORT_STAGING);
+            Ok::<_, ReportError>(())
+        }
     }))
     .await?;
     crashpoint::hit("report.staged");
@@ -153,13 +157,11 @@ pub async fn publish(
     manifest: &RunManifest,
 ) -> Result<ReportLocation, ReportError> {
     let staging = staging_dir(prefix, &manifest.job, &manifest.run_id);
-    for (i, file) in manifest.files.iter().enumerate() {
+    for file in &manifest.files {
         let (table, name) = split_file(file)?;
         let to = manifest.table_dir(prefix, table).join(name);
         copy_staged(store, &join_rel(&staging, file), &to).await?;
-        if i == 0 {
-            crashpoint::hit("report.publishing");
-        }
+        crashpoint::hit("report.publishing");
     }
     let mut published = manifest.files.clone();
     for table in manifest.tables() {

@@ -360,6 +360,7 @@ async fn run_under_lease(
 
     // 9. The watermark moves once ingestion, reconciliation and reports are
     //    done; what applying corrections does never holds it back.
+    crate::crashpoint::hit(crate::crashpoint::BEFORE_WATERMARK);
     lease.check()?;
     commit_watermark(store.clone(), prefix, &job.name, &ingested.pending)
         .await

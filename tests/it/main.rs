@@ -4,6 +4,7 @@ mod apply;
 mod backfill;
 mod cli;
 mod common;
+mod crash_points;
 mod create;
 mod deploy;
 mod erp_events;

@@ -12,6 +12,7 @@
 //! it with the same `Idempotency-Key`.
 
 use super::{applied, failed, RestSink};
+use crate::crashpoint;
 use crate::erp::sink::{DocumentStream, DocumentUpload, WriteOutcome};
 use crate::http::HttpError;
 use bytes::Bytes;
@@ -128,6 +129,8 @@ fn multipart(
 
 struct Hashing {
     inner: DocumentStream,
+    /// Chunks handed to the body (the crash point follows the first).
+    chunks: u64,
     hasher: Option<Sha256>,
     expected: Option<String>,
     seen: SeenSlot,
@@ -145,15 +148,22 @@ fn hashing(
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let state = Hashing {
         inner,
+        chunks: 0,
         hasher: Some(Sha256::new()),
         expected,
         seen,
         tx,
     };
     futures::stream::unfold(state, |mut st| async move {
+        if st.chunks == 1 && crashpoint::is_armed(crashpoint::DOCUMENT_MID_UPLOAD) {
+            // Let the HTTP connection send what it holds, then die mid-body.
+            tokio::task::yield_now().await;
+            crashpoint::hit(crashpoint::DOCUMENT_MID_UPLOAD);
+        }
         let hasher = st.hasher.as_mut()?;
         match st.inner.next().await {
             Some(Ok(chunk)) => {
+                st.chunks += 1;
                 hasher.update(&chunk);
                 Some((Ok(chunk), st))
             }
