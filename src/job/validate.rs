@@ -214,10 +214,13 @@ impl Validator {
             );
         }
         let spotdraft = self.spotdraft_target(&raw, env);
-        let fetch = self.fetch(
-            &raw,
-            matches!(spotdraft, Some(SpotDraftTarget::Sandbox { .. })),
-        );
+        // The sandbox, embedded or served on this machine, takes any rate.
+        let local_server = match &spotdraft {
+            Some(SpotDraftTarget::Sandbox { .. }) => true,
+            Some(SpotDraftTarget::Live { base_url, .. }) => is_loopback(base_url),
+            None => false,
+        };
+        let fetch = self.fetch(&raw, local_server);
         let extract = self.extract(&raw);
         self.create_columns = create::create_columns(raw.create.as_ref());
         let create = self.create(&raw);

@@ -184,6 +184,17 @@ fn live_workspace_rate_is_capped_at_the_published_limit() {
 }
 
 #[test]
+fn a_server_on_loopback_may_be_asked_for_more_than_the_published_limit() {
+    // A SpotDraft-shaped server on this machine (the sandbox served by
+    // `contract-recon sandbox`, a test double) is no workspace.
+    let text = live_text("http://127.0.0.1:8080/api/", "SPOTDRAFT", 1000);
+    let job = check(&text, &env_with_secrets).unwrap();
+    assert_eq!(job.fetch.requests_per_second, 1000);
+    let text = live_text("http://127.0.0.1:8080/api/", "SPOTDRAFT", 1001);
+    assert_eq!(keys(&text), ["spotdraft.requests_per_second"]);
+}
+
+#[test]
 fn plain_http_is_refused_for_a_remote_host() {
     let text = live_text("http://api.us.spotdraft.com/api/", "SPOTDRAFT", 10);
     assert_eq!(keys(&text), ["spotdraft.base_url"]);
