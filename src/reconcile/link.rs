@@ -434,11 +434,27 @@ pub fn link(
             ]);
         all.push(fallback);
     }
-    let links = concat(all, UnionArgs::default())?
-        .with_columns([
-            len().over([col("c_idx")])?.alias("n_c"),
-            len().over([col("r_idx")])?.alias("n_r"),
-        ])
-        .collect()?;
+    let mut links = concat(all, UnionArgs::default())?.collect()?;
+    // Links per contract and per record: counted in an array indexed by row
+    // (the indices are the frames' row numbers), no group-by over the links.
+    for (idx, name, height) in [
+        ("c_idx", "n_c", contracts.height()),
+        ("r_idx", "n_r", records.height()),
+    ] {
+        let at = links.column(idx)?.cast(&IDX_DTYPE)?;
+        let at = at.idx()?;
+        let mut counts = vec![0 as IdxSize; height];
+        for i in at.iter().flatten() {
+            let slot = counts.get_mut(i as usize).ok_or_else(|| {
+                PolarsError::ComputeError(
+                    format!("{idx} {i} past the frame's {height} rows").into(),
+                )
+            })?;
+            *slot += 1;
+        }
+        let per_link: Vec<Option<IdxSize>> =
+            at.iter().map(|i| i.map(|i| counts[i as usize])).collect();
+        links.with_column(Column::new(name.into(), per_link))?;
+    }
     Ok(links)
 }
