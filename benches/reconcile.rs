@@ -1,16 +1,23 @@
 //! Benchmark: generate (or reuse) a fixture dataset, load the snapshot and the
-//! CSV extract, reconcile with five compared fields (vendor id, PO number,
-//! status through the value map, amount in minor units, effective date), write
-//! the drift as Parquet; prints wall time per stage and peak RSS (`VmHWM`,
-//! reset after generating the dataset). Then runs the equivalent DuckDB SQL on
-//! the same files (`benches/duckdb_reconcile.py`, needs `pip install duckdb`)
-//! and prints both, with the ratio.
+//! ERP extract (CSV by default, or Parquet), reconcile with five compared fields
+//! (vendor id, PO number, status through the value map, amount in minor units,
+//! effective date) and every other drift rule, write the drift as Parquet;
+//! prints wall and CPU time per stage and peak RSS (`VmHWM`, reset after
+//! generating the dataset). Then runs the same work in DuckDB
+//! (`benches/duckdb_reconcile.py`, needs `pip install duckdb==2.0.1`), checks
+//! that both drift-row sets are equal (printing the first differences when they
+//! are not) and only then prints both figures with the ratio.
 //!
 //! Run optimized (never in debug):
-//! `cargo bench --profile production --bench reconcile -- [DIR] [CONTRACTS]`
-//! (defaults: `target/bench-data/recon-1000000`, 1,000,000 contracts). The
-//! dataset is generated once into DIR and reused while its manifest's contract
-//! count matches. `RUST_LOG=contract_recon=debug` adds the engine's own stage times.
+//! `cargo bench --profile release --bench reconcile -- [DIR] [CONTRACTS]`
+//! (defaults: `target/bench-data/recon-<CONTRACTS>`, 1,000,000 contracts).
+//! Environment: `BENCH_CONTRACTS` (instead of the second argument),
+//! `BENCH_EXTRACT=csv|parquet` (default `csv`), `BENCH_DUCKDB=0` to skip the
+//! baseline. The dataset is generated once into DIR and reused while its
+//! manifest's contract count matches (generate large ones with
+//! `contract-recon fixtures gen --snapshot --documents false` in a process of
+//! their own, so the generator's memory is not this process's).
+//! `RUST_LOG=contract_recon=debug` adds the engine's own stage times.
 
 use anyhow::Context;
 use contract_recon::erp::extract::{load_extract, ExtractFormat, ExtractSource};
@@ -34,14 +41,48 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn report(stage: &str, started: Instant) {
-    let rss = peak_rss_mib()
-        .map(|m| format!("{m:.0} MiB"))
-        .unwrap_or_else(|| "n/a".into());
-    println!(
-        "{stage:<22} {:>8.3} s   peak RSS so far {rss}",
-        started.elapsed().as_secs_f64()
-    );
+/// CPU time (user + system) of this process in seconds, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A stage's start: wall clock and CPU time.
+struct Stage {
+    wall: Instant,
+    cpu: f64,
+}
+
+impl Stage {
+    fn start() -> Stage {
+        Stage {
+            wall: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+
+    /// Prints the stage's wall and CPU time and the peak RSS so far.
+    fn report(&self, stage: &str) -> f64 {
+        let rss = peak_rss_mib()
+            .map(|m| format!("{m:.0} MiB"))
+            .unwrap_or_else(|| "n/a".into());
+        let wall = self.wall.elapsed().as_secs_f64();
+        println!(
+            "{stage:<22} {wall:>8.3} s  (CPU {:>7.2} s)   peak RSS so far {rss}",
+            cpu_seconds() - self.cpu
+        );
+        wall
+    }
 }
 
 /// Resets the peak RSS counter, so the figures cover only what follows.
@@ -68,17 +109,23 @@ fn bench_spec() -> ReconcileSpec {
     spec
 }
 
-/// Runs the DuckDB baseline on DIR; its JSON line, or why it could not run.
-fn run_duckdb(dir: &Path) -> Result<serde_json::Value, String> {
+/// Runs the DuckDB baseline on DIR, comparing its drift rows with the engine's
+/// `drift` file; its JSON line, or why it could not run. The script's notes
+/// (the first differing rows) are passed through.
+fn run_duckdb(dir: &Path, extract: &str, drift: &Path) -> Result<serde_json::Value, String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_reconcile.py");
     let out = std::process::Command::new("python3")
         .arg(&script)
         .arg(dir)
+        .args(["--extract", extract, "--compare"])
+        .arg(drift)
         .output()
         .map_err(|e| format!("cannot run python3: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        return Err(stderr.trim().to_string());
     }
+    eprint!("{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).map_err(|e| format!("unexpected output {stdout:?}: {e}"))
 }
@@ -92,6 +139,7 @@ fn reusable(dir: &Path, contracts: u64) -> bool {
     count == Some(contracts)
         && dir.join(files::SNAPSHOT).exists()
         && dir.join(files::ERP_EXTRACT_CSV).exists()
+        && dir.join(files::ERP_EXTRACT_PARQUET).exists()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,29 +154,38 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let contracts: u64 = args
         .get(1)
+        .cloned()
+        .or_else(|| std::env::var("BENCH_CONTRACTS").ok())
         .map(|s| s.parse::<u64>())
         .transpose()
-        .map_err(|e| anyhow::anyhow!("CONTRACTS must be a number: {e}"))?
+        .map_err(|e| anyhow::anyhow!("CONTRACTS (BENCH_CONTRACTS) must be a number: {e}"))?
         .unwrap_or(1_000_000);
     let dir = args
         .first()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(format!("target/bench-data/recon-{contracts}")));
+    let extract_kind = std::env::var("BENCH_EXTRACT").unwrap_or_else(|_| "csv".into());
+    let (format, extract_file) = match extract_kind.as_str() {
+        "csv" => (ExtractFormat::Csv, files::ERP_EXTRACT_CSV),
+        "parquet" => (ExtractFormat::Parquet, files::ERP_EXTRACT_PARQUET),
+        other => anyhow::bail!("BENCH_EXTRACT must be csv or parquet, not {other:?}"),
+    };
+    let duckdb = std::env::var("BENCH_DUCKDB").map_or(true, |v| v != "0");
 
     if reusable(&dir, contracts) {
         println!("reusing dataset in {}", dir.display());
     } else {
-        let started = Instant::now();
+        let started = Stage::start();
         let mut opts = GenOptions::new(contracts, 7, &dir);
         opts.snapshot = true;
         opts.documents = Some(false);
         gen::generate(&opts).with_context(|| format!("generating into {}", dir.display()))?;
-        report("generate", started);
+        started.report("generate");
     }
     reset_peak_rss();
 
-    let total = Instant::now();
-    let started = Instant::now();
+    let total = Stage::start();
+    let started = Stage::start();
     let file = std::fs::File::open(dir.join(files::SNAPSHOT)).context("opening snapshot")?;
     let spec = bench_spec();
     // Only the columns the engine reads, as a columnar engine would.
@@ -138,29 +195,28 @@ fn main() -> anyhow::Result<()> {
         .with_columns(Some(columns))
         .finish()
         .map_err(|e| anyhow::anyhow!("reading snapshot: {e}"))?;
-    report("load snapshot", started);
+    started.report("load snapshot");
 
-    let started = Instant::now();
-    std::fs::create_dir_all(&dir)?;
+    let started = Stage::start();
     let store = Arc::new(LocalFileSystem::new_with_prefix(&dir)?);
     let columns: BTreeMap<String, String> = ERP_EXTRACT_COLUMNS
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-    let url = format!("file://{}/{}", dir.display(), files::ERP_EXTRACT_CSV);
+    let url = format!("file://{}/{extract_file}", dir.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let extract = runtime.block_on(load_extract(ExtractSource {
         store,
-        path: StorePath::from(files::ERP_EXTRACT_CSV),
+        path: StorePath::from(extract_file),
         display_url: &url,
-        format: ExtractFormat::Csv,
+        format,
         columns: &columns,
     }))?;
-    report("load extract (CSV)", started);
+    started.report(&format!("load extract ({extract_kind})"));
 
-    let started = Instant::now();
+    let started = Stage::start();
     let ctx = RunContext {
         run_id: "bench".into(),
         job: "demo".into(),
@@ -173,46 +229,69 @@ fn main() -> anyhow::Result<()> {
         extract.rejects.height(),
     );
     let mut out = reconcile(snapshot, extract.records, &spec, &ctx)?;
-    report("reconcile", started);
+    started.report("reconcile");
 
-    let started = Instant::now();
-    let drift_file = std::fs::File::create(dir.join("contract_recon_drift.parquet"))?;
+    let started = Stage::start();
+    let drift_path = dir.join("contract_recon_drift.parquet");
+    let drift_file = std::fs::File::create(&drift_path)?;
     ParquetWriter::new(drift_file)
         .finish(&mut out.drift)
         .map_err(|e| anyhow::anyhow!("writing drift: {e}"))?;
-    report("write drift Parquet", started);
-    report("total", total);
-    let ours_s = total.elapsed().as_secs_f64();
+    started.report("write drift Parquet");
+    let ours_s = total.report("total");
+    let ours_cpu = cpu_seconds() - total.cpu;
     let ours_mib = peak_rss_mib().unwrap_or(f64::NAN);
 
     println!(
         "contracts {contracts_n}, ERP records {records_n} (+{rejects_n} rejected), drift rows {}",
         out.drift.height()
     );
-    println!("{}", serde_json::to_string_pretty(&out.stats)?);
-
-    println!("\nbaseline: the equivalent DuckDB SQL on the same files (2 threads)");
-    match run_duckdb(&dir) {
-        Ok(duck) => {
-            let duck_s = duck["seconds"].as_f64().unwrap_or(f64::NAN);
-            println!("{duck}");
-            println!("| engine | wall time | peak RSS | drift rows |");
-            println!("|---|---|---|---|");
-            println!("| contract-recon (Polars, all drift rules) | {ours_s:.2} s | {ours_mib:.0} MiB | {} |", out.drift.height());
-            println!(
-                "| {} (join + 5 comparisons) | {duck_s:.2} s | {} MiB | {} |",
-                duck["engine"].as_str().unwrap_or("duckdb"),
-                duck["peak_rss_mib"],
-                duck["drift_rows"]
-            );
-            println!(
-                "ratio contract-recon / DuckDB: {:.2}x the time",
-                ours_s / duck_s
-            );
-        }
-        Err(why) => println!(
-            "DuckDB baseline not run: {why}\n(install it with `pip install duckdb==2.0.1`)"
-        ),
+    println!("{}", serde_json::to_string(&out.stats)?);
+    if !duckdb {
+        return Ok(());
     }
+
+    println!("\nbaseline: the same work in DuckDB on the same files (2 threads)");
+    let duck = match run_duckdb(&dir, &extract_kind, &drift_path) {
+        Ok(duck) => duck,
+        Err(why) => {
+            println!(
+                "DuckDB baseline not run: {why}\n(install it with `pip install duckdb==2.0.1`)"
+            );
+            return Ok(());
+        }
+    };
+    println!("{duck}");
+    if duck["same_drift_set"].as_bool() != Some(true) {
+        println!(
+            "drift sets DIFFER: {} rows only in the engine's, {} only in DuckDB's (first ones above); times not compared",
+            duck["only_engine"], duck["only_duckdb"]
+        );
+        return Ok(());
+    }
+    println!(
+        "drift sets equal: {} rows each, {} rejects each",
+        out.drift.height(),
+        duck["rejects"]
+    );
+    let duck_s = duck["seconds"].as_f64().unwrap_or(f64::NAN);
+    let duck_mib = duck["peak_rss_mib"].as_f64().unwrap_or(f64::NAN);
+    println!("| engine | wall time | CPU time | peak RSS | drift rows |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| contract-recon | {ours_s:.2} s | {ours_cpu:.2} s | {ours_mib:.0} MiB | {} |",
+        out.drift.height()
+    );
+    println!(
+        "| {} | {duck_s:.2} s | {} s | {duck_mib:.0} MiB | {} |",
+        duck["engine"].as_str().unwrap_or("duckdb"),
+        duck["cpu_seconds"],
+        duck["drift_rows"]
+    );
+    println!(
+        "ratio contract-recon / DuckDB: {:.2}x the time, {:.2}x the peak memory",
+        ours_s / duck_s,
+        ours_mib / duck_mib
+    );
     Ok(())
 }

@@ -306,7 +306,7 @@ fn missing_in_spotdraft(
 }
 
 /// The flagged pairs with the raw compared values (`c_cmp_<i>`, `r_cmp_<i>`) that
-/// field rows show: two joins for all fields, on the few flagged rows only.
+/// field rows show, gathered by row index for the few flagged rows only.
 fn with_raw_values(
     pairs: &DataFrame,
     contracts: &DataFrame,
@@ -314,35 +314,49 @@ fn with_raw_values(
     spec: &ReconcileSpec,
 ) -> Result<DataFrame, ReconcileError> {
     let n = spec.compares.len();
-    let mut c_cols = vec![col("c_idx")];
-    c_cols.extend((0..n).map(|i| col(format!("c_cmp_{i}"))));
-    let mut r_cols = vec![col("r_idx")];
-    r_cols.extend((0..n).map(|i| col(format!("r_cmp_{i}"))));
-    Ok(with_details(pairs.clone().lazy(), contracts, records, c_cols, r_cols).collect()?)
+    let c_cols: Vec<String> = (0..n).map(|i| format!("c_cmp_{i}")).collect();
+    let r_cols: Vec<String> = (0..n).map(|i| format!("r_cmp_{i}")).collect();
+    with_details(pairs.clone(), contracts, records, &c_cols, &r_cols)
 }
 
-/// `lf` with columns of the contract (by `c_idx`) and of the record (by `r_idx`)
-/// each row names; either may be absent (left joins).
+/// `df` with columns `c_cols` of the contract each row names (`c_idx`, the
+/// contract frame's row index) and `r_cols` of the record (`r_idx`); either
+/// index may be null or absent, and then so are the details. A gather by row
+/// index: no hash join over the whole contract or record frame.
 fn with_details(
-    lf: LazyFrame,
+    mut df: DataFrame,
     contracts: &DataFrame,
     records: &DataFrame,
-    c_cols: Vec<Expr>,
-    r_cols: Vec<Expr>,
-) -> LazyFrame {
-    let left = || JoinArgs::new(JoinType::Left);
-    lf.join(
-        contracts.clone().lazy().select(c_cols),
-        [col("c_idx")],
-        [col("c_idx")],
-        left(),
-    )
-    .join(
-        records.clone().lazy().select(r_cols),
-        [col("r_idx")],
-        [col("r_idx")],
-        left(),
-    )
+    c_cols: &[String],
+    r_cols: &[String],
+) -> Result<DataFrame, ReconcileError> {
+    for (idx, frame, cols) in [("c_idx", contracts, c_cols), ("r_idx", records, r_cols)] {
+        let details = match df.column(idx) {
+            Ok(at) => gather(frame, cols, at)?,
+            Err(_) => {
+                let nulls = cols
+                    .iter()
+                    .map(|c| {
+                        let dtype = frame.column(c)?.dtype().clone();
+                        Ok(Column::full_null(c.as_str().into(), df.height(), &dtype))
+                    })
+                    .collect::<PolarsResult<Vec<_>>>()?;
+                DataFrame::new(df.height(), nulls)?
+            }
+        };
+        df.hstack_mut(details.columns())?;
+    }
+    Ok(df)
+}
+
+/// Columns `cols` of `frame` at the row indices `at` (a null index gives a null row).
+pub(crate) fn gather(
+    frame: &DataFrame,
+    cols: &[String],
+    at: &Column,
+) -> Result<DataFrame, ReconcileError> {
+    let at = at.cast(&IDX_DTYPE)?;
+    Ok(frame.select(cols.iter().cloned())?.take(at.idx()?)?)
 }
 
 /// The drift table: every kind, joined to contract and record details, with the
@@ -368,27 +382,23 @@ pub fn drift_table(
     let all = concat_lf_diagonal(
         pieces(contracts, records, links, &flagged, spec, known),
         args,
-    )?;
-    let c_cols = [
-        col("c_idx"),
-        col("c_id"),
-        col("c_vendor_id"),
-        col("c_po_number"),
-        col("c_legal_entity_id"),
-    ];
-    let r_cols = [
-        col("r_idx"),
-        col("r_erp_raw"),
-        col("r_vendor_id"),
-        col("r_po_number"),
-        col("r_legal_entity_id"),
-    ];
+    )?
+    .collect()?;
+    let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let c_cols = names(&["c_id", "c_vendor_id", "c_po_number", "c_legal_entity_id"]);
+    let r_cols = names(&[
+        "r_erp_raw",
+        "r_vendor_id",
+        "r_po_number",
+        "r_legal_entity_id",
+    ]);
     let text = |name: &str| col(name).cast(DataType::String);
     let either = |a: &str, b: &str| when(text(a).is_not_null()).then(text(a)).otherwise(text(b));
     let sort = SortMultipleOptions::default()
         .with_nulls_last(false)
         .with_maintain_order(true);
-    let df = with_details(all, contracts, records, c_cols.to_vec(), r_cols.to_vec())
+    let df = with_details(all, contracts, records, &c_cols, &r_cols)?
+        .lazy()
         .select([
             col("kind_ord"),
             lit(ctx.run_id.as_str()).alias("run_id"),

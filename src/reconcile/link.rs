@@ -4,7 +4,7 @@
 //! Both prepared frames and the link table are materialized once; every drift
 //! kind is derived from them, so no join is computed twice.
 
-use super::normalize::{normalize_key, null_str, trimmed};
+use super::normalize::{map_distinct, normalize_key, null_str, trimmed, trimmed_upper};
 use super::spec::{
     unusable_flag, KeySource, ReconcileSpec, CANONICAL_ERP_FIELDS, UNUSABLE_FLAG_PREFIX,
 };
@@ -32,6 +32,18 @@ pub(crate) fn key_source<'a>(spec: &'a ReconcileSpec, name: &str) -> Option<&'a 
         "legal_entity_id" => spec.keys.legal_entity_id.as_ref(),
         _ => None,
     }
+}
+
+/// Whether the normalized key column `c_<name>_key` / `r_<name>_key` is read:
+/// the key is part of the fallback key, or a string comparison reuses it.
+/// Otherwise only the raw value is kept (reports show it), which saves the
+/// normalization's string kernels over every row.
+fn key_used(spec: &ReconcileSpec, name: &str) -> bool {
+    spec.fallback_key.iter().any(|k| k == name)
+        || spec
+            .compares
+            .iter()
+            .any(|c| super::pairs::key_of_compare(c, spec) == Some(name))
 }
 
 /// Snapshot columns the engine reads, besides the spec's own.
@@ -113,7 +125,11 @@ pub fn prepare_contracts(
         }
     };
     let back = &spec.keys.spotdraft_contract_id_normalize;
-    let status = trimmed(col("contract_status")).str().to_uppercase();
+    // A handful of statuses: normalized once each, then looked up per row.
+    let status = match map_distinct(&snapshot, "contract_status", trimmed_upper)? {
+        Some(mapped) => mapped,
+        None => trimmed(col("contract_status")).str().to_uppercase(),
+    };
     let in_status = spec
         .statuses
         .iter()
@@ -155,10 +171,11 @@ pub fn prepare_contracts(
     ];
     for name in KEY_NAMES {
         let (raw, key) = match key_source(spec, name) {
-            Some(src) => (
+            Some(src) if key_used(spec, name) => (
                 col(src.column.as_str()).cast(DataType::String),
                 normalize_key(col(src.column.as_str()), &src.normalize),
             ),
+            Some(src) => (col(src.column.as_str()).cast(DataType::String), null_str()),
             None => (null_str(), null_str()),
         };
         exprs.push(raw.alias(format!("c_{name}")));
@@ -261,8 +278,8 @@ pub fn prepare_records(erp: DataFrame, spec: &ReconcileSpec) -> Result<DataFrame
     ];
     for name in KEY_NAMES {
         let key = match key_source(spec, name) {
-            Some(src) => normalize_key(optional(name), &src.normalize),
-            None => null_str(),
+            Some(src) if key_used(spec, name) => normalize_key(optional(name), &src.normalize),
+            _ => null_str(),
         };
         exprs.push(optional(name).alias(format!("r_{name}")));
         exprs.push(key.alias(format!("r_{name}_key")));
@@ -417,11 +434,27 @@ pub fn link(
             ]);
         all.push(fallback);
     }
-    let links = concat(all, UnionArgs::default())?
-        .with_columns([
-            len().over([col("c_idx")])?.alias("n_c"),
-            len().over([col("r_idx")])?.alias("n_r"),
-        ])
-        .collect()?;
+    let mut links = concat(all, UnionArgs::default())?.collect()?;
+    // Links per contract and per record: counted in an array indexed by row
+    // (the indices are the frames' row numbers), no group-by over the links.
+    for (idx, name, height) in [
+        ("c_idx", "n_c", contracts.height()),
+        ("r_idx", "n_r", records.height()),
+    ] {
+        let at = links.column(idx)?.cast(&IDX_DTYPE)?;
+        let at = at.idx()?;
+        let mut counts = vec![0 as IdxSize; height];
+        for i in at.iter().flatten() {
+            let slot = counts.get_mut(i as usize).ok_or_else(|| {
+                PolarsError::ComputeError(
+                    format!("{idx} {i} past the frame's {height} rows").into(),
+                )
+            })?;
+            *slot += 1;
+        }
+        let per_link: Vec<Option<IdxSize>> =
+            at.iter().map(|i| i.map(|i| counts[i as usize])).collect();
+        links.with_column(Column::new(name.into(), per_link))?;
+    }
     Ok(links)
 }
