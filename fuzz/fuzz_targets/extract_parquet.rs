@@ -1,0 +1,9 @@
+//! Fuzz target: the ERP extract loader on arbitrary Parquet bytes.
+#![no_main]
+
+#[path = "../../tests/it/fuzz_harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    harness::extract(data, contract_recon::erp::extract::ExtractFormat::Parquet);
+});
