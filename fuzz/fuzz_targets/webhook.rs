@@ -3,6 +3,7 @@
 #![no_main]
 
 #[path = "../../tests/it/fuzz_harness.rs"]
+#[allow(dead_code)]
 mod harness;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

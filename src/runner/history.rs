@@ -133,7 +133,7 @@ impl RunRecord {
                     RunStatus::Failed
                 };
                 record.exit_code = if held { 4 } else { 1 };
-                record.error = Some(crate::error_chain::anyhow_chain(&e));
+                record.error = Some(crate::error_chain::anyhow_chain(e));
             }
         }
         record

@@ -79,3 +79,25 @@ fn the_seed_corpus_passes_every_target() {
     }
     fuzz_harness::webhook(b"key\nnot-a-signature\n{\"contract_id\": 12}");
 }
+
+#[test]
+fn a_parquet_file_that_panics_the_decoder_is_a_parse_error_naming_it() {
+    let path = repo().join("fixtures/fuzz/extract_parquet/decoder_range_panic.parquet");
+    let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
+    let columns = [("erp_record_id", "RECORD_ID")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let err = contract_recon::erp::extract::parse_and_validate(
+        "decoder_range_panic.parquet",
+        bytes,
+        ExtractFormat::Parquet,
+        &columns,
+    )
+    .unwrap_err();
+    let text = contract_recon::error_chain::error_chain(&err);
+    assert!(
+        text.contains("decoder_range_panic.parquet") && text.contains("damaged"),
+        "{text}"
+    );
+}

@@ -8,6 +8,7 @@ mod create;
 mod deploy;
 mod erp_events;
 mod erp_sink;
+mod error_chains;
 mod extract_guard;
 mod fixture_rules;
 mod fixtures;
