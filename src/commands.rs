@@ -6,6 +6,7 @@
 //! drift found with `--fail-on-drift`, 4 another run of the job holds its lease.
 
 use crate::erp::extract::GuardError;
+use crate::error_chain::{anyhow_chain, error_chain};
 use crate::ingest::IngestMode;
 use crate::job::{load_job, Job};
 use crate::lease::LeaseError;
@@ -41,7 +42,7 @@ pub async fn validate(paths: &[PathBuf], online: bool) -> ExitCode {
                 }
                 Err(e) => {
                     invalid = true;
-                    println!("{}: spotdraft: {e:#}", path.display());
+                    println!("{}: spotdraft: {}", path.display(), anyhow_chain(&e));
                 }
             },
             Ok(job) => println!("{}: ok (job {:?})", path.display(), job.name),
@@ -160,7 +161,7 @@ pub async fn apply(job: &Path, run_id: &str, approved_by: Option<String>, force:
                 eprintln!("error: {held}");
                 return ExitCode::from(EXIT_LEASE_HELD);
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", anyhow_chain(&e));
             ExitCode::from(1)
         }
     }
@@ -259,7 +260,7 @@ pub async fn schedule(config: crate::schedule::driver::DaemonConfig) -> ExitCode
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", anyhow_chain(&e));
             ExitCode::from(1)
         }
     }
@@ -273,7 +274,7 @@ pub async fn runs(job: &Path, limit: usize) -> ExitCode {
     let output = match runner::job_output(&job) {
         Ok(output) => output,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", anyhow_chain(&e));
             return ExitCode::from(1);
         }
     };
@@ -288,7 +289,7 @@ pub async fn runs(job: &Path, limit: usize) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", anyhow_chain(&e));
             ExitCode::from(1)
         }
     }
@@ -336,7 +337,7 @@ pub async fn generate_fixtures(opts: sandbox::gen::GenOptions) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(1)
         }
         Err(e) => {
@@ -351,7 +352,7 @@ pub async fn serve_sandbox(listen: SocketAddr, fixtures: &Path, rate_limit: u32)
     let dataset = match Dataset::load(fixtures) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", error_chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -363,7 +364,7 @@ pub async fn serve_sandbox(listen: SocketAddr, fixtures: &Path, rate_limit: u32)
     let sandbox = match Sandbox::start(config, dataset).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot start the sandbox on {listen}: {e}");
+            eprintln!("error: cannot start the sandbox: {}", error_chain(&e));
             return ExitCode::from(1);
         }
     };
@@ -436,7 +437,7 @@ fn report_outcome(
                 eprintln!("error: job {:?}: {refused}", job.name);
                 return ExitCode::from(EXIT_EXTRACT_GUARD);
             }
-            eprintln!("error: job {:?} failed: {e:#}", job.name);
+            eprintln!("error: job {:?} failed: {}", job.name, anyhow_chain(&e));
             ExitCode::from(1)
         }
     }

@@ -348,7 +348,7 @@ impl Lease {
             Ok(record) => record,
             Err(e) => {
                 tracing::warn!(
-                    job = %self.ctx.job, path = %path, error = %e,
+                    job = %self.ctx.job, path = %path, error = %crate::error_chain::error_chain(&e),
                     "ignoring an unreadable lease object left by the other lease scheme"
                 );
                 return Ok(());
@@ -548,7 +548,7 @@ impl Takeover {
             }
             Takeover::Corrupt(e) => {
                 tracing::warn!(
-                    job = %job, path = %path, error = %e,
+                    job = %job, path = %path, error = %crate::error_chain::error_chain(&e),
                     "overwrote a lease object that was not a valid lease (--break-lease)"
                 );
                 None

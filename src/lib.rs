@@ -15,12 +15,14 @@
 //!   jobs are due, and the run history;
 //! - [`lease`]: one run per job at a time, through a lease object in the output store;
 //! - [`commands`]: what each command of the CLI prints and its exit code;
-//! - [`crashpoint`]: named points where crash tests make a run die.
+//! - [`crashpoint`]: named points where crash tests make a run die;
+//! - [`error_chain`]: an error and its causes on one line, each said once.
 
 pub mod apply;
 pub mod commands;
 pub mod crashpoint;
 pub mod erp;
+pub mod error_chain;
 pub mod http;
 pub mod ingest;
 pub mod job;

@@ -20,7 +20,7 @@ pub enum StorageError {
         reason: String,
     },
     /// The store could not be built (credentials, region, bucket...).
-    #[error("{url}: cannot open the object store: {source}")]
+    #[error("{url}: cannot open the object store")]
     Store {
         /// The location as written.
         url: String,

@@ -38,7 +38,7 @@ pub use results::{results_frame, ActionResult, ApplySummary, RESULT_COLUMNS};
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// Polars failed while reading the drift, the snapshot or the extract.
-    #[error("job {job}: planning corrections: {source}")]
+    #[error("job {job}: planning corrections")]
     Polars {
         /// The job.
         job: String,
@@ -47,7 +47,7 @@ pub enum ApplyError {
         source: Box<polars::error::PolarsError>,
     },
     /// Reconciliation's linking (reused for back-references) failed.
-    #[error("job {job}: finding back-references to correct: {source}")]
+    #[error("job {job}: finding back-references to correct")]
     Link {
         /// The job.
         job: String,
@@ -56,7 +56,7 @@ pub enum ApplyError {
         source: Box<crate::reconcile::ReconcileError>,
     },
     /// The output store refused a journal or plan read or write.
-    #[error("job {job}: {op} {path}: {source}")]
+    #[error("job {job}: {op} {path}")]
     Store {
         /// The job.
         job: String,

@@ -196,7 +196,7 @@ pub async fn apply_actions(
             let at = crate::storage::resolve(url).map_err(|e| ApplyError::Sink {
                 job: job.name.clone(),
                 key: "apply.files.url".into(),
-                message: e.to_string(),
+                message: crate::error_chain::error_chain(&e),
             })?;
             let sink = FilesSink::new(at.store.clone(), &at.path, &job.name, request.apply_id);
             execute_plan(actions, journal, &sink, &spotdraft, &ctx(true, 4)).await?

@@ -105,6 +105,8 @@ pub struct RetryingClient {
     throttle: Arc<Throttle>,
     policy: RetryPolicy,
     rng: Arc<Mutex<StdRng>>,
+    /// Messages and logs show the URL's origin only (the URL is a secret).
+    hide_urls: bool,
 }
 
 impl RetryingClient {
@@ -134,6 +136,32 @@ impl RetryingClient {
             throttle,
             policy,
             rng: Arc::new(Mutex::new(rng)),
+            hide_urls: false,
+        }
+    }
+
+    /// This client's requests go to a URL that is itself a secret (a chat
+    /// webhook whose path carries its token): its errors and logs show the
+    /// URL's scheme and host only.
+    pub fn hiding_urls(self) -> Self {
+        RetryingClient {
+            hide_urls: true,
+            ..self
+        }
+    }
+
+    /// `url` as errors and logs show it.
+    fn shown(&self, url: &str) -> String {
+        if !self.hide_urls {
+            return url.to_string();
+        }
+        match url::Url::parse(url) {
+            Ok(u) => format!(
+                "{}://{}/[redacted]",
+                u.scheme(),
+                u.host_str().unwrap_or_default()
+            ),
+            Err(_) => "[redacted URL]".to_string(),
         }
     }
 
@@ -175,7 +203,7 @@ impl RetryingClient {
         idempotent: bool,
         parse: impl Fn(&[u8]) -> Result<T, serde_json::Error>,
     ) -> Result<(HttpResponse, T), HttpError> {
-        let url = request.url().to_string();
+        let url = self.shown(request.url().as_str());
         let build = |_attempt: u32| {
             let req = request
                 .try_clone()
@@ -200,7 +228,7 @@ impl RetryingClient {
         F: FnMut(u32) -> Fut,
         Fut: std::future::Future<Output = Result<reqwest::Request, HttpError>>,
     {
-        let url = url.to_string();
+        let url = self.shown(url);
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
@@ -264,7 +292,7 @@ impl RetryingClient {
         request: reqwest::Request,
         idempotent: bool,
     ) -> Result<(reqwest::Response, u32), HttpError> {
-        let url = request.url().to_string();
+        let url = self.shown(request.url().as_str());
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {

@@ -167,7 +167,7 @@ pub async fn upsert_contracts(
     let snapshot = write_snapshot(settings, &store, &snap_path, merged.rows).await?;
     stats.snapshot_rows = snapshot.height();
     if let Err(e) = states.clear_all().await {
-        tracing::warn!(job = %settings.job, error = %e, "spilled enrichment results not cleaned up");
+        tracing::warn!(job = %settings.job, error = %crate::error_chain::error_chain(&e), "spilled enrichment results not cleaned up");
     }
     // The client's figures since it was made: the caller's whole run.
     stats.requests = client.request_counts();

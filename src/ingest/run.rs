@@ -199,7 +199,7 @@ pub async fn ingest_with_control(
     states.save(&done).await.map_err(state_err)?;
     stats.watermark_after = Some(progress.run_start);
     if let Err(e) = states.clear_pages().await {
-        tracing::warn!(job = %job, error = %e, "spilled pages not cleaned up");
+        tracing::warn!(job = %job, error = %crate::error_chain::error_chain(&e), "spilled pages not cleaned up");
     }
 
     stats.requests = client.request_counts();

@@ -7,7 +7,9 @@ pub mod create;
 pub mod raw;
 mod validate;
 
-pub use validate::{default_owner, load_job, load_job_with_env, JobProblem, JobProblems};
+pub use validate::{
+    default_owner, load_job, load_job_text, load_job_with_env, JobProblem, JobProblems,
+};
 
 use crate::reconcile::spec::ReconcileSpec;
 use crate::secret::Secret;

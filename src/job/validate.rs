@@ -57,6 +57,23 @@ pub fn load_job_with_env(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Job, JobProblems> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        JobProblems(vec![JobProblem {
+            file: path.display().to_string(),
+            key: "-".into(),
+            reason: format!("cannot read the job file: {e}"),
+        }])
+    })?;
+    load_job_text(path, &text, env)
+}
+
+/// Validates a job file's `text` as if read from `path` (relative paths are
+/// read from its folder; problems name it), reading secrets through `env`.
+pub fn load_job_text(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Job, JobProblems> {
     let file = path.display().to_string();
     let problem = |key: &str, reason: String| {
         JobProblems(vec![JobProblem {
@@ -65,10 +82,8 @@ pub fn load_job_with_env(
             reason,
         }])
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| problem("-", format!("cannot read the job file: {e}")))?;
-    let raw: RawJobFile = toml::from_str(&text).map_err(|e| {
-        let (key, reason) = describe_toml_error(&text, &e);
+    let raw: RawJobFile = toml::from_str(text).map_err(|e| {
+        let (key, reason) = describe_toml_error(text, &e);
         problem(&key, reason)
     })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -58,7 +58,7 @@ async fn create(ctx: &Ctx, dir: &Path, record: &LeaseRecord) -> Result<bool, Lea
         return Ok(true);
     }
     if let Err(e) = ctx.store.delete(&path).await {
-        tracing::debug!(path = %path, error = %e, "could not remove a superseded lease generation");
+        tracing::debug!(path = %path, error = %crate::error_chain::error_chain(&e), "could not remove a superseded lease generation");
     }
     latest.map(|_| false)
 }
@@ -68,7 +68,7 @@ async fn cleanup(ctx: &Ctx, dir: &Path, keep_from: u64) {
     let old = match generations(ctx, dir).await {
         Ok(found) => found.into_iter().take_while(|g| *g < keep_from),
         Err(e) => {
-            tracing::debug!(path = %dir, error = %e, "could not list old lease generations");
+            tracing::debug!(path = %dir, error = %crate::error_chain::error_chain(&e), "could not list old lease generations");
             return;
         }
     };
@@ -77,7 +77,7 @@ async fn cleanup(ctx: &Ctx, dir: &Path, keep_from: u64) {
         match ctx.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
-                tracing::debug!(path = %path, error = %e, "could not delete an old lease generation")
+                tracing::debug!(path = %path, error = %crate::error_chain::error_chain(&e), "could not delete an old lease generation")
             }
         }
     }

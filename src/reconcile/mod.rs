@@ -130,7 +130,7 @@ pub enum ReconcileError {
         key: String,
     },
     /// Polars failed while computing the plan.
-    #[error("reconciliation failed in Polars: {0}")]
+    #[error("reconciliation failed in Polars")]
     Polars(#[from] PolarsError),
 }
 

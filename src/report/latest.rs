@@ -209,7 +209,7 @@ async fn read_versioned(
             }),
         )),
         Err(e) => {
-            tracing::warn!(path = %path, error = %e, "latest.json is unreadable; rebuilding it from the run records");
+            tracing::warn!(path = %path, error = %crate::error_chain::error_chain(&e), "latest.json is unreadable; rebuilding it from the run records");
             let rebuilt = rebuild_latest(store, prefix, job).await?;
             Ok((
                 rebuilt,
@@ -243,7 +243,7 @@ pub async fn rebuild_latest(
             Ok(Some(r)) if r.job == job && r.kind == super::lifecycle::RunKind::Nightly => r,
             Ok(_) => continue,
             Err(e) => {
-                tracing::warn!(error = %e, "skipping an unreadable run record");
+                tracing::warn!(error = %crate::error_chain::error_chain(&e), "skipping an unreadable run record");
                 continue;
             }
         };

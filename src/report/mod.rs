@@ -76,7 +76,7 @@ pub enum ReportError {
         source: Box<polars::error::PolarsError>,
     },
     /// Polars failed while computing a breakdown or serializing a file.
-    #[error("building {path}: {source}")]
+    #[error("building {path}")]
     Polars {
         /// The object path (or summary part) being built.
         path: String,
@@ -85,7 +85,7 @@ pub enum ReportError {
         source: Box<polars::error::PolarsError>,
     },
     /// A JSON document could not be written or read.
-    #[error("JSON at {path}: {source}")]
+    #[error("JSON at {path}")]
     Json {
         /// The object path.
         path: String,
@@ -94,7 +94,7 @@ pub enum ReportError {
         source: serde_json::Error,
     },
     /// The object store refused a read or a write.
-    #[error("{op} {path} in {store}: {source}")]
+    #[error("{op} {path} in {store}")]
     Store {
         /// `writing`, `reading` or `checking`.
         op: &'static str,
@@ -135,7 +135,7 @@ pub enum ReportError {
         attempts: usize,
     },
     /// The blocking task that ran the Polars work panicked or was cancelled.
-    #[error("report task for {dir} failed: {source}")]
+    #[error("report task for {dir} failed")]
     Task {
         /// The run directory.
         dir: String,

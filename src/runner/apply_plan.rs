@@ -120,7 +120,7 @@ pub async fn apply_plan(job: &Job, request: ApplyPlanRequest) -> anyhow::Result<
     }
     .await;
     if let Err(e) = lease.release().await {
-        tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
+        tracing::warn!(job = %job.name, error = %crate::error_chain::error_chain(&e), "the job's lease was not released; it expires by itself");
     }
     outcome
 }

@@ -66,7 +66,7 @@ pub async fn run_backfill(
     release_lease(job, lease).await;
     let record = history::RunRecord::of_run(job, &run_id, &opts, started, &outcome);
     if let Err(e) = history::write_record(&output, &record).await {
-        tracing::warn!(job = %job.name, run = %run_id, error = %e, "the run record was not written");
+        tracing::warn!(job = %job.name, run = %run_id, error = %crate::error_chain::anyhow_chain(&e), "the run record was not written");
     }
     outcome
 }
@@ -206,7 +206,7 @@ async fn backfill_under_lease(
     state.finished = true;
     bf_store.save(&state).await?;
     if let Err(e) = bf_store.clear_pages().await {
-        tracing::warn!(job = %job.name, error = %e, "the backfill's spilled pages were not cleaned up");
+        tracing::warn!(job = %job.name, error = %crate::error_chain::error_chain(&e), "the backfill's spilled pages were not cleaned up");
     }
     Ok(outcome)
 }

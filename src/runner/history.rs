@@ -133,7 +133,7 @@ impl RunRecord {
                     RunStatus::Failed
                 };
                 record.exit_code = if held { 4 } else { 1 };
-                record.error = Some(format!("{e:#}"));
+                record.error = Some(crate::error_chain::anyhow_chain(e));
             }
         }
         record
@@ -182,7 +182,9 @@ pub async fn read_records(
             .map_err(|e| anyhow::anyhow!("reading the run record {path}: {e}"))?;
         match serde_json::from_slice::<RunRecord>(&bytes) {
             Ok(record) => records.push(record),
-            Err(e) => tracing::warn!(%path, error = %e, "unreadable run record skipped"),
+            Err(e) => {
+                tracing::warn!(%path, error = %crate::error_chain::error_chain(&e), "unreadable run record skipped")
+            }
         }
     }
     records.sort_by_key(|r| std::cmp::Reverse(r.started_at));

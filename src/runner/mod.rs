@@ -99,7 +99,7 @@ pub async fn run_job(job: &Job, opts: RunOptions) -> anyhow::Result<RunOutcome> 
     let recorded = match history::write_record(&output, &record).await {
         Ok(path) => Some(output.display_object(&path)),
         Err(e) => {
-            tracing::warn!(job = %job.name, run = %run_id, error = %e, "the run record was not written");
+            tracing::warn!(job = %job.name, run = %run_id, error = %crate::error_chain::anyhow_chain(&e), "the run record was not written");
             None
         }
     };
@@ -163,7 +163,7 @@ async fn run_leased(
         remove_expired(job, settings, output, run_id).await;
     }
     if let Err(e) = lease.release().await {
-        tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
+        tracing::warn!(job = %job.name, error = %crate::error_chain::error_chain(&e), "the job's lease was not released; it expires by itself");
     }
     outcome
 }
@@ -199,7 +199,7 @@ async fn remove_expired(
         ),
         Err(e) => {
             let e = anyhow::Error::new(e);
-            tracing::warn!(job = %job.name, error = %format!("{e:#}"), "retention stopped");
+            tracing::warn!(job = %job.name, error = %crate::error_chain::anyhow_chain(&e), "retention stopped");
         }
     }
 }

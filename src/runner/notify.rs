@@ -220,7 +220,8 @@ pub async fn send(settings: &NotifySettings, payload: &Value) -> Result<u32, Str
         client,
         Arc::new(Throttle::new(1, 1)),
         settings.retry.clone(),
-    );
+    )
+    .hiding_urls();
     match http.send(request, true).await {
         Ok(resp) => Ok(resp.attempts),
         Err(e) => Err(describe(&e)),

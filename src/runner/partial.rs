@@ -85,7 +85,7 @@ pub(super) async fn take_lease(
 /// Releases the lease, warning when it cannot.
 pub(super) async fn release_lease(job: &Job, lease: LeaseGuard) {
     if let Err(e) = lease.release().await {
-        tracing::warn!(job = %job.name, error = %e, "the job's lease was not released; it expires by itself");
+        tracing::warn!(job = %job.name, error = %crate::error_chain::error_chain(&e), "the job's lease was not released; it expires by itself");
     }
 }
 

@@ -80,7 +80,7 @@ pub async fn run_targeted(
     if let Ok(output) = output_location(job, &opts) {
         let record = history::RunRecord::of_run(job, &run_id, &opts, started, &outcome);
         if let Err(e) = history::write_record(&output, &record).await {
-            tracing::warn!(job = %job.name, run = %run_id, error = %e, "the run record was not written");
+            tracing::warn!(job = %job.name, run = %run_id, error = %crate::error_chain::anyhow_chain(&e), "the run record was not written");
         }
     }
     outcome

@@ -131,7 +131,7 @@ pub enum GenError {
         max: u64,
     },
     /// The output folder could not be created.
-    #[error("cannot create output folder {path}: {source}")]
+    #[error("cannot create output folder {path}")]
     CreateDir {
         /// The folder.
         path: PathBuf,
@@ -139,7 +139,7 @@ pub enum GenError {
         source: std::io::Error,
     },
     /// A file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         /// The file.
         path: PathBuf,
@@ -147,7 +147,7 @@ pub enum GenError {
         source: std::io::Error,
     },
     /// A record could not be serialized.
-    #[error("cannot serialize a row of {path}: {source}")]
+    #[error("cannot serialize a row of {path}")]
     Serialize {
         /// The file.
         path: PathBuf,
@@ -155,7 +155,7 @@ pub enum GenError {
         source: serde_json::Error,
     },
     /// A Parquet file could not be built or written.
-    #[error("cannot write Parquet file {path}: {source}")]
+    #[error("cannot write Parquet file {path}")]
     Parquet {
         /// The file.
         path: PathBuf,

@@ -79,13 +79,13 @@ impl fmt::Debug for SandboxCredentials {
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// A dataset file or folder could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     /// A JSON line of a dataset file does not parse.
-    #[error("{} line {line}: {source}", path.display())]
+    #[error("{} line {line}", path.display())]
     BadLine {
         path: PathBuf,
         line: usize,
@@ -105,7 +105,7 @@ pub enum SandboxError {
         value: String,
     },
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

@@ -91,7 +91,9 @@ impl Launcher for RunJobs {
                     job = %job.name, run = %outcome.summary.run_id,
                     drift = outcome.drift_total(), report = %outcome.report_dir, "run finished"
                 ),
-                Err(e) => tracing::error!(job = %job.name, error = %format!("{e:#}"), "run failed"),
+                Err(e) => {
+                    tracing::error!(job = %job.name, error = %crate::error_chain::anyhow_chain(&e), "run failed")
+                }
             }
         })
     }
@@ -100,7 +102,7 @@ impl Launcher for RunJobs {
         self.metrics.record_skipped(&job.name);
         Box::pin(async move {
             if let Err(e) = runner::record_skipped(&job, &opts, reason.describe()).await {
-                tracing::warn!(job = %job.name, error = %format!("{e:#}"), "the skipped run was not recorded");
+                tracing::warn!(job = %job.name, error = %crate::error_chain::anyhow_chain(&e), "the skipped run was not recorded");
             }
         })
     }
@@ -212,7 +214,7 @@ pub fn reload_jobs(scheduler: &mut Scheduler, dir: &std::path::Path, now: DateTi
     for job in jobs {
         let name = job.name.clone();
         if let Err(e) = scheduler.load(job, None, now) {
-            tracing::error!(job = %name, error = %e, "job not scheduled");
+            tracing::error!(job = %name, error = %crate::error_chain::anyhow_chain(&e), "job not scheduled");
         }
     }
     tracing::info!(jobs = ?scheduler.jobs(), "jobs loaded");
@@ -230,7 +232,7 @@ async fn last_run(job: &Job) -> Option<DateTime<Utc>> {
     let output = runner::job_output(job).ok()?;
     let records = history::read_records(output.store.as_ref(), &output.path, &job.name, 1)
         .await
-        .map_err(|e| tracing::warn!(job = %job.name, error = %e, "run history unreadable"))
+        .map_err(|e| tracing::warn!(job = %job.name, error = %crate::error_chain::anyhow_chain(&e), "run history unreadable"))
         .ok()?;
     records
         .first()
@@ -252,7 +254,7 @@ pub async fn run(
     for job in jobs {
         let (name, last) = (job.name.clone(), last_run(&job).await);
         if let Err(e) = scheduler.load(job, last, now) {
-            tracing::error!(job = %name, error = %e, "job not scheduled");
+            tracing::error!(job = %name, error = %crate::error_chain::anyhow_chain(&e), "job not scheduled");
         }
     }
     for name in scheduler.jobs() {

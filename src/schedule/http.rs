@@ -168,7 +168,7 @@ async fn runs(State(s): State<HttpState>, Query(q): Query<RunsQuery>) -> Respons
         match read.await {
             Ok(mut r) => records.append(&mut r),
             Err(e) => {
-                tracing::warn!(job = %job.name, error = %format!("{e:#}"), "run history unreadable");
+                tracing::warn!(job = %job.name, error = %crate::error_chain::anyhow_chain(&e), "run history unreadable");
                 let body = json!({"error": format!("job {}: run history unreadable", job.name)});
                 return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
             }

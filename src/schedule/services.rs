@@ -96,7 +96,7 @@ impl Services {
             let listener = http::bind(addr, what).await?;
             servers.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
-                    tracing::error!(error = %e, "{what}: server stopped");
+                    tracing::error!(error = %crate::error_chain::error_chain(&e), "{what}: server stopped");
                 }
             }));
         }
@@ -192,7 +192,7 @@ async fn webhook_job(job: &Job, launcher: &RunJobs) -> Option<(Endpoint, Consume
     let (key, output) = match (key, output) {
         (Ok(key), Ok(output)) => (key, output),
         (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(job = %job.name, error = %format!("{e:#}"), "webhooks not taken for this job");
+            tracing::error!(job = %job.name, error = %crate::error_chain::anyhow_chain(&e), "webhooks not taken for this job");
             return None;
         }
     };
@@ -230,7 +230,7 @@ fn erp_job(job: &Job, launcher: &RunJobs) -> Option<(ErpEndpoint, Consumer<ErpQu
     let output = match runner::job_output(job) {
         Ok(output) => output,
         Err(e) => {
-            tracing::error!(job = %job.name, error = %format!("{e:#}"), "ERP events not taken for this job");
+            tracing::error!(job = %job.name, error = %crate::error_chain::anyhow_chain(&e), "ERP events not taken for this job");
             return None;
         }
     };

@@ -81,6 +81,15 @@ pub fn reported_drift(report_dir: &Path) -> BTreeSet<DriftKey> {
     drift_keys(&ParquetReader::new(file).finish().unwrap())
 }
 
+/// The `contract-recon` binary: Cargo's build of it, or the file
+/// `CONTRACT_RECON_BIN` names (a target folder shared by several checkouts
+/// holds one `debug/contract-recon`, the last one built).
+pub fn binary() -> PathBuf {
+    std::env::var_os("CONTRACT_RECON_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_contract-recon")))
+}
+
 /// Runs the built `contract-recon` binary.
 pub fn cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_contract-recon"))

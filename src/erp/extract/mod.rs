@@ -249,16 +249,25 @@ pub async fn load_extract(src: ExtractSource<'_>) -> Result<Extract, ExtractErro
     task.await.unwrap_or_else(|e| {
         // A damaged file can make a decoder panic instead of erring: that is
         // still this file's parse error, not the process's.
-        Err(ExtractError::Parse {
-            url,
-            format: format.name(),
-            source: if e.is_panic() {
-                "the file is damaged (the decoder stopped)".into()
-            } else {
-                format!("the loading task failed: {e}").into()
-            },
+        Err(if e.is_panic() {
+            damaged(&url, format)
+        } else {
+            ExtractError::Parse {
+                url,
+                format: format.name(),
+                source: format!("the loading task failed: {e}").into(),
+            }
         })
     })
+}
+
+/// The error for a file whose decoder panicked.
+fn damaged(url: &str, format: ExtractFormat) -> ExtractError {
+    ExtractError::Parse {
+        url: url.to_string(),
+        format: format.name(),
+        source: "the file is damaged (the decoder stopped)".into(),
+    }
 }
 
 fn check_mapping(url: &str, columns: &BTreeMap<String, String>) -> Result<(), ExtractError> {
@@ -298,7 +307,12 @@ pub fn parse_and_validate(
             let size = bytes.len() as u64;
             csv::read_csv(url, std::io::Cursor::new(bytes), columns, size)?
         }
-        ExtractFormat::Parquet => parquet::read_parquet_bytes(url, bytes, columns)?,
+        // A damaged file can make the decoder panic instead of erring: that
+        // is still this file's parse error, not the process's.
+        ExtractFormat::Parquet => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            parquet::read_parquet_bytes(url, bytes, columns)
+        }))
+        .unwrap_or_else(|_| Err(damaged(url, format)))?,
     };
     finish(url, raw, columns)
 }

@@ -288,11 +288,17 @@ fn pending(error: String) -> WriteOutcome {
 }
 
 /// A failed request: a non-retryable status is `Rejected` with the ERP's
-/// code and message; retries that ran out (or a transport failure) `Pending`.
+/// code and message; refused credentials (401, 403: the write never reached
+/// the record), retries that ran out and transport failures are `Pending`,
+/// sent again by the next run.
 fn failed(err: HttpError) -> WriteOutcome {
     match err {
+        HttpError::Status(resp) if matches!(resp.status, 401 | 403) => pending(format!(
+            "the ERP refused the credentials (HTTP {}): check [apply.rest]'s auth; sent again by the next run",
+            resp.status
+        )),
         HttpError::Status(resp) => rejected(resp.status, &resp.body),
-        other => pending(error_chain(&other)),
+        other => pending(crate::error_chain::error_chain(&other)),
     }
 }
 
@@ -309,18 +315,6 @@ fn rejected(status: u16, body: &[u8]) -> WriteOutcome {
     }
 }
 
-/// An error and its sources, on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// One batch result `{erp_record_id, status, version?, error?, replayed?}`.
 fn batch_result(result: &Value) -> WriteOutcome {
     let status = result.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
@@ -333,7 +327,9 @@ fn batch_result(result: &Value) -> WriteOutcome {
     let error = result.get("error").cloned().unwrap_or(Value::Null);
     let body = serde_json::to_vec(&error).unwrap_or_default();
     match status {
-        408 | 429 | 500..=599 => pending(format!("batch operation answered {status}: {error}")),
+        401 | 403 | 408 | 429 | 500..=599 => {
+            pending(format!("batch operation answered {status}: {error}"))
+        }
         0 => pending(format!("batch result without a status: {result}")),
         _ => rejected(status, &body),
     }

@@ -50,7 +50,7 @@ pub struct Acknowledgements(pub BTreeMap<String, Acknowledgement>);
 #[derive(Debug, thiserror::Error)]
 pub enum AckError {
     /// The file could not be read.
-    #[error("acknowledgement file {}: {source}", path.display())]
+    #[error("acknowledgement file {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,

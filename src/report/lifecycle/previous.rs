@@ -173,7 +173,9 @@ async fn run_records(
         match get_json::<RunManifest>(store, path).await {
             Ok(Some(r)) if r.job == job => records.push(r),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "skipping an unreadable run record"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain::error_chain(&e), "skipping an unreadable run record")
+            }
         }
     }
     records.sort_by_cached_key(|r| crate::report::latest::run_order(r.run_date, &r.finished_at));
@@ -223,7 +225,7 @@ pub async fn previous_erp_rows_valid(
         Ok(Some(summary)) => Ok(Some((previous.run_id, summary.inputs.erp_rows_valid))),
         Ok(None) => Ok(None),
         Err(e) => {
-            tracing::warn!(path = %previous.summary, error = %e, "the previous nightly run's summary is unreadable; the row-drop check is skipped");
+            tracing::warn!(path = %previous.summary, error = %crate::error_chain::error_chain(&e), "the previous nightly run's summary is unreadable; the row-drop check is skipped");
             Ok(None)
         }
     }

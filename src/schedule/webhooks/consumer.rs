@@ -195,7 +195,7 @@ impl<E: Lane> Consumer<E> {
             let pending = match self.queue.pending().await {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::error!(job = %name, error = %e, "webhook queue unreadable");
+                    tracing::error!(job = %name, error = %crate::error_chain::error_chain(&e), "webhook queue unreadable");
                     if !sleep_or_stop(backoff, &mut stop).await {
                         return;
                     }
@@ -235,7 +235,7 @@ impl<E: Lane> Consumer<E> {
             match result {
                 Ok(()) => {
                     if let Err(e) = self.queue.remove(&covered).await {
-                        tracing::error!(job = %name, error = %e, "covered webhook entries not removed (they will be run again)");
+                        tracing::error!(job = %name, error = %crate::error_chain::error_chain(&e), "covered webhook entries not removed (they will be run again)");
                     }
                     backoff = t.retry_initial;
                     // Entries beyond the batch run next, without a new wait.
@@ -243,7 +243,7 @@ impl<E: Lane> Consumer<E> {
                 }
                 Err(e) => {
                     tracing::error!(
-                        job = %name, error = %format!("{e:#}"), retry_in = ?backoff,
+                        job = %name, error = %crate::error_chain::anyhow_chain(&e), retry_in = ?backoff,
                         "targeted run failed: its webhook entries stay queued"
                     );
                     if !sleep_or_stop(backoff, &mut stop).await {

@@ -91,7 +91,7 @@ pub enum Enqueued {
 
 /// A queue that cannot be written or read.
 #[derive(Debug, thiserror::Error)]
-#[error("webhook queue {path}: {source}")]
+#[error("webhook queue {path}")]
 pub struct QueueError {
     /// The object or folder.
     pub path: String,
@@ -266,7 +266,9 @@ impl<E: QueueItem> WebhookQueue<E> {
             };
             match serde_json::from_slice::<E>(&bytes) {
                 Ok(entry) => queued.push(Queued { path, entry }),
-                Err(e) => tracing::warn!(%path, error = %e, "unreadable webhook queue entry left"),
+                Err(e) => {
+                    tracing::warn!(%path, error = %crate::error_chain::error_chain(&e), "unreadable webhook queue entry left")
+                }
             }
         }
         queued.sort_by(|a, b| {

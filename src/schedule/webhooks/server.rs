@@ -103,25 +103,84 @@ fn answer(code: StatusCode, message: &str) -> Response {
     (code, Json(json!({ "error": message }))).into_response()
 }
 
-/// The checks every delivery passes before its body is parsed, for a job's
-/// endpoint of one kind.
-struct Gate<'a> {
-    /// Metric outcomes are prefixed with this (`""`, `"erp_"`).
-    metric_prefix: &'static str,
-    max_body_bytes: usize,
-    /// The signature's header.
-    header: &'static str,
-    /// Whether a header value signs the body.
-    verify: &'a (dyn Fn(&[u8], &str) -> bool + Send + Sync),
+/// Why a delivery whose body was read is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The signature header is missing or does not sign the body (401).
+    BadSignature,
+    /// The body is not the expected JSON object (400). Only the error's
+    /// position is kept: its text may quote the body.
+    Malformed {
+        /// serde_json's class of the error (syntax, data, EOF).
+        kind: String,
+        /// Line of the error in the body (1-based; 0 for a shape error).
+        line: usize,
+        /// Column of the error in the body.
+        column: usize,
+    },
 }
 
-/// The body once the daemon takes deliveries, it is within
-/// `max_body_bytes` and its signature is good; else the answer (503, 413,
-/// 401), counted and logged.
-async fn signed_body(
+impl Refusal {
+    fn malformed(e: &serde_json::Error) -> Refusal {
+        Refusal::Malformed {
+            kind: format!("{:?}", e.classify()),
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+/// `T` from a JSON object body (serde would also read a struct from an
+/// array).
+fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .and_then(|object| serde_json::from_value::<T>(object.into()))
+        .map_err(|e| Refusal::malformed(&e))
+}
+
+/// A SpotDraft delivery as the endpoint checks it once read: `signature`
+/// (the `X-SD-WEBHOOK-CONTENT-HASH` header) signs `body` with `key`, and
+/// the body is a JSON object with an integer `contract_id`. Pure: no I/O.
+pub fn check_delivery(
+    key: &WebhookKey,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<Delivery, Refusal> {
+    if !signature.is_some_and(|sig| key.verify(body, sig)) {
+        return Err(Refusal::BadSignature);
+    }
+    parse_object(body)
+}
+
+/// An ERP event as the endpoint checks it once read: `signature` (the
+/// `X-Contract-Recon-Signature` header) signs `body` with `key`, and the
+/// body is a JSON object with a non-empty string `record_id`. Pure: no I/O.
+pub fn check_erp_event(
+    key: &ErpEventKey,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<ErpEvent, Refusal> {
+    if !signature.is_some_and(|sig| key.verify(body, sig)) {
+        return Err(Refusal::BadSignature);
+    }
+    let event: ErpEvent = parse_object(body)?;
+    if event.record_id.trim().is_empty() {
+        return Err(Refusal::Malformed {
+            kind: "Data".into(),
+            line: 0,
+            column: 0,
+        });
+    }
+    Ok(event)
+}
+
+/// The body once the daemon takes deliveries and it is within
+/// `max_body_bytes`; else the answer (503, 413), counted and logged.
+async fn read_body(
     s: &WebhookState,
     job: &str,
-    gate: Gate<'_>,
+    metric_prefix: &str,
+    max_body_bytes: usize,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<axum::body::Bytes, Response> {
@@ -131,64 +190,62 @@ async fn signed_body(
             "stopping; deliver again later",
         ));
     }
-    let count = |outcome: &str| {
+    let too_large = || {
         s.metrics
-            .record_webhook(job, &format!("{}{outcome}", gate.metric_prefix))
+            .record_webhook(job, &format!("{metric_prefix}too_large"));
+        answer(StatusCode::PAYLOAD_TOO_LARGE, "body over max_body_bytes")
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > gate.max_body_bytes as u64) {
-        count("too_large");
+    if declared.is_some_and(|n| n > max_body_bytes as u64) {
         tracing::warn!(%job, bytes = declared, "webhook refused: body over max_body_bytes");
-        return Err(answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body over max_body_bytes",
-        ));
+        return Err(too_large());
     }
-    let Ok(body) = axum::body::to_bytes(body, gate.max_body_bytes).await else {
-        count("too_large");
-        tracing::warn!(%job, "webhook refused: body over max_body_bytes (or cut short)");
-        return Err(answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body over max_body_bytes",
-        ));
-    };
-    let signature = headers.get(gate.header).and_then(|v| v.to_str().ok());
-    if !signature.is_some_and(|sig| (gate.verify)(&body, sig)) {
-        count("bad_signature");
-        tracing::warn!(%job, header = gate.header, signed = signature.is_some(), "webhook refused: bad or missing signature");
-        return Err(answer(
-            StatusCode::UNAUTHORIZED,
-            &format!("bad or missing {}", gate.header),
-        ));
-    }
-    Ok(body)
+    axum::body::to_bytes(body, max_body_bytes)
+        .await
+        .map_err(|_| {
+            tracing::warn!(%job, "webhook refused: body over max_body_bytes (or cut short)");
+            too_large()
+        })
 }
 
-/// `T` from a JSON object body (serde would also read a struct from an
-/// array); `None` (counted `malformed`, logged without the body) otherwise.
-fn parse_object<T: serde::de::DeserializeOwned>(
-    body: &[u8],
+/// The answer to a refused delivery (401, 400), counted and logged without
+/// the body.
+fn refuse(
+    s: &WebhookState,
     job: &str,
+    metric_prefix: &str,
+    signature_header: &str,
     expected: &str,
-    count: &dyn Fn(&str),
-) -> Option<T> {
-    let parsed = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
-        .and_then(|object| serde_json::from_value::<T>(object.into()));
-    match parsed {
-        Ok(t) => Some(t),
-        Err(e) => {
+    bytes: usize,
+    refusal: Refusal,
+) -> Response {
+    let count = |outcome: &str| {
+        s.metrics
+            .record_webhook(job, &format!("{metric_prefix}{outcome}"))
+    };
+    match refusal {
+        Refusal::BadSignature => {
+            count("bad_signature");
+            tracing::warn!(%job, header = signature_header, "webhook refused: bad or missing signature");
+            answer(
+                StatusCode::UNAUTHORIZED,
+                &format!("bad or missing {signature_header}"),
+            )
+        }
+        Refusal::Malformed { kind, line, column } => {
             count("malformed");
-            // The error's position only: its text may quote the body.
-            tracing::warn!(
-                %job, kind = ?e.classify(), line = e.line(), column = e.column(), bytes = body.len(),
-                "webhook refused: not {expected}"
-            );
-            None
+            tracing::warn!(%job, %kind, line, column, bytes, "webhook refused: not {expected}");
+            answer(StatusCode::BAD_REQUEST, &format!("expected {expected}"))
         }
     }
+}
+
+/// The value of header `name`, when it is text.
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 async fn deliver(
@@ -200,21 +257,26 @@ async fn deliver(
     let Some(endpoint) = s.endpoints.get(&job) else {
         return answer(StatusCode::NOT_FOUND, "no job of this name takes webhooks");
     };
-    let verify = |body: &[u8], sig: &str| endpoint.key.verify(body, sig);
-    let gate = Gate {
-        metric_prefix: "",
-        max_body_bytes: endpoint.max_body_bytes,
-        header: SIGNATURE_HEADER,
-        verify: &verify,
-    };
-    let body = match signed_body(&s, &job, gate, &headers, body).await {
+    let body = match read_body(&s, &job, "", endpoint.max_body_bytes, &headers, body).await {
         Ok(body) => body,
         Err(answer) => return answer,
     };
     let count = |outcome: &str| s.metrics.record_webhook(&job, outcome);
-    let expected = "JSON with an integer contract_id";
-    let Some(delivery) = parse_object::<Delivery>(&body, &job, expected, &count) else {
-        return answer(StatusCode::BAD_REQUEST, &format!("expected {expected}"));
+    let signature = header_text(&headers, SIGNATURE_HEADER);
+    let delivery = match check_delivery(&endpoint.key, &body, signature) {
+        Ok(delivery) => delivery,
+        Err(refusal) => {
+            let expected = "JSON with an integer contract_id";
+            return refuse(
+                &s,
+                &job,
+                "",
+                SIGNATURE_HEADER,
+                expected,
+                body.len(),
+                refusal,
+            );
+        }
     };
     match endpoint.queue.enqueue(&delivery, &body).await {
         Ok(queued) => {
@@ -230,7 +292,7 @@ async fn deliver(
         }
         Err(e) => {
             count("store_error");
-            tracing::error!(%job, error = %e, "webhook not queued");
+            tracing::error!(%job, error = %crate::error_chain::error_chain(&e), "webhook not queued");
             answer(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "could not queue the delivery",
@@ -251,27 +313,27 @@ async fn deliver_erp(
             "no job of this name takes ERP events",
         );
     };
-    let verify = |body: &[u8], sig: &str| endpoint.key.verify(body, sig);
-    let gate = Gate {
-        metric_prefix: "erp_",
-        max_body_bytes: endpoint.max_body_bytes,
-        header: ERP_SIGNATURE_HEADER,
-        verify: &verify,
-    };
-    let body = match signed_body(&s, &job, gate, &headers, body).await {
+    let body = match read_body(&s, &job, "erp_", endpoint.max_body_bytes, &headers, body).await {
         Ok(body) => body,
         Err(answer) => return answer,
     };
     let count = |outcome: &str| s.metrics.record_webhook(&job, &format!("erp_{outcome}"));
-    let expected = "JSON with a non-empty string record_id";
-    let Some(event) = parse_object::<ErpEvent>(&body, &job, expected, &count) else {
-        return answer(StatusCode::BAD_REQUEST, &format!("expected {expected}"));
+    let signature = header_text(&headers, ERP_SIGNATURE_HEADER);
+    let event = match check_erp_event(&endpoint.key, &body, signature) {
+        Ok(event) => event,
+        Err(refusal) => {
+            let expected = "JSON with a non-empty string record_id";
+            return refuse(
+                &s,
+                &job,
+                "erp_",
+                ERP_SIGNATURE_HEADER,
+                expected,
+                body.len(),
+                refusal,
+            );
+        }
     };
-    if event.record_id.trim().is_empty() {
-        count("malformed");
-        tracing::warn!(%job, "ERP event refused: empty record_id");
-        return answer(StatusCode::BAD_REQUEST, &format!("expected {expected}"));
-    }
     match endpoint.queue.enqueue(&event, &body).await {
         Ok(queued) => {
             let duplicate = queued == Enqueued::Duplicate;
@@ -286,7 +348,7 @@ async fn deliver_erp(
         }
         Err(e) => {
             count("store_error");
-            tracing::error!(%job, error = %e, "ERP event not queued");
+            tracing::error!(%job, error = %crate::error_chain::error_chain(&e), "ERP event not queued");
             answer(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "could not queue the event",

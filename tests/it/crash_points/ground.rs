@@ -13,9 +13,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// Names another build of `contract-recon` to run (default: cargo's).
-pub const BIN_ENV: &str = "CONTRACT_RECON_TEST_BIN";
-
 /// The job's name (`jobs/create-demo.toml`).
 pub const JOB: &str = "create-demo";
 
@@ -122,10 +119,7 @@ impl Ground {
     /// `contract-recon <args>` as a command with the job's secrets.
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let creds = self.sandbox.credentials();
-        let bin = std::env::var_os(BIN_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_contract-recon")));
-        let mut cmd = tokio::process::Command::new(bin);
+        let mut cmd = tokio::process::Command::new(crate::common::binary());
         cmd.args(args)
             .env("CONTRACT_RECON_LOG", "warn")
             .env("SD_ID", &creds.client_id)
