@@ -81,23 +81,28 @@ fn the_seed_corpus_passes_every_target() {
 }
 
 #[test]
-fn a_parquet_file_that_panics_the_decoder_is_a_parse_error_naming_it() {
-    let path = repo().join("fixtures/fuzz/extract_parquet/decoder_range_panic.parquet");
-    let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
-    let columns = [("erp_record_id", "RECORD_ID")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let err = contract_recon::erp::extract::parse_and_validate(
-        "decoder_range_panic.parquet",
-        bytes,
-        ExtractFormat::Parquet,
-        &columns,
-    )
-    .unwrap_err();
-    let text = contract_recon::error_chain::error_chain(&err);
-    assert!(
-        text.contains("decoder_range_panic.parquet") && text.contains("damaged"),
-        "{text}"
-    );
+fn damaged_parquet_files_that_crashed_a_decoder_are_parse_errors_naming_them() {
+    // Both once crashed Polars' Parquet decoder (a panic; an abort on a 2^61-byte
+    // allocation); the loader reads Parquet with the `parquet` crate now.
+    for name in ["decoder_range_panic.parquet", "page_alloc_abort.parquet"] {
+        let path = repo().join("fixtures/fuzz/extract_parquet").join(name);
+        let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
+        let columns = [("erp_record_id", "RECORD_ID")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let err = contract_recon::erp::extract::parse_and_validate(
+            name,
+            bytes,
+            ExtractFormat::Parquet,
+            &columns,
+        )
+        .unwrap_err();
+        let text = contract_recon::error_chain::error_chain(&err);
+        assert!(
+            matches!(err, contract_recon::erp::extract::ExtractError::Parse { .. })
+                && text.starts_with(&format!("cannot parse ERP extract {name} as Parquet: ")),
+            "{text}"
+        );
+    }
 }
