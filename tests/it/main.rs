@@ -9,6 +9,7 @@ mod deploy;
 mod erp_events;
 mod erp_sink;
 mod extract_guard;
+mod faults;
 mod fixture_rules;
 mod fixtures;
 mod history;
