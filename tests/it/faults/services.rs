@@ -10,6 +10,7 @@ use super::{
 };
 use crate::common::{expected_drift, repo, reported_drift, DriftKey};
 use contract_recon::job::{ApplyMode, Job};
+use contract_recon::lease::LeaseError;
 use contract_recon::runner::{run_job, RunOptions, RunOutcome};
 use contract_recon::sandbox::Sandbox;
 use object_store::ObjectStore;
@@ -31,7 +32,9 @@ pub struct Completed {
 /// Runs `job` (applying its corrections) until a run completes with no
 /// correction left failed, at most `tries` runs. Every failed run must name
 /// `sandbox`'s address (the URL at fault) or the output store's injected
-/// failure.
+/// failure, or be refused by the lease a failed run could not release (the
+/// store failing): the next run then takes it over with `--break-lease`, as
+/// the refusal says.
 pub async fn run_until_complete(
     job: &Job,
     sandbox: &Sandbox,
@@ -40,10 +43,12 @@ pub async fn run_until_complete(
 ) -> Completed {
     let addr = sandbox.local_addr().to_string();
     let mut failures = Vec::new();
+    let mut break_lease = false;
     for run in 1..=tries {
         let opts = RunOptions {
             apply_mode: Some(ApplyMode::Apply),
             output_store: store.clone(),
+            break_lease: std::mem::take(&mut break_lease),
             ..RunOptions::default()
         };
         match run_job(job, opts).await {
@@ -64,6 +69,10 @@ pub async fn run_until_complete(
                 "corrections failed: {:?}",
                 outcome.summary.apply.map(|a| a.outcomes)
             )),
+            Err(e) if matches!(e.downcast_ref(), Some(LeaseError::Held { .. })) => {
+                break_lease = true;
+                failures.push(chain(&e));
+            }
             Err(e) => {
                 let text = chain(&e);
                 assert!(
