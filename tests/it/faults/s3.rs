@@ -3,6 +3,13 @@
 //! extract from it and writes its reports, `latest.json` and its lease there,
 //! through the same `s3://` URLs and `AWS_*` variables as in production; the
 //! conditional puts the lease and `latest.json` rely on are checked directly.
+//!
+//! What this server lacks: s3s-fs 0.14 checks `If-None-Match: *` and
+//! `If-Match` before it writes, not atomically with the write, so two writers
+//! racing within one request's time could both pass; the lease's race tests
+//! run on `InMemory` (`src/lease/tests.rs`). Servers that accept the headers
+//! and ignore them are simulated with `FaultyStore` over this one, and the
+//! lease's fallback (Generations, or a clear refusal) is checked on them.
 
 use crate::common::{demo_job_in, drift_keys, expected_drift, repo};
 use contract_recon::lease::{self, Holder, LeaseConfig, LeaseError, LeaseScheme};
