@@ -172,7 +172,7 @@ async fn a_run_that_cannot_get_through_fails_naming_the_url_and_its_rerun_comple
     // Three attempts per request: at these rates some request runs out.
     job.fetch.max_attempts = 3;
     sandbox.faults().set(high_faults());
-    let done = run_until_complete(&job, &sandbox, None, 30).await;
+    let done = run_until_complete(&job, &sandbox, None, 50).await;
     assert!(
         !done.failures.is_empty(),
         "no run failed with 3 attempts per request (seed {seed})"
