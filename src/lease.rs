@@ -28,7 +28,10 @@
 //!   higher generation exists.
 //!
 //! [`LeaseScheme::Auto`] probes the store once per acquisition: it writes
-//! `{prefix}/_leases/.probe` and tries a conditional update of it. Whichever scheme
+//! `{prefix}/_leases/.probe`, tries a conditional update of it, then the same
+//! update on the now stale version, which must fail (some S3-compatible
+//! servers ignore `If-Match`; those get Generations if they enforce
+//! `If-None-Match`, else [`LeaseError::NoConditionalWrites`]). Whichever scheme
 //! is used, acquisition also looks at the other scheme's location and refuses (or,
 //! with `break_lease`, breaks) a live lease there, so a store whose configuration
 //! changed between two runs cannot let both in.
@@ -190,6 +193,18 @@ pub enum LeaseError {
         path: Path,
         /// Why it does not parse.
         source: serde_json::Error,
+    },
+    /// The store accepts conditional writes and ignores their conditions (a
+    /// stale `If-Match` update and an `If-None-Match` create of an existing
+    /// object both succeeded), so no lease can keep a second run out.
+    #[error(
+        "lease {path}: the output store ignores conditional writes (If-Match and \
+         If-None-Match), so it cannot hold a lease; use a store that enforces them \
+         (AWS S3, or an S3-compatible server with conditional writes)"
+    )]
+    NoConditionalWrites {
+        /// The probe object.
+        path: Path,
     },
     /// The lease kept changing under this run's attempts to take it.
     #[error("lease {path} of job {job:?} kept changing while taking it; try again")]
@@ -660,21 +675,47 @@ fn store_error(op: &'static str, path: &Path) -> impl FnOnce(object_store::Error
     }
 }
 
-/// Decides the scheme for [`LeaseScheme::Auto`]: a plain write of the probe object,
-/// then a conditional update of it.
+/// Decides the scheme for [`LeaseScheme::Auto`]: a plain write of the probe
+/// object, then a conditional update of it, then the same update again, now
+/// on a stale version, which must fail: some S3-compatible servers accept
+/// `If-Match` and ignore it. Such a store gets Generations when it refuses a
+/// `Create` of the existing probe, and [`LeaseError::NoConditionalWrites`]
+/// when it ignores both.
 async fn probe(store: &dyn ObjectStore, prefix: &Path) -> Result<LeaseScheme, LeaseError> {
     let path = prefix.clone().join(LEASES_DIR).join(".probe");
-    let payload = || PutPayload::from_static(b"{\"probe\":true}\n");
+    // Three different bodies: S3's e-tag is the MD5 of the body, so equal
+    // bodies would make the stale version look current.
+    let payload = |n: u8| PutPayload::from(format!("{{\"probe\":{n}}}\n").into_bytes());
     let written = store
-        .put(&path, payload())
+        .put(&path, payload(0))
         .await
         .map_err(store_error("probe write", &path))?;
-    let update = PutOptions::from(PutMode::Update(written.into()));
-    match store.put_opts(&path, payload(), update).await {
-        // A precondition failure means another run probed in between: updates work.
-        Ok(_) | Err(object_store::Error::Precondition { .. }) => Ok(LeaseScheme::ConditionalUpdate),
-        Err(object_store::Error::NotImplemented { .. }) => Ok(LeaseScheme::Generations),
-        Err(e) => Err(store_error("probe conditional update", &path)(e)),
+    let stale = UpdateVersion::from(written);
+    let update = || PutOptions::from(PutMode::Update(stale.clone()));
+    match store.put_opts(&path, payload(1), update()).await {
+        Ok(_) => {}
+        // Another run probed in between: updates work.
+        Err(object_store::Error::Precondition { .. }) => return Ok(LeaseScheme::ConditionalUpdate),
+        Err(object_store::Error::NotImplemented { .. }) => return Ok(LeaseScheme::Generations),
+        Err(e) => return Err(store_error("probe conditional update", &path)(e)),
+    }
+    match store.put_opts(&path, payload(2), update()).await {
+        Err(object_store::Error::Precondition { .. }) => return Ok(LeaseScheme::ConditionalUpdate),
+        Ok(_) => {}
+        Err(e) => return Err(store_error("probe conditional update", &path)(e)),
+    }
+    let create = PutOptions::from(PutMode::Create);
+    match store.put_opts(&path, payload(3), create).await {
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            tracing::warn!(
+                path = %path,
+                "the output store ignores If-Match (a stale conditional update succeeded): \
+                 leases use one object per generation instead"
+            );
+            Ok(LeaseScheme::Generations)
+        }
+        Ok(_) => Err(LeaseError::NoConditionalWrites { path }),
+        Err(e) => Err(store_error("probe create", &path)(e)),
     }
 }
 

@@ -35,5 +35,8 @@ pub mod schedule;
 pub mod secret;
 pub mod spotdraft;
 pub mod storage;
+/// The object store that fails on demand, under the name the unit tests use.
 #[cfg(test)]
-pub(crate) mod test_store;
+pub(crate) mod test_store {
+    pub(crate) use crate::sandbox::faulty_store::{FaultyStore, INJECTED};
+}

@@ -670,6 +670,29 @@ async fn auto_probe_picks_the_scheme_the_store_supports() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn the_probe_sees_through_a_store_that_ignores_conditions() {
+    let prefix = Path::from("out/demo");
+    let store = FaultyStore::in_memory();
+    store.ignore_if_match(true);
+    assert_eq!(
+        probe(store.as_ref(), &prefix).await.unwrap(),
+        LeaseScheme::Generations,
+        "a stale If-Match update succeeded: Generations, which need only If-None-Match"
+    );
+    store.ignore_if_none_match(true);
+    let err = probe(store.as_ref(), &prefix).await.unwrap_err();
+    assert!(
+        matches!(err, LeaseError::NoConditionalWrites { .. }),
+        "{err:?}"
+    );
+    store.heal();
+    assert_eq!(
+        probe(store.as_ref(), &prefix).await.unwrap(),
+        LeaseScheme::ConditionalUpdate
+    );
+}
+
 /// Whether the newest lease object at `path` (or under the folder `path`) is released.
 async fn released(store: &dyn ObjectStore, path: &str) -> bool {
     let path = Path::from(path);

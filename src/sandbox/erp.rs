@@ -49,7 +49,7 @@
 
 use crate::sandbox::dataset::ErpRecord;
 use crate::sandbox::erp_writes::{batch, patch_record, post_attachment};
-use crate::sandbox::faults::Api;
+use crate::sandbox::faults::{self, Api};
 use crate::sandbox::server::AppState;
 use crate::sandbox::store::{now_iso, ErpWrite, State as Store};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -165,7 +165,10 @@ async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
                 }
                 resp
             }
-            None => next.run(req).await,
+            None => {
+                let resp = next.run(req).await;
+                faults::spoil(&s.faults, decision.cut, resp).await
+            }
         }
     };
     if matches!(

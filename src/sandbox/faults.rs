@@ -5,7 +5,10 @@
 //! the configuration back shows what is left.
 
 use crate::sandbox::store::MutationKind;
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -36,6 +39,24 @@ pub struct HttpFaults {
     pub slow_rate: f64,
     /// Delay of a slow response, milliseconds.
     pub slow_ms: u64,
+    /// Share of requests (0 to 1) answered 429 without `Retry-After`.
+    pub throttle_rate: f64,
+    /// Share of requests (0 to 1) answered 429 with `Retry-After:
+    /// retry_after_secs` (1 when `retry_after_secs` is not set).
+    pub throttle_retry_after_rate: f64,
+    /// Share of requests (0 to 1) never answered: held for `hang_ms` (an hour
+    /// when 0) before the handler, so only the client's timeout ends them.
+    pub hang_rate: f64,
+    /// How long a hung request is held, milliseconds (0: an hour).
+    pub hang_ms: u64,
+    /// Share of requests (0 to 1) whose answer is cut mid-body by closing the
+    /// connection: the handler ran (a write is applied), the status and the
+    /// whole body's `Content-Length` were sent, then part of the body.
+    pub reset_rate: f64,
+    /// Share of JSON answers (0 to 1) cut at a seeded point inside the body,
+    /// status kept, with a `Content-Length` that matches the cut body (a flaky
+    /// proxy); the handler ran. Other answers (documents) are never cut so.
+    pub truncate_rate: f64,
 }
 
 /// SpotDraft-only faults.
@@ -104,9 +125,57 @@ pub(crate) enum Api {
 pub(crate) struct Decision {
     /// Answer this status instead of calling the handler; `Some(secs)` adds `Retry-After`.
     pub reject: Option<(StatusCode, Option<u64>)>,
-    /// Wait this long first.
+    /// Wait this long first (a slow or a hung answer).
     pub delay: Option<Duration>,
+    /// Spoil the handler's answer this way.
+    pub cut: Option<Cut>,
 }
+
+/// How an answer is spoiled after its handler ran.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Cut {
+    /// Send this share (0 to 1) of the body, then close the connection.
+    Reset(f64),
+    /// Send this share (0 to 1) of a JSON body, with a matching `Content-Length`.
+    Truncate(f64),
+}
+
+/// How many faults of each kind were injected, both APIs together
+/// (`GET /_sandbox/stats` `faults`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultCounts {
+    /// Answers 500, 502 or 503 (`error_rate`).
+    pub server_errors: u64,
+    /// Answers 429 without `Retry-After` (`throttle_rate`, bursts without it).
+    pub throttled: u64,
+    /// Answers 429 with `Retry-After` (`throttle_retry_after_rate`, bursts with it).
+    pub throttled_retry_after: u64,
+    /// Slow answers (`slow_rate`).
+    pub slow: u64,
+    /// Requests held unanswered (`hang_rate`).
+    pub hung: u64,
+    /// Connections closed mid-body (`reset_rate`).
+    pub resets: u64,
+    /// JSON bodies cut with a matching length (`truncate_rate`, `truncated_body_next`,
+    /// `malformed_json_next`).
+    pub truncated: u64,
+}
+
+impl FaultCounts {
+    /// Every fault counted.
+    pub fn total(&self) -> u64 {
+        self.server_errors
+            + self.throttled
+            + self.throttled_retry_after
+            + self.slow
+            + self.hung
+            + self.resets
+            + self.truncated
+    }
+}
+
+/// How long a hung request is held when `hang_ms` is 0.
+const HANG_DEFAULT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 struct Inner {
@@ -114,6 +183,7 @@ struct Inner {
     rng: StdRng,
     shift_seen: u64,
     shift_done: u32,
+    counts: FaultCounts,
 }
 
 /// Runtime switch for faults. Cheap to clone; all clones share one state.
@@ -134,6 +204,7 @@ impl FaultsHandle {
             rng: StdRng::seed_from_u64(seed),
             shift_seen: 0,
             shift_done: 0,
+            counts: FaultCounts::default(),
         };
         FaultsHandle(Arc::new(Mutex::new(inner)))
     }
@@ -171,35 +242,80 @@ impl FaultsHandle {
         self.lock().shift_done
     }
 
-    /// Decides the fate of one request (counts burst 429s down).
+    /// Decides the fate of one request (counts burst 429s down, and counts
+    /// the faults decided).
     pub(crate) fn decide(&self, api: Api) -> Decision {
         let mut inner = self.lock();
-        let Inner { config, rng, .. } = &mut *inner;
+        let Inner {
+            config,
+            rng,
+            counts,
+            ..
+        } = &mut *inner;
         let http = match api {
             Api::SpotDraft => &mut config.spotdraft.http,
             Api::Erp => &mut config.erp.http,
         };
         let mut decision = Decision::default();
-        if http.slow_rate > 0.0 && rng.random_bool(http.slow_rate.clamp(0.0, 1.0)) {
+        if draw(rng, http.hang_rate) {
+            counts.hung += 1;
+            decision.delay = Some(match http.hang_ms {
+                0 => HANG_DEFAULT,
+                ms => Duration::from_millis(ms),
+            });
+        } else if draw(rng, http.slow_rate) {
+            counts.slow += 1;
             decision.delay = Some(Duration::from_millis(http.slow_ms));
         }
         if http.burst_429 > 0 {
             http.burst_429 -= 1;
             decision.reject = Some((StatusCode::TOO_MANY_REQUESTS, http.retry_after_secs));
-        } else if http.error_rate > 0.0 && rng.random_bool(http.error_rate.clamp(0.0, 1.0)) {
+        } else if draw(rng, http.error_rate) {
             let status = [
                 StatusCode::INTERNAL_SERVER_ERROR,
                 StatusCode::BAD_GATEWAY,
                 StatusCode::SERVICE_UNAVAILABLE,
             ][rng.random_range(0..3)];
             decision.reject = Some((status, None));
+        } else if draw(rng, http.throttle_rate) {
+            decision.reject = Some((StatusCode::TOO_MANY_REQUESTS, None));
+        } else if draw(rng, http.throttle_retry_after_rate) {
+            let secs = http.retry_after_secs.unwrap_or(1);
+            decision.reject = Some((StatusCode::TOO_MANY_REQUESTS, Some(secs)));
+        } else if draw(rng, http.reset_rate) {
+            decision.cut = Some(Cut::Reset(rng.random::<f64>()));
+        } else if draw(rng, http.truncate_rate) {
+            decision.cut = Some(Cut::Truncate(rng.random::<f64>()));
+        }
+        match decision.reject {
+            Some((StatusCode::TOO_MANY_REQUESTS, None)) => counts.throttled += 1,
+            Some((StatusCode::TOO_MANY_REQUESTS, Some(_))) => counts.throttled_retry_after += 1,
+            Some(_) => counts.server_errors += 1,
+            None => {}
         }
         decision
     }
 
+    /// Counts one spoiled answer (`Reset`, or a `Truncate` of a JSON body).
+    pub(crate) fn count_cut(&self, cut: Cut) {
+        let mut inner = self.lock();
+        match cut {
+            Cut::Reset(_) => inner.counts.resets += 1,
+            Cut::Truncate(_) => inner.counts.truncated += 1,
+        }
+    }
+
+    /// The faults injected so far, by kind.
+    pub fn counts(&self) -> FaultCounts {
+        self.lock().counts.clone()
+    }
+
     /// True (and counts down) when this list response must be malformed.
     pub(crate) fn take_malformed(&self) -> bool {
-        take(&mut self.lock().config.spotdraft.malformed_json_next)
+        let mut inner = self.lock();
+        let taken = take(&mut inner.config.spotdraft.malformed_json_next);
+        inner.counts.truncated += u64::from(taken);
+        taken
     }
 
     /// Where to cut this list response of `len` bytes (and counts down), when
@@ -209,6 +325,7 @@ impl FaultsHandle {
         if !take(&mut inner.config.spotdraft.truncated_body_next) {
             return None;
         }
+        inner.counts.truncated += 1;
         Some(inner.rng.random_range(1..len.max(2)))
     }
 
@@ -261,6 +378,69 @@ impl FaultsHandle {
     pub(crate) fn pick(&self, n: usize) -> usize {
         self.lock().rng.random_range(0..n.max(1))
     }
+}
+
+/// Applies `decision.cut` to a handler's answer, counting it; other answers
+/// pass unchanged (a `Truncate` of an answer that is not JSON too).
+pub(crate) async fn spoil(faults: &FaultsHandle, cut: Option<Cut>, resp: Response) -> Response {
+    let Some(cut) = cut else {
+        return resp;
+    };
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if matches!(cut, Cut::Truncate(_)) && !json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sandbox: unreadable answer",
+        )
+            .into_response();
+    };
+    faults.count_cut(cut);
+    let (Cut::Reset(share) | Cut::Truncate(share)) = cut;
+    // Strictly inside the body: at least one byte sent (when there are two)
+    // and at least one missing.
+    let at = ((bytes.len() as f64 * share) as usize)
+        .max(1)
+        .min(bytes.len().saturating_sub(1));
+    let head = bytes.slice(..at);
+    let body = match cut {
+        Cut::Truncate(_) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(at));
+            Body::from(head)
+        }
+        Cut::Reset(_) => {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            let reset = std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "sandbox: connection reset mid-body (injected)",
+            );
+            // The head goes out (and is flushed, while the stream waits)
+            // before the connection is closed.
+            let sent = futures::stream::iter([Ok(head)]);
+            let closed = futures::stream::once(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(reset)
+            });
+            Body::from_stream(sent.chain(closed))
+        }
+    };
+    Response::from_parts(parts, body)
+}
+
+/// True with probability `rate` (never when `rate` is 0).
+fn draw(rng: &mut StdRng, rate: f64) -> bool {
+    rate > 0.0 && rng.random_bool(rate.clamp(0.0, 1.0))
 }
 
 fn take(counter: &mut u32) -> bool {

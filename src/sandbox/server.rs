@@ -331,6 +331,7 @@ async fn get_stats(State(s): State<AppState>) -> Response {
         "erp_writes": state.writes.len(),
         "mutations": state.mutations,
         "page_shift_done": s.faults.page_shift_done(),
+        "faults": s.faults.counts(),
     });
     Json(body).into_response()
 }

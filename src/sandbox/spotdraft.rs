@@ -4,7 +4,7 @@
 //! external metadata and the webhook HMAC key.
 
 use crate::sandbox::dataset::FixtureContract;
-use crate::sandbox::faults::Api;
+use crate::sandbox::faults::{self, Api};
 use crate::sandbox::filters::parse_list_query;
 use crate::sandbox::mutations;
 use crate::sandbox::server::AppState;
@@ -183,7 +183,8 @@ async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
         }
         return resp;
     }
-    next.run(req).await
+    let resp = next.run(req).await;
+    faults::spoil(&s.faults, decision.cut, resp).await
 }
 
 /// Records this request in the workspace's 1-second window; false when over the limit.

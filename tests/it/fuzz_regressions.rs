@@ -100,8 +100,10 @@ fn damaged_parquet_files_that_crashed_a_decoder_are_parse_errors_naming_them() {
         .unwrap_err();
         let text = contract_recon::error_chain::error_chain(&err);
         assert!(
-            matches!(err, contract_recon::erp::extract::ExtractError::Parse { .. })
-                && text.starts_with(&format!("cannot parse ERP extract {name} as Parquet: ")),
+            matches!(
+                err,
+                contract_recon::erp::extract::ExtractError::Parse { .. }
+            ) && text.starts_with(&format!("cannot parse ERP extract {name} as Parquet: ")),
             "{text}"
         );
     }

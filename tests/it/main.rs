@@ -11,6 +11,7 @@ mod erp_events;
 mod erp_sink;
 mod error_chains;
 mod extract_guard;
+mod faults;
 mod fixture_rules;
 mod fixtures;
 mod fuzz_harness;

@@ -9,7 +9,9 @@
 //!   the file part's stream hands over once it has passed completely.
 //!
 //! Each attempt opens the document again ([`DocumentUpload::open`]) and sends
-//! it with the same `Idempotency-Key`.
+//! it with the same `Idempotency-Key`, within [`attempt_timeout`]: an ERP that
+//! never answers is given up on about as soon as for a field update, not
+//! after the whole `upload_timeout`.
 
 use super::{applied, failed, RestSink};
 use crate::crashpoint;
@@ -23,6 +25,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// What the hashing stream saw on its last complete pass.
@@ -63,7 +66,7 @@ pub(super) async fn attach(sink: &RestSink, upload: DocumentUpload) -> WriteOutc
             let form = multipart(stream, upload, expected, seen);
             sink.request(Method::POST, url.clone(), &upload.idempotency_key)
                 .multipart(form)
-                .timeout(sink.config.upload_timeout)
+                .timeout(attempt_timeout(&sink.config, upload.length))
                 .build()
                 .map_err(|e| abort(format!("request could not be built: {e}")))
         }
@@ -192,9 +195,39 @@ fn hashing(
     })
 }
 
+/// The slowest upload an attempt allows for, bytes per second (64 KiB/s).
+pub(crate) const MIN_UPLOAD_BYTES_PER_SEC: u64 = 64 * 1024;
+
+/// One upload attempt's timeout: the request timeout plus the document's
+/// length at [`MIN_UPLOAD_BYTES_PER_SEC`], at most `upload_timeout` (which
+/// alone applies when the length is unknown).
+pub(crate) fn attempt_timeout(config: &super::RestSinkConfig, length: Option<u64>) -> Duration {
+    match length {
+        Some(bytes) => {
+            let sending = Duration::from_secs_f64(bytes as f64 / MIN_UPLOAD_BYTES_PER_SEC as f64);
+            (config.request_timeout + sending).min(config.upload_timeout)
+        }
+        None => config.upload_timeout,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_gets_the_request_timeout_plus_its_bytes_at_the_slowest_rate() {
+        let url = url::Url::parse("http://127.0.0.1:1/erp/").unwrap();
+        let auth = super::super::ErpAuth::Bearer(crate::secret::Secret::new("t".to_string()));
+        let mut config = super::super::RestSinkConfig::new(url, auth);
+        config.request_timeout = Duration::from_secs(30);
+        config.upload_timeout = Duration::from_secs(600);
+        let secs = |len| attempt_timeout(&config, len).as_secs_f64();
+        assert_eq!(secs(Some(0)), 30.0);
+        assert_eq!(secs(Some(64 * 1024 * 10)), 40.0);
+        assert_eq!(secs(Some(1 << 40)), 600.0, "capped by upload_timeout");
+        assert_eq!(secs(None), 600.0, "unknown length: upload_timeout");
+    }
 
     fn chunks(parts: &[&'static [u8]]) -> DocumentStream {
         let items: Vec<io::Result<Bytes>> =
