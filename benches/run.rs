@@ -138,7 +138,7 @@ fn main() -> anyhow::Result<()> {
         .arg(&job)
         .env("BENCH_SD_ID", id)
         .env("BENCH_SD_SECRET", secret)
-        .env("RUST_LOG", "warn")
+        .env("CONTRACT_RECON_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -167,7 +167,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(summary) = latest
         .get("summary")
         .and_then(|s| s.as_str())
-        .map(|s| out.join(s))
+        // Paths in `latest.json` are from the store's root (`/` for a folder).
+        .map(|s| Path::new("/").join(s))
         .and_then(|p| std::fs::read_to_string(p).ok())
     {
         let summary: serde_json::Value = serde_json::from_str(&summary)?;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// The demo job's column mapping (`jobs/demo.toml`), so the fuzzer's inputs
 /// that keep the demo's header reach row validation.
-fn demo_columns() -> BTreeMap<String, String> {
+pub fn demo_columns() -> BTreeMap<String, String> {
     [
         ("erp_record_id", "RECORD_ID"),
         ("spotdraft_contract_id", "SD_CONTRACT_ID"),

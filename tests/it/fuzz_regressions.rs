@@ -87,10 +87,8 @@ fn damaged_parquet_files_that_crashed_a_decoder_are_parse_errors_naming_them() {
     for name in ["decoder_range_panic.parquet", "page_alloc_abort.parquet"] {
         let path = repo().join("fixtures/fuzz/extract_parquet").join(name);
         let bytes = bytes::Bytes::from(std::fs::read(&path).unwrap());
-        let columns = [("erp_record_id", "RECORD_ID")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        // The demo's whole mapping: each file is damaged in one of its columns.
+        let columns = fuzz_harness::demo_columns();
         let err = contract_recon::erp::extract::parse_and_validate(
             name,
             bytes,
