@@ -20,7 +20,7 @@ use anyhow::Context;
 use contract_recon::erp::extract::{
     load_extract, parse_and_validate, Extract, ExtractFormat, ExtractSource,
 };
-use contract_recon::sandbox::dataset::{files, ERP_EXTRACT_COLUMNS};
+use contract_recon::sandbox::dataset::{erp_extract_columns, files};
 use contract_recon::sandbox::gen::{self, GenOptions};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -96,14 +96,6 @@ fn status_mib(key: &str) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
-/// The demo job's mapping, which the generator's extract follows.
-fn columns() -> BTreeMap<String, String> {
-    ERP_EXTRACT_COLUMNS
-        .iter()
-        .map(|(canonical, column)| (canonical.to_string(), column.to_string()))
-        .collect()
-}
-
 /// One case in this process: prints a tab-separated line for the parent.
 fn run_case(case: &str, dir: &Path) -> anyhow::Result<()> {
     let parts: Vec<&str> = case.split(',').collect();
@@ -134,7 +126,7 @@ fn run_case(case: &str, dir: &Path) -> anyhow::Result<()> {
             (memory, at)
         }
     };
-    let columns = columns();
+    let columns = erp_extract_columns();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = status_mib("VmRSS:");
     let started = Instant::now();

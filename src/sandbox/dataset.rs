@@ -51,6 +51,14 @@ pub const ERP_EXTRACT_COLUMNS: [(&str, &str); 11] = [
     ("document_sha256", "DOC_SHA256"),
 ];
 
+/// [`ERP_EXTRACT_COLUMNS`] as a job's `[erp.extract.columns]` table.
+pub fn erp_extract_columns() -> std::collections::BTreeMap<String, String> {
+    ERP_EXTRACT_COLUMNS
+        .iter()
+        .map(|(canonical, column)| (canonical.to_string(), column.to_string()))
+        .collect()
+}
+
 /// One contract as the sandbox stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FixtureContract {

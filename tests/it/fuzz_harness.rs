@@ -12,22 +12,7 @@ use std::path::Path;
 /// The demo job's column mapping (`jobs/demo.toml`), so the fuzzer's inputs
 /// that keep the demo's header reach row validation.
 pub fn demo_columns() -> BTreeMap<String, String> {
-    [
-        ("erp_record_id", "RECORD_ID"),
-        ("spotdraft_contract_id", "SD_CONTRACT_ID"),
-        ("vendor_id", "VENDOR_NO"),
-        ("po_number", "PO_NUMBER"),
-        ("legal_entity_id", "LEGAL_ENTITY"),
-        ("status", "STATUS"),
-        ("amount", "AMOUNT"),
-        ("currency", "CURRENCY"),
-        ("effective_date", "EFFECTIVE_DATE"),
-        ("expiry_date", "EXPIRY_DATE"),
-        ("document_sha256", "DOC_SHA256"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    contract_recon::sandbox::dataset::erp_extract_columns()
 }
 
 /// The extract loader on `data` as a file of `format`: an error must name the

@@ -24,22 +24,7 @@ fn fixtures() -> PathBuf {
 
 /// `[erp.extract.columns]` of `jobs/demo.toml`.
 fn demo_columns() -> BTreeMap<String, String> {
-    [
-        ("erp_record_id", "RECORD_ID"),
-        ("spotdraft_contract_id", "SD_CONTRACT_ID"),
-        ("vendor_id", "VENDOR_NO"),
-        ("po_number", "PO_NUMBER"),
-        ("legal_entity_id", "LEGAL_ENTITY"),
-        ("status", "STATUS"),
-        ("amount", "AMOUNT"),
-        ("currency", "CURRENCY"),
-        ("effective_date", "EFFECTIVE_DATE"),
-        ("expiry_date", "EXPIRY_DATE"),
-        ("document_sha256", "DOC_SHA256"),
-    ]
-    .into_iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect()
+    crate::sandbox::dataset::erp_extract_columns()
 }
 
 fn assert_same(streamed: &Extract, whole: &Extract, what: &str) {
