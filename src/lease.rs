@@ -261,7 +261,7 @@ pub async fn acquire(
     if let Err(e) = lease.guard_other_scheme(break_lease).await {
         if let Err(release) = lease.write(true).await {
             tracing::warn!(
-                job = %lease.ctx.job, path = %lease.path(), error = %error_chain(&release),
+                job = %lease.ctx.job, path = %lease.path(), error = %crate::error_chain::error_chain(&release),
                 "could not release the lease after refusing the run; it will expire"
             );
         }
@@ -717,18 +717,6 @@ async fn probe(store: &dyn ObjectStore, prefix: &Path) -> Result<LeaseScheme, Le
         Ok(_) => Err(LeaseError::NoConditionalWrites { path }),
         Err(e) => Err(store_error("probe create", &path)(e)),
     }
-}
-
-/// An error and its sources, for logs.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// How many times an acquisition re-reads a lease that changed under it.

@@ -249,7 +249,12 @@ pub async fn read_document(base: &FsPath, location: &str) -> Result<Vec<u8>, Str
             .display()
             .to_string()
     };
-    let at = crate::storage::resolve(&url).map_err(|e| format!("document {location}: {e}"))?;
+    let at = crate::storage::resolve(&url).map_err(|e| {
+        format!(
+            "document {location}: {}",
+            crate::error_chain::error_chain(&e)
+        )
+    })?;
     let got = at
         .store
         .get(&at.path)

@@ -12,6 +12,7 @@ use super::spotdraft::SpotDraftSide;
 use super::ApplyError;
 use crate::erp::files::FilesSink;
 use crate::erp::rest::{ErpAuth as RestAuth, PathTemplates, RestSink, RestSinkConfig};
+use crate::error_chain::error_chain;
 use crate::job::{ErpAuth, Job, RestSinkSettings, SinkSettings};
 use crate::report::layout::{job_root, table_run_dir, APPLY_RESULTS_TABLE, PLAN_TABLE, RUNS_TABLE};
 use crate::report::{
@@ -263,7 +264,7 @@ pub async fn apply_actions(
     .map_err(|e| ApplyError::Sink {
         job: job.name.clone(),
         key: "output.url".into(),
-        message: format!("publishing apply_results: {e}"),
+        message: format!("publishing apply_results: {}", error_chain(&e)),
     })?;
     Ok((execution, summary))
 }
@@ -358,8 +359,9 @@ pub async fn load_plan(
                 .finish()
         }
     }
-    .map_err(|e| refuse(format!("{plan_path} is unreadable: {e}")))?;
-    let checksum = plan_checksum(&frame).map_err(|e| refuse(format!("{plan_path}: {e}")))?;
+    .map_err(|e| refuse(format!("{plan_path} is unreadable: {}", error_chain(&e))))?;
+    let checksum =
+        plan_checksum(&frame).map_err(|e| refuse(format!("{plan_path}: {}", error_chain(&e))))?;
     if checksum != apply.plan_checksum {
         return Err(refuse(format!(
             "{plan_path} no longer matches the checksum its run recorded ({} != {}): it was modified",

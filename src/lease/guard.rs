@@ -1,6 +1,7 @@
 //! [`LeaseGuard`]: a lease renewed by a background task.
 
-use super::{error_chain, Clock, Holder, Lease, LeaseError};
+use super::{Clock, Holder, Lease, LeaseError};
+use crate::error_chain::error_chain;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

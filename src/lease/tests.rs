@@ -4,6 +4,7 @@
 //! [`ManualClock`]; only the keep-alive tests use real time.
 
 use super::*;
+use crate::error_chain::error_chain;
 use crate::test_store::FaultyStore;
 use chrono::TimeZone;
 use object_store::local::LocalFileSystem;

@@ -147,18 +147,19 @@ async fn writes_failing_at_any_point_fail_the_run_clearly_and_a_rerun_publishes_
     let clean_store = FaultyStore::in_memory();
     let clean = run_on(&job, &clean_store).await.unwrap();
     let clean_drift = drift_of(clean_store.as_ref(), &clean).await;
-    let writes = clean_store.writes();
-    assert!(writes.len() > 10, "{writes:?}");
+    let names = clean_store.writes();
+    assert!(names.len() > 10, "{names:?}");
     // The run record is written after the run, best effort: its failure is
     // logged, never the run's.
-    assert!(writes.last().unwrap().contains("/_history/"), "{writes:?}");
-    let writes = writes.len() as u64;
+    assert!(names.last().unwrap().contains("/_history/"), "{names:?}");
+    let writes = names.len() as u64;
 
     // The first write (the lease), then points spread over the run, the last
     // ones among the publishing copies, `_SUCCESS`, `latest.json`, the
     // watermark, the lease's release and the run record.
     let mut points: Vec<u64> = (0..6).map(|i| i * writes / 6).collect();
     points.extend(writes - 5..writes);
+
     for after in points {
         let store = FaultyStore::in_memory();
         store.fail_writes_after(after);
@@ -315,4 +316,28 @@ async fn a_multipart_upload_failing_after_some_parts_leaves_nothing_and_is_sent_
     );
     let stored = store.get(&path).await.unwrap().bytes().await.unwrap();
     assert_eq!(stored, document);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_of_the_apply_results_names_the_store_failure() {
+    // Published after the corrections are sent: a failure there once lost its
+    // cause from the message, which named only the file.
+    let tmp = tempfile::tempdir().unwrap();
+    let (job, _sandbox) = super::job_against_faulty_sandbox(tmp.path(), 0).await;
+    let store = FaultyStore::in_memory();
+    store.fail_on(Some("apply_summary.json"));
+    let output: Arc<dyn ObjectStore> = store.clone();
+    let opts = RunOptions {
+        output_store: Some(output),
+        apply_mode: Some(contract_recon::job::ApplyMode::Apply),
+        ..RunOptions::default()
+    };
+    let err = run_job(&job, opts)
+        .await
+        .expect_err("the apply results cannot be written");
+    let text = chain(&err);
+    assert!(
+        text.contains("apply_summary.json") && text.contains(INJECTED),
+        "{text}"
+    );
 }
