@@ -1,7 +1,7 @@
 //! The retry and throttle policy shared by every HTTP client.
 //!
 //! - [`retry`]: the pure parts: [`RetryPolicy`], status classification, backoff math;
-//! - [`throttle`]: one GCRA limiter per workspace and one in-flight cap per client, with [`HttpStats`];
+//! - [`throttle`]: one sliding-window limiter per workspace (never more than the rate in any 1-second window) and one in-flight cap per client, with [`HttpStats`];
 //! - [`workspaces`]: the process's one limiter per SpotDraft workspace;
 //! - [`send`]: [`RetryingClient`], which sends one request through both and reads the body.
 //!
