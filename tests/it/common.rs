@@ -153,3 +153,31 @@ pub fn rest_sink_to(
         },
     }))
 }
+
+/// Asks `sandbox` to sign and deliver SpotDraft's webhook for `contract_id`
+/// (`activity`, e.g. `CONTRACT_EXECUTED`) to `url`; the sandbox's answer,
+/// whose `status` is the receiver's.
+pub async fn sandbox_sends_webhook(
+    sandbox: &contract_recon::sandbox::Sandbox,
+    url: &str,
+    contract_id: i64,
+    activity: &str,
+) -> serde_json::Value {
+    reqwest::Client::new()
+        .post(format!(
+            "http://{}/_sandbox/webhooks/send",
+            sandbox.local_addr()
+        ))
+        .json(&serde_json::json!({
+            "url": url,
+            "contract_id": contract_id,
+            "activity": activity,
+        }))
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

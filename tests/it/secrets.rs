@@ -488,24 +488,15 @@ async fn no_secret_appears_in_any_log_report_record_page_or_error() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let client = reqwest::Client::new();
-    let sent: serde_json::Value = client
-        .post(format!(
-            "http://{}/_sandbox/webhooks/send",
-            sandbox.local_addr()
-        ))
-        .json(&serde_json::json!({
-            "url": format!("{hooks}/webhooks/spotdraft/secrets"),
-            "contract_id": number,
-            "activity": "CONTRACT_KEY_POINTER_UPDATION",
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = crate::common::sandbox_sends_webhook(
+        &sandbox,
+        &format!("{hooks}/webhooks/spotdraft/secrets"),
+        number,
+        "CONTRACT_KEY_POINTER_UPDATION",
+    )
+    .await;
     assert_eq!(sent["status"], 202, "{sent}");
+    let client = reqwest::Client::new();
     let body = br#"{"record_id": "ERP-NEW-0001", "event": "purchase_request.approved"}"#;
     let erp_url = format!("{hooks}/webhooks/erp/secrets");
     for (signature, expected) in [

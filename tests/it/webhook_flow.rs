@@ -128,22 +128,13 @@ async fn a_signed_webhook_becomes_a_planned_correction() {
 
     // SpotDraft sends the delivery, signed with its key.
     let started = Instant::now();
-    let sent: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "http://{}/_sandbox/webhooks/send",
-            sandbox.local_addr()
-        ))
-        .json(&serde_json::json!({
-            "url": format!("http://{addr}/webhooks/spotdraft/demo"),
-            "contract_id": number,
-            "activity": "CONTRACT_KEY_POINTER_UPDATION",
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sent = crate::common::sandbox_sends_webhook(
+        &sandbox,
+        &format!("http://{addr}/webhooks/spotdraft/demo"),
+        number,
+        "CONTRACT_KEY_POINTER_UPDATION",
+    )
+    .await;
     assert_eq!(sent["status"], 202, "{sent}");
     let answered = started.elapsed();
 

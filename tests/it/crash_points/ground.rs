@@ -10,7 +10,6 @@ use contract_recon::sandbox::{Dataset, Sandbox, SandboxConfig};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// The job's name (`jobs/create-demo.toml`).
@@ -132,20 +131,13 @@ impl Ground {
     /// Asks the sandbox to deliver SpotDraft's webhook for `contract_id` to
     /// the daemon listening on `addr`; the receiver's status.
     pub async fn send_webhook(&self, addr: &str, contract_id: i64) -> u16 {
-        let root = self.sandbox.spotdraft_base_url().replace("/api/", "/");
-        let body = serde_json::json!({
-            "url": format!("http://{addr}/webhooks/spotdraft/{JOB}"),
-            "contract_id": contract_id,
-            "activity": "CONTRACT_EXECUTED",
-        });
-        let resp = reqwest::Client::new()
-            .post(format!("{root}_sandbox/webhooks/send"))
-            .json(&body)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .unwrap();
-        let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+        let answer = crate::common::sandbox_sends_webhook(
+            &self.sandbox,
+            &format!("http://{addr}/webhooks/spotdraft/{JOB}"),
+            contract_id,
+            "CONTRACT_EXECUTED",
+        )
+        .await;
         answer["status"].as_u64().unwrap_or(0) as u16
     }
 }
